@@ -1,0 +1,5 @@
+"""Allows ``python -m drp``."""
+
+from drp.cli.app import main
+
+main()

@@ -1,0 +1,70 @@
+"""The Transport protocol: the one seam between the engine and the network.
+
+The engine only ever talks to a :class:`Transport`. ``ssh.py`` implements it
+with paramiko/fabric, ``local.py`` with subprocess, and ``drp.testing`` ships a
+scriptable fake for unit tests.
+
+Contract:
+- ``connect()`` opens the connection (idempotent: a no-op when open) and
+  returns which address was used; raises :class:`drp.errors.ConnectError`
+  (or :class:`drp.errors.HostKeyError`) when no address works.
+- ``run()`` runs one shell command line and returns a
+  :class:`drp.results.CommandResult` whatever the exit code. It raises
+  :class:`drp.errors.ConnectError` when the connection is lost (the caller
+  decides whether to retry) and :class:`drp.errors.CommandTimeout` after
+  killing the command (and its process group) on the host when ``timeout``
+  elapses. ``on_output`` receives stdout lines as they arrive (progress).
+- ``put()`` writes bytes to a remote path atomically (temp file + rename).
+- ``cancel()`` may be called from another thread (Ctrl-C): it kills every
+  command this transport started that is still running (the whole process
+  group on the host) and makes the in-flight ``run()`` raise
+  :class:`drp.errors.Cancelled`.
+- ``close()`` is idempotent; a later ``connect()`` reconnects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from drp.results import CommandResult
+
+OutputCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ConnectInfo:
+    """How a connection was made: which address, whether it was a fallback path."""
+
+    host: str
+    address: str
+    port: int
+    via_fallback: bool = False
+    via_jump: str | None = None
+
+
+class Transport(Protocol):
+    """What the engine needs from a host connection."""
+
+    @property
+    def host(self) -> str: ...
+
+    def connect(self) -> ConnectInfo: ...
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandResult: ...
+
+    def put(self, data: bytes, dest: str, *, mode: int | None = None) -> None: ...
+
+    def get(self, path: str) -> bytes: ...
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
