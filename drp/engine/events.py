@@ -1,0 +1,81 @@
+"""Events: the one stream that the engine emits and that the journal, console and notifiers read.
+
+The engine never prints; it emits :class:`Event` values. The journal stores each
+one as a JSON line (see ``drp.journal``), *before* the side effect it announces,
+so that the journal is both the checkpoint and the audit log.
+
+Vocabulary (the ``type`` strings are stored: never change them):
+
+run.started      data: runbook, runbook_path, runbook_sha256, params (secrets masked),
+                 inventory, inventory_sha256, targets, command_line, drp_version, dry_run
+run.resumed      data: command_line, allow_changed, approvals
+run.finished     outcome: RunStatus; data: hosts {host: HostStatus}
+host.connected   host; data: address, port, via_fallback, via_jump
+host.unreachable host; message
+host.finished    host; outcome: HostStatus
+lock.acquired / lock.released / lock.forced   host; data: holder
+step.started     host, step; data: kind, name, destructive, command
+step.skipped     host, step; outcome "skipped"; message: why (when, unless guard, done)
+step.attempt     host, step, attempt, exit_code, duration; outcome ok|failed;
+                 data: phase (guard|action|verify|rollback|poll), command, stdout, stderr, error
+step.progress    host, step; data: percent (float|None), elapsed, message (sparse: not every poll)
+step.waiting     host, step; message: rendered instructions (manual gate / confirm)
+step.approved    host, step; data: by, note      (also for confirmations of destructive steps)
+step.rejected    host, step; data: by, note
+step.finished    host, step, duration; outcome: StepStatus; data: captures, message
+rollback.started / rollback.finished   host, step; outcome
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "run.started"
+    RUN_RESUMED = "run.resumed"
+    RUN_FINISHED = "run.finished"
+    HOST_CONNECTED = "host.connected"
+    HOST_UNREACHABLE = "host.unreachable"
+    HOST_FINISHED = "host.finished"
+    LOCK_ACQUIRED = "lock.acquired"
+    LOCK_RELEASED = "lock.released"
+    LOCK_FORCED = "lock.forced"
+    STEP_STARTED = "step.started"
+    STEP_SKIPPED = "step.skipped"
+    STEP_ATTEMPT = "step.attempt"
+    STEP_PROGRESS = "step.progress"
+    STEP_WAITING = "step.waiting"
+    STEP_APPROVED = "step.approved"
+    STEP_REJECTED = "step.rejected"
+    STEP_FINISHED = "step.finished"
+    ROLLBACK_STARTED = "rollback.started"
+    ROLLBACK_FINISHED = "rollback.finished"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened in a run. Secrets are already masked when it is built."""
+
+    type: EventType
+    run_id: str
+    host: str | None = None
+    step: str | None = None
+    attempt: int | None = None
+    outcome: str | None = None
+    exit_code: int | None = None
+    duration: float | None = None
+    message: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    ts: datetime = field(default_factory=utcnow)
+
+
+Sink = Callable[[Event], None]
