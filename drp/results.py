@@ -33,6 +33,7 @@ class HostStatus(StrEnum):
     PAUSED = "paused"
     REJECTED = "rejected"
     INTERRUPTED = "interrupted"
+    HALTED = "halted"
     NOT_RUN = "not-run"
 
 

@@ -219,7 +219,22 @@ def problems_from(exc: ValidationError, source: Source, model: type[BaseModel],
         elif kind.startswith("value_error"):
             message = message.removeprefix("Value error, ")
         problems.append(source.problem(loc, message, hint))
-    return problems
+    return _merge_alternatives(problems)
+
+
+def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
+    """Union types give one error per alternative at the same place: say them once."""
+    merged: list[Problem] = []
+    for problem in problems:
+        last = merged[-1] if merged else None
+        if last and (last.file, last.line, last.column, last.field) == (
+                problem.file, problem.line, problem.column, problem.field):
+            merged[-1] = Problem(last.file, last.line, last.column, last.field,
+                                 f"{last.message}; or {problem.message[0].lower()}"
+                                 f"{problem.message[1:]}", last.hint or problem.hint)
+        else:
+            merged.append(problem)
+    return merged
 
 
 def _is_union_tag(part: str | int) -> bool:
