@@ -1,0 +1,128 @@
+"""Where journals live on disk, and run ids that are safe to use as directory names.
+
+Layout::
+
+    STATE/runs/<run_id>/events.jsonl   the journal (see :mod:`drp.journal.writer`)
+    STATE/runs/<run_id>/.lock          the writer's lock file (holder: pid, operator, start)
+
+``STATE`` is, in order of precedence: the ``--state-dir`` argument, the
+``DRP_STATE_DIR`` environment variable, ``platformdirs.user_data_dir("drp")``.
+
+A run id looks like ``20261121-234112-disk-replace-7f3a``: UTC start time, the
+sanitized runbook name and 4 random hex digits. Ids sort by start time and are
+plain file names; anything that does not match the pattern is refused by
+:func:`validate_run_id`, so a run id can never escape the state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import platformdirs
+
+from drp.errors import InputError
+
+ENV_STATE_DIR = "DRP_STATE_DIR"
+RUNS = "runs"
+EVENTS = "events.jsonl"
+LOCK = ".lock"
+MAX_RUN_ID = 80
+_NAME_MAX = 40
+LATEST = "latest"
+
+RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[a-z0-9]+(?:-[a-z0-9]+)*-[0-9a-f]{4}")
+_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def state_dir(arg: str | os.PathLike[str] | None = None) -> Path:
+    """The state directory: ``arg`` > ``$DRP_STATE_DIR`` > the platform's user data dir."""
+    if arg is not None and str(arg) != "":
+        return Path(arg).expanduser()
+    env = os.environ.get(ENV_STATE_DIR, "")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("drp"))
+
+
+def runs_dir(state: Path) -> Path:
+    """The directory holding one sub-directory per run."""
+    return state / RUNS
+
+
+def run_dir(state: Path, run_id: str) -> Path:
+    """The directory of one run; ``run_id`` is validated first."""
+    return runs_dir(state) / validate_run_id(run_id)
+
+
+def journal_path(run_directory: Path) -> Path:
+    """The ``events.jsonl`` file of a run directory."""
+    return run_directory / EVENTS
+
+
+def sanitize_name(runbook: str) -> str:
+    """A runbook name reduced to ``[a-z0-9-]``, at most 40 characters (``run`` if empty)."""
+    base = Path(runbook).name
+    for suffix in (".yaml", ".yml"):
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+    text = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")
+    text = text[:_NAME_MAX].strip("-")
+    return text or "run"
+
+
+def new_run_id(runbook: str, now: datetime | None = None) -> str:
+    """A fresh run id such as ``20261121-234112-disk-replace-7f3a`` (UTC, sortable)."""
+    when = now or datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    stamp = when.astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{sanitize_name(runbook)}-{secrets.token_hex(2)}"
+
+
+def validate_run_id(text: str) -> str:
+    """Return ``text`` if it is a well-formed run id; raise :class:`InputError` otherwise."""
+    if not isinstance(text, str) or not text:
+        raise InputError("run id is empty")
+    if len(text) > MAX_RUN_ID:
+        raise InputError(f"run id is too long ({len(text)} characters, at most {MAX_RUN_ID})")
+    if not RUN_ID_RE.fullmatch(text):
+        raise InputError(
+            f"invalid run id {text!r}: expected e.g. 20261121-234112-disk-replace-7f3a "
+            "(see 'drp log list')"
+        )
+    return text
+
+
+def list_run_ids(state: Path) -> list[str]:
+    """Ids of every run directory under ``state`` holding a journal, oldest first."""
+    root = runs_dir(state)
+    if not root.is_dir():
+        return []
+    ids = [p.name for p in root.iterdir() if RUN_ID_RE.fullmatch(p.name) and (p / EVENTS).is_file()]
+    return sorted(ids)
+
+
+def resolve_run(state: Path, text: str) -> str:
+    """The run id that ``text`` names: a full id, a unique prefix, or ``latest``."""
+    ids = list_run_ids(state)
+    if text == LATEST:
+        if not ids:
+            raise InputError(f"no runs in {runs_dir(state)}")
+        return ids[-1]
+    if RUN_ID_RE.fullmatch(text) and len(text) <= MAX_RUN_ID:
+        if text in ids:
+            return text
+        raise InputError(f"no run {text!r} in {runs_dir(state)} (see 'drp log list')")
+    if not text or len(text) > MAX_RUN_ID or not _PREFIX_RE.fullmatch(text):
+        validate_run_id(text)  # raises with the right message
+    matches = [i for i in ids if i.startswith(text)]
+    if not matches:
+        raise InputError(f"no run matches {text!r} in {runs_dir(state)} (see 'drp log list')")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (" …" if len(matches) > 5 else "")
+        raise InputError(f"run prefix {text!r} is ambiguous: {shown}")
+    return matches[0]

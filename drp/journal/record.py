@@ -1,0 +1,158 @@
+"""The stored form of one event: a versioned, hash-chained JSON object on one line.
+
+Format (version 1; fields that are ``None`` are omitted)::
+
+    {"v": 1, "seq": 1, "ts": "2026-11-21T23:41:12.123456Z", "run": "<run id>",
+     "type": "step.finished", "operator": "ana@laptop", "host": "db1", "step": "x",
+     "attempt": 1, "outcome": "ok", "exit_code": 0, "duration": 0.9, "message": "...",
+     "data": {...}, "prev": "<hash of previous record or 64 zeros>", "hash": "<sha256>"}
+
+``hash`` is the SHA-256 (hex) of the canonical JSON of the record without ``hash``:
+``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``. Each
+record names the hash of the one before in ``prev``, so editing, removing or
+reordering a record breaks the chain at that point.
+
+A stored line is ``json.dumps(record, separators=(",", ":"), ensure_ascii=False)``
+in the field order above; :func:`is_canonical_line` checks a line has exactly
+that form, so even edits that do not change the parsed value are noticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from drp.engine.events import Event
+
+VERSION = 1
+GENESIS = "0" * 64
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_OPTIONAL = ("operator", "host", "step", "attempt", "outcome", "exit_code", "duration", "message")
+
+
+def format_ts(when: datetime) -> str:
+    """``2026-11-21T23:41:12.123456Z`` (naive datetimes are taken as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime(TS_FORMAT)
+
+
+def parse_ts(text: str) -> datetime:
+    """The aware UTC datetime of a stored timestamp; ValueError when malformed."""
+    return datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC)
+
+
+def canonical(record: Mapping[str, Any]) -> str:
+    """The canonical JSON text that the hash covers (``hash`` itself excluded)."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 hex digest of :func:`canonical` of ``record``."""
+    return hashlib.sha256(canonical(record).encode("utf-8")).hexdigest()
+
+
+def dump_line(record: Mapping[str, Any]) -> str:
+    """The stored line of a record (without the trailing newline)."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_canonical_line(line: str, record: Mapping[str, Any]) -> bool:
+    """True when ``line`` is exactly what the writer produces for ``record``."""
+    return dump_line(record) == line
+
+
+def build_record(event: Event, *, seq: int, operator: str, prev: str) -> dict[str, Any]:
+    """The stored dict of ``event``: plain JSON values only, hashed and chained to ``prev``."""
+    raw: dict[str, Any] = {
+        "v": VERSION,
+        "seq": seq,
+        "ts": format_ts(event.ts),
+        "run": event.run_id,
+        "type": str(event.type),
+    }
+    values = {
+        "operator": operator or None,
+        "host": event.host,
+        "step": event.step,
+        "attempt": event.attempt,
+        "outcome": str(event.outcome) if event.outcome is not None else None,
+        "exit_code": event.exit_code,
+        "duration": event.duration,
+        "message": event.message or None,
+    }
+    raw.update({k: values[k] for k in _OPTIONAL if values[k] is not None})
+    if event.data:
+        raw["data"] = dict(event.data)
+    raw["prev"] = prev
+    # round-trip through JSON: odd values become strings, tuples lists, so the
+    # returned dict is exactly what a reader will see
+    record: dict[str, Any] = json.loads(json.dumps(raw, ensure_ascii=False, default=str))
+    record["hash"] = record_hash(record)
+    return record
+
+
+def _opt(fields: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = fields.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise ValueError(f"field {key!r} has the wrong type")
+    return value
+
+
+@dataclass(frozen=True)
+class Record:
+    """One journal record as read back: typed fields plus the stored mapping."""
+
+    seq: int
+    ts: datetime
+    run: str
+    type: str
+    prev: str
+    hash: str
+    operator: str | None = None
+    host: str | None = None
+    step: str | None = None
+    attempt: int | None = None
+    outcome: str | None = None
+    exit_code: int | None = None
+    duration: float | None = None
+    message: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any], line: int = 0) -> Record:
+        """Parse a stored dict; ValueError when a field is missing or has the wrong type."""
+        if fields.get("v") != VERSION:
+            raise ValueError(f"unsupported record version {fields.get('v')!r}")
+        for key, kind in (("seq", int), ("ts", str), ("run", str), ("type", str)):
+            if not isinstance(fields.get(key), kind):
+                raise ValueError(f"field {key!r} is missing or has the wrong type")
+        data = _opt(fields, "data", dict) or {}
+        duration = _opt(fields, "duration", (int, float))
+        return cls(
+            seq=fields["seq"],
+            ts=parse_ts(fields["ts"]),
+            run=fields["run"],
+            type=fields["type"],
+            prev=_opt(fields, "prev", str) or "",
+            hash=_opt(fields, "hash", str) or "",
+            operator=_opt(fields, "operator", str),
+            host=_opt(fields, "host", str),
+            step=_opt(fields, "step", str),
+            attempt=_opt(fields, "attempt", int),
+            outcome=_opt(fields, "outcome", str),
+            exit_code=_opt(fields, "exit_code", int),
+            duration=float(duration) if duration is not None else None,
+            message=_opt(fields, "message", str) or "",
+            data=MappingProxyType(dict(data)),
+            fields=MappingProxyType(dict(fields)),
+            line=line,
+        )

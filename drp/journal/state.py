@@ -1,0 +1,247 @@
+"""Replaying a journal into a :class:`RunState`: the fold that resume uses.
+
+Per host and step:
+
+- **done**: the last ``step.finished`` has outcome ok / changed / skipped (or the
+  step was ``step.skipped``);
+- **in doubt**: a ``step.started`` has no later ``step.finished`` for that host and
+  the step is not just waiting for a human: it may or may not have acted, so its
+  guard must be re-checked, or the operator asked;
+- **paused**: a ``step.waiting`` not yet answered, or a ``step.finished`` with
+  outcome ``paused``.
+
+The run status is the outcome of the last ``run.finished`` (if no ``run.resumed``
+follows it); otherwise ``running`` when the journal's lock is held, else
+``interrupted`` (something is in doubt) or ``paused`` (a host waits at a gate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from drp.engine.events import EventType as T
+from drp.journal.record import Record
+from drp.results import HostStatus, RunStatus, StepStatus
+
+LOCAL_HOST = "(local)"
+"""Host key for step events that name no host (local steps)."""
+
+DONE = frozenset({StepStatus.OK, StepStatus.CHANGED, StepStatus.SKIPPED})
+
+
+_E = TypeVar("_E", StepStatus, HostStatus, RunStatus)
+
+
+def _enum(kind: type[_E], value: str | None) -> _E | None:
+    try:
+        return kind(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class StepState:
+    """What the journal says about one step on one host."""
+
+    status: StepStatus | None = None
+    in_doubt: bool = False
+    attempts: int = 0
+    captures: Mapping[str, Any] = field(default_factory=dict)
+    started: datetime | None = None
+    finished: datetime | None = None
+    waiting: bool = False
+    approved_by: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE and not self.in_doubt
+
+
+@dataclass(frozen=True)
+class HostState:
+    """Steps of one host, in the order they were first seen, and the host's status."""
+
+    status: HostStatus | None = None
+    steps: Mapping[str, StepState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Everything resume needs to know about a run, folded from its journal."""
+
+    run_id: str
+    status: RunStatus
+    runbook: str = ""
+    runbook_path: str = ""
+    runbook_sha256: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    inventory: str = ""
+    inventory_sha256: str = ""
+    targets: tuple[str, ...] = ()
+    dry_run: bool = False
+    command_line: str = ""
+    drp_version: str = ""
+    operator: str = ""
+    started: datetime | None = None
+    ended: datetime | None = None
+    hosts: Mapping[str, HostState] = field(default_factory=dict)
+    approvals: Mapping[str, str] = field(default_factory=dict)
+    last_seq: int = 0
+
+    def host(self, host: str) -> HostState:
+        return self.hosts.get(host, HostState())
+
+    def done_steps(self, host: str) -> set[str]:
+        """Steps finished ok / changed / skipped on ``host``: not to be run again."""
+        return {name for name, s in self.host(host).steps.items() if s.done}
+
+    def in_doubt(self, host: str) -> set[str]:
+        """Steps started on ``host`` whose end was never recorded."""
+        return {name for name, s in self.host(host).steps.items() if s.in_doubt}
+
+    def paused(self, host: str) -> set[str]:
+        """Steps of ``host`` waiting for a human."""
+        return {name for name, s in self.host(host).steps.items() if s.status is StepStatus.PAUSED}
+
+    def captures(self, host: str) -> dict[str, Any]:
+        """Captures of the finished steps of ``host``, merged in journal order."""
+        merged: dict[str, Any] = {}
+        for step in self.host(host).steps.values():
+            if step.finished is not None and step.status in DONE:
+                merged.update(step.captures)
+        return merged
+
+
+def _step_event(state: StepState, rec: Record) -> StepState:  # noqa: PLR0911
+    kind = rec.type
+    if kind == T.STEP_STARTED:
+        return replace(state, started=rec.ts, finished=None, in_doubt=True, waiting=False)
+    if kind == T.STEP_ATTEMPT:
+        phase = rec.data.get("phase")
+        more = 1 if phase in (None, "action") else 0
+        return replace(state, attempts=state.attempts + more, waiting=False)
+    if kind == T.STEP_WAITING:
+        return replace(state, status=StepStatus.PAUSED, waiting=True)
+    if kind == T.STEP_APPROVED:
+        by = rec.data.get("by")
+        return replace(state, waiting=False, approved_by=str(by) if by is not None else "")
+    if kind == T.STEP_REJECTED:
+        return replace(state, status=StepStatus.REJECTED, waiting=False)
+    if kind in (T.STEP_FINISHED, T.STEP_SKIPPED):
+        status = StepStatus.SKIPPED if kind == T.STEP_SKIPPED else _enum(StepStatus, rec.outcome)
+        caps = rec.data.get("captures")
+        captures = dict(caps) if isinstance(caps, Mapping) else {}
+        return replace(
+            state,
+            status=status,
+            in_doubt=False,
+            waiting=status is StepStatus.PAUSED,
+            finished=rec.ts,
+            captures=MappingProxyType(captures),
+        )
+    return state
+
+
+def _with_in_doubt(state: StepState) -> StepState:
+    # a step that only waits for a human has not acted: it is paused, not in doubt
+    return replace(state, in_doubt=False) if state.waiting else state
+
+
+def _host_status(steps: Mapping[str, StepState], final: HostStatus | None) -> HostStatus | None:
+    if final is not None:
+        return final
+    if any(s.in_doubt for s in steps.values()):
+        return HostStatus.INTERRUPTED
+    if any(s.status is StepStatus.PAUSED for s in steps.values()):
+        return HostStatus.PAUSED
+    return None
+
+
+def _run_status(hosts: Mapping[str, HostState], final: RunStatus | None, locked: bool) -> RunStatus:
+    if final is not None:
+        return final
+    if locked:
+        return RunStatus.RUNNING
+    statuses = {h.status for h in hosts.values()}
+    if HostStatus.INTERRUPTED in statuses:
+        return RunStatus.INTERRUPTED
+    if HostStatus.PAUSED in statuses:
+        return RunStatus.PAUSED
+    return RunStatus.INTERRUPTED
+
+
+def _as_records(records: Iterable[Record | Mapping[str, Any]]) -> list[Record]:
+    return [r if isinstance(r, Record) else Record.from_dict(r) for r in records]
+
+
+def _start_fields(rec: Record) -> dict[str, Any]:
+    d = rec.data
+    targets = d.get("targets") or ()
+    params = d.get("params")
+    return {
+        "runbook": str(d.get("runbook") or ""),
+        "runbook_path": str(d.get("runbook_path") or ""),
+        "runbook_sha256": str(d.get("runbook_sha256") or ""),
+        "params": MappingProxyType(dict(params) if isinstance(params, Mapping) else {}),
+        "inventory": str(d.get("inventory") or ""),
+        "inventory_sha256": str(d.get("inventory_sha256") or ""),
+        "targets": tuple(str(t) for t in targets) if isinstance(targets, list) else (),
+        "dry_run": bool(d.get("dry_run", False)),
+        "command_line": str(d.get("command_line") or ""),
+        "drp_version": str(d.get("drp_version") or ""),
+        "operator": rec.operator or "",
+        "started": rec.ts,
+    }
+
+
+def replay(records: Iterable[Record | Mapping[str, Any]], *, locked: bool = False) -> RunState:
+    """Fold journal records (read back, or as returned by ``append``) into a RunState.
+
+    ``locked`` says whether a live process holds the journal's lock (see
+    :func:`drp.journal.writer.lock_holder`); it only matters for unfinished runs.
+    """
+    recs = _as_records(records)
+    info: dict[str, Any] = {}
+    steps: dict[str, dict[str, StepState]] = {}
+    host_final: dict[str, HostStatus | None] = {}
+    approvals: dict[str, str] = {}
+    final: RunStatus | None = None
+    ended: datetime | None = None
+    for rec in recs:
+        host = rec.host if rec.host is not None else LOCAL_HOST
+        if rec.type == T.RUN_STARTED and not info:
+            info = _start_fields(rec)
+        elif rec.type == T.RUN_RESUMED:
+            final, ended = None, None
+        elif rec.type == T.RUN_FINISHED:
+            final, ended = _enum(RunStatus, rec.outcome) or RunStatus.FAILED, rec.ts
+        elif rec.type == T.HOST_FINISHED and rec.host is not None:
+            host_final[host] = _enum(HostStatus, rec.outcome)
+        elif rec.type.startswith("step.") and rec.step is not None:
+            host_final.pop(host, None)  # the host is active again
+            per_host = steps.setdefault(host, {})
+            per_host[rec.step] = _step_event(per_host.get(rec.step, StepState()), rec)
+            if rec.type == T.STEP_APPROVED:
+                approvals[rec.step] = str(rec.data.get("by") or rec.operator or "")
+        if rec.host is not None and rec.host not in steps and rec.type.startswith("host."):
+            steps.setdefault(host, {})
+    hosts: dict[str, HostState] = {}
+    for name, per_host in steps.items():
+        frozen = {k: _with_in_doubt(v) for k, v in per_host.items()}
+        hosts[name] = HostState(
+            _host_status(frozen, host_final.get(name)), MappingProxyType(frozen)
+        )
+    status = _run_status(hosts, final, locked)
+    return RunState(
+        run_id=recs[0].run if recs else "",
+        status=status,
+        ended=ended,
+        hosts=MappingProxyType(hosts),
+        approvals=MappingProxyType(approvals),
+        last_seq=recs[-1].seq if recs else 0,
+        **info,
+    )

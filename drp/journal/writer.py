@@ -1,0 +1,261 @@
+"""Appending events to a run's journal: one fsynced, hash-chained line per event.
+
+:meth:`JournalWriter.append` returns only once the record is on disk (``flush`` +
+``os.fsync``), so the engine can emit an event *before* the side effect it
+announces: the journal is the checkpoint and the audit log.
+
+One process at a time writes a run's journal. The writer holds a non-blocking
+``fcntl.flock`` on ``<run dir>/.lock`` and writes its holder (pid, operator, start
+time) into that file; a second writer gets :class:`LockedError` naming the holder.
+
+On :meth:`JournalWriter.open_existing` (resume), a torn last line left by a crash
+is copied to ``events.jsonl.torn-<timestamp>`` and cut from the journal, so the
+chain continues from the last valid record; :attr:`JournalWriter.warnings` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from drp.engine.events import Event
+from drp.errors import JournalError, LockedError
+from drp.journal.paths import EVENTS, LOCK, validate_run_id
+from drp.journal.reader import parse_bytes, verify
+from drp.journal.record import GENESIS, build_record, dump_line, format_ts
+
+_LOCK_TRIES = 5
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a run's journal lock, as written in its lock file."""
+
+    pid: int | None
+    operator: str
+    started: str
+
+    def __str__(self) -> str:
+        pid = self.pid if self.pid is not None else "?"
+        return f"pid {pid} ({self.operator or 'unknown operator'}, since {self.started or '?'})"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> LockHolder:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode("utf-8", "replace") or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    pid = info.get("pid")
+    return LockHolder(
+        pid if isinstance(pid, int) else None,
+        str(info.get("operator", "")),
+        str(info.get("started", "")),
+    )
+
+
+def lock_holder(run_directory: Path) -> LockHolder | None:
+    """The holder of the run's lock if a live process holds it, else ``None``."""
+    path = run_directory / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _acquire(run_directory: Path, operator: str) -> int:
+    fd = os.open(run_directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    for attempt in range(_LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == _LOCK_TRIES - 1:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise LockedError(
+                    f"run {run_directory.name} is being written by {holder}"
+                ) from None
+            time.sleep(0.02)  # a reader probing the lock holds it for microseconds
+    info = {"pid": os.getpid(), "operator": operator, "started": format_ts(datetime.now(UTC))}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+    return fd
+
+
+def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
+    """Cut a torn last line aside; return (last seq, last hash, run id, warnings)."""
+    content = path.read_bytes()
+    journal = parse_bytes(path, content)
+    warnings: list[str] = []
+    result = verify(journal)
+    if not result.ok:
+        raise JournalError(f"journal {path} is damaged, refusing to append: {result}")
+    if journal.torn is not None:
+        torn = journal.torn.raw
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = path.with_name(f"{path.name}.torn-{stamp}")
+        aside.write_bytes(torn)
+        with aside.open("rb") as handle:
+            os.fsync(handle.fileno())
+        keep = len(content) - len(torn)
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+            os.fsync(handle.fileno())
+        _fsync_dir(path.parent)
+        warnings.append(
+            f"{path}: torn last line ({len(torn)} bytes, {journal.torn.reason}) "
+            f"moved aside to {aside.name}"
+        )
+    if not journal.records:
+        return 0, GENESIS, "", warnings
+    last = journal.records[-1]
+    return last.seq, last.hash, last.run, warnings
+
+
+class JournalWriter:
+    """Appends events to ``<run dir>/events.jsonl``; thread-safe; holds the run's lock."""
+
+    def __init__(
+        self,
+        run_directory: Path,
+        operator: str,
+        *,
+        lock_fd: int,
+        handle: IO[bytes],
+        seq: int,
+        last_hash: str,
+        warnings: list[str],
+    ) -> None:
+        self.run_dir = run_directory
+        self.run_id = run_directory.name
+        self.operator = operator
+        self.path = run_directory / EVENTS
+        self._lock_fd: int | None = lock_fd
+        self._handle = handle
+        self._seq = seq
+        self._prev = last_hash
+        self._mutex = threading.Lock()
+        self.warnings: tuple[str, ...] = tuple(warnings)
+
+    @classmethod
+    def create(cls, run_directory: Path, operator: str) -> JournalWriter:
+        """Start the journal of a new run; :class:`JournalError` if it already exists."""
+        validate_run_id(run_directory.name)
+        run_directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = _acquire(run_directory, operator)
+        try:
+            handle = (run_directory / EVENTS).open("xb")
+        except FileExistsError:
+            os.close(lock_fd)
+            raise JournalError(
+                f"run {run_directory.name} already has a journal: resume it instead"
+            ) from None
+        _fsync_dir(run_directory)
+        _fsync_dir(run_directory.parent)
+        return cls(
+            run_directory,
+            operator,
+            lock_fd=lock_fd,
+            handle=handle,
+            seq=0,
+            last_hash=GENESIS,
+            warnings=[],
+        )
+
+    @classmethod
+    def open_existing(cls, run_directory: Path, operator: str) -> JournalWriter:
+        """Reopen a run's journal to append (resume), repairing a torn last line."""
+        validate_run_id(run_directory.name)
+        path = run_directory / EVENTS
+        if not path.is_file():
+            raise JournalError(f"no journal at {path}")
+        lock_fd = _acquire(run_directory, operator)
+        try:
+            seq, last_hash, _run, warnings = _repair_tail(path)
+            handle = path.open("ab")
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(
+            run_directory,
+            operator,
+            lock_fd=lock_fd,
+            handle=handle,
+            seq=seq,
+            last_hash=last_hash,
+            warnings=warnings,
+        )
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the last record written (0 when none)."""
+        return self._seq
+
+    def append(self, event: Event) -> dict[str, Any]:
+        """Write ``event`` as the next record, fsync it, and return the stored dict."""
+        with self._mutex:
+            if self._lock_fd is None:
+                raise JournalError(f"journal of run {self.run_id} is closed")
+            if event.run_id != self.run_id:
+                raise JournalError(
+                    f"event for run {event.run_id!r} sent to the journal of {self.run_id}"
+                )
+            record = build_record(event, seq=self._seq + 1, operator=self.operator, prev=self._prev)
+            data = (dump_line(record) + "\n").encode("utf-8")
+            try:
+                self._handle.write(data)
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError as err:
+                raise JournalError(f"cannot write journal {self.path}: {err}") from None
+            self._seq = record["seq"]
+            self._prev = record["hash"]
+            return record
+
+    __call__ = append  # a writer is an event sink
+
+    def close(self) -> None:
+        """Close the file and release the lock (idempotent)."""
+        with self._mutex:
+            if self._lock_fd is None:
+                return
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

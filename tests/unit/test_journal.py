@@ -1,0 +1,276 @@
+"""Journal: writer, reader, hash chain, torn tails, locks, run ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from drp.engine.events import Event, EventType
+from drp.errors import InputError, JournalError, LockedError
+from drp.journal import (
+    GENESIS,
+    JournalWriter,
+    journal_path,
+    lock_holder,
+    new_run_id,
+    read_journal,
+    replay,
+    resolve_run,
+    run_dir,
+    state_dir,
+    validate_run_id,
+    verify,
+)
+from drp.results import RunStatus
+
+T0 = datetime(2026, 11, 21, 23, 41, 12, 123456, tzinfo=UTC)
+RUN = "20261121-234112-disk-replace-7f3a"
+
+
+def ev(kind: EventType, n: int = 0, **kw: object) -> Event:
+    return Event(kind, RUN, ts=T0 + timedelta(seconds=n), **kw)  # type: ignore[arg-type]
+
+
+def write(tmp_path: Path, count: int = 5) -> Path:
+    rdir = run_dir(tmp_path, RUN)
+    with JournalWriter.create(rdir, "ana@laptop") as w:
+        w.append(ev(EventType.RUN_STARTED, data={"runbook": "disk-replace", "targets": ["db1"]}))
+        for i in range(1, count):
+            w.append(ev(EventType.STEP_STARTED, i, host="db1", step=f"s{i}"))
+    return journal_path(rdir)
+
+
+def test_round_trip_and_format(tmp_path: Path) -> None:
+    rdir = run_dir(tmp_path, RUN)
+    with JournalWriter.create(rdir, "ana@laptop") as w:
+        rec = w.append(
+            ev(
+                EventType.STEP_FINISHED,
+                host="db1",
+                step="fail-and-remove",
+                outcome="ok",
+                duration=0.9,
+                data={"captures": {"serial": "WD-1"}, "odd": {1, 2} and datetime(2026, 1, 1)},
+            )
+        )
+    line = journal_path(rdir).read_text().splitlines()[0]
+    stored = json.loads(line)
+    assert stored == rec
+    assert list(stored)[:5] == ["v", "seq", "ts", "run", "type"]
+    assert stored["ts"] == "2026-11-21T23:41:12.123456Z"
+    assert stored["prev"] == GENESIS and len(stored["hash"]) == 64
+    assert "attempt" not in stored and "exit_code" not in stored  # None omitted
+    assert stored["data"]["odd"] == "2026-01-01 00:00:00"  # default=str
+    journal = read_journal(journal_path(rdir))
+    assert [r.seq for r in journal.records] == [1]
+    assert journal.records[0].operator == "ana@laptop"
+    assert verify(journal).ok
+
+
+def test_chain_verifies(tmp_path: Path) -> None:
+    result = verify(read_journal(write(tmp_path)))
+    assert result.ok and result.records == 5
+    assert "verified" in str(result)
+
+
+def test_edit_one_byte_names_the_record(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b'"s2"', b'"s9"')
+    path.write_bytes(b"\n".join(lines))
+    result = verify(read_journal(path))
+    assert not result.ok
+    assert result.line == 3 and result.seq == 3
+    assert "edited" in result.problem
+
+
+def test_deleted_middle_record_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    lines = path.read_text().splitlines(keepends=True)
+    del lines[2]
+    path.write_text("".join(lines))
+    result = verify(read_journal(path))
+    assert not result.ok
+    assert result.seq == 4 and "missing" in result.problem
+
+
+def test_reordered_records_are_reported(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1], lines[2] = lines[2], lines[1]
+    path.write_text("".join(lines))
+    result = verify(read_journal(path))
+    assert not result.ok and result.line == 2
+
+
+def test_bad_middle_line_fails_verify(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = "garbage\n"
+    path.write_text("".join(lines))
+    journal = read_journal(path)
+    assert len(journal.records) == 4 and journal.warnings
+    result = verify(journal)
+    assert not result.ok and result.line == 2 and "damaged" in result.problem
+
+
+def test_torn_tail_is_read_and_repaired(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    content = path.read_bytes()
+    path.write_bytes(content[:-25])  # crash mid-write of the last record
+    journal = read_journal(path)
+    assert len(journal.records) == 4
+    assert journal.torn is not None and "torn" in journal.warnings[0]
+    assert verify(journal).ok  # a torn tail is a warning, not tampering
+    state = replay(journal.records)
+    assert state.in_doubt("db1") == {"s1", "s2", "s3"}
+
+    rdir = path.parent
+    with JournalWriter.open_existing(rdir, "bob@desk") as w:
+        assert any("moved aside" in m for m in w.warnings)
+        rec = w.append(ev(EventType.RUN_RESUMED, 10))
+        assert rec["seq"] == 5
+    aside = list(rdir.glob("events.jsonl.torn-*"))
+    assert len(aside) == 1 and content[:-25].endswith(aside[0].read_bytes())
+    journal = read_journal(path)
+    assert verify(journal).ok and journal.records[-1].operator == "bob@desk"
+    assert not journal.warnings
+
+
+def test_open_existing_appends_continue_the_chain(tmp_path: Path) -> None:
+    path = write(tmp_path, 3)
+    with JournalWriter.open_existing(path.parent, "ana@laptop") as w:
+        assert w.seq == 3 and not w.warnings
+        w.append(ev(EventType.RUN_RESUMED, 5))
+    assert verify(read_journal(path)).ok
+
+
+def test_open_existing_refuses_damaged_journal(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    lines = path.read_text().splitlines(keepends=True)
+    del lines[1]
+    path.write_text("".join(lines))
+    with pytest.raises(JournalError, match="damaged"):
+        JournalWriter.open_existing(path.parent, "ana@laptop")
+
+
+def test_create_twice_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    with pytest.raises(JournalError, match="already"):
+        JournalWriter.create(path.parent, "ana@laptop")
+
+
+def test_second_writer_is_locked_out(tmp_path: Path) -> None:
+    rdir = run_dir(tmp_path, RUN)
+    first = JournalWriter.create(rdir, "ana@laptop")
+    try:
+        with pytest.raises(LockedError, match=r"ana@laptop") as info:
+            JournalWriter.open_existing(rdir, "bob@desk")
+        assert f"pid {os.getpid()}" in str(info.value)
+        holder = lock_holder(rdir)
+        assert holder is not None and holder.operator == "ana@laptop"
+        assert replay(read_journal(journal_path(rdir)).records, locked=True).status == "running"
+    finally:
+        first.close()
+    assert lock_holder(rdir) is None
+    JournalWriter.open_existing(rdir, "bob@desk").close()
+
+
+def test_append_after_close_and_wrong_run(tmp_path: Path) -> None:
+    w = JournalWriter.create(run_dir(tmp_path, RUN), "ana")
+    with pytest.raises(JournalError, match="another|sent to"):
+        w.append(Event(EventType.RUN_STARTED, "20261121-234112-other-0000"))
+    w.close()
+    w.close()
+    with pytest.raises(JournalError, match="closed"):
+        w.append(ev(EventType.RUN_STARTED))
+
+
+def test_fsync_is_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    w = JournalWriter.create(run_dir(tmp_path, RUN), "ana")
+    on_create = len(calls)
+    assert on_create >= 1  # the directory
+    w.append(ev(EventType.RUN_STARTED))
+    w.append(ev(EventType.RUN_FINISHED, 1, outcome="ok"))
+    assert len(calls) == on_create + 2
+    w.close()
+
+
+def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
+    rdir = run_dir(tmp_path, RUN)
+    with JournalWriter.create(rdir, "ana") as w:
+
+        def work(host: str) -> None:
+            for i in range(20):
+                w.append(ev(EventType.STEP_PROGRESS, i, host=host, step="wait"))
+
+        threads = [threading.Thread(target=work, args=(f"h{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    journal = read_journal(journal_path(rdir))
+    assert len(journal.records) == 80 and verify(journal).ok
+
+
+def test_run_ids() -> None:
+    rid = new_run_id("runbooks/Disk Replace.yaml", T0)
+    assert rid.startswith("20261121-234112-disk-replace-") and validate_run_id(rid) == rid
+    assert new_run_id("../../", T0).split("-")[2] == "run"
+    assert new_run_id("x", T0) != new_run_id("x", T0) or True  # random suffix
+    later = new_run_id("a", T0 + timedelta(seconds=1))
+    assert sorted([later, rid]) == [rid, later]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "../x", "/etc", "..", "a/b", RUN + "/..", "x" * 200, RUN.upper(), "20261121-234112-x-zzzz"],
+)
+def test_run_id_validation_rejects(bad: str) -> None:
+    with pytest.raises(InputError):
+        validate_run_id(bad)
+    with pytest.raises(InputError):
+        run_dir(Path("/tmp/state"), bad)
+
+
+def test_resolve_run(tmp_path: Path) -> None:
+    write(tmp_path)
+    other = "20261122-080000-dns-failover-00aa"
+    with JournalWriter.create(run_dir(tmp_path, other), "ana") as w:
+        w.append(Event(EventType.RUN_STARTED, other))
+    assert resolve_run(tmp_path, RUN) == RUN
+    assert resolve_run(tmp_path, "20261121") == RUN
+    assert resolve_run(tmp_path, "latest") == other
+    with pytest.raises(InputError, match="ambiguous"):
+        resolve_run(tmp_path, "2026112")
+    with pytest.raises(InputError, match="no run"):
+        resolve_run(tmp_path, "2025")
+    for bad in ("../runs", "/etc", ""):
+        with pytest.raises(InputError):
+            resolve_run(tmp_path, bad)
+
+
+def test_state_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRP_STATE_DIR", str(tmp_path / "env"))
+    assert state_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert state_dir(None) == tmp_path / "env"
+    monkeypatch.delenv("DRP_STATE_DIR")
+    assert state_dir(None).name == "drp"
+
+
+def test_unfinished_run_without_lock_is_interrupted(tmp_path: Path) -> None:
+    path = write(tmp_path, 3)
+    assert replay(read_journal(path).records).status is RunStatus.INTERRUPTED
