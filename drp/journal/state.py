@@ -130,7 +130,7 @@ def _step_event(state: StepState, rec: Record) -> StepState:  # noqa: PLR0911
         by = rec.data.get("by")
         return replace(state, waiting=False, approved_by=str(by) if by is not None else "")
     if kind == T.STEP_REJECTED:
-        return replace(state, status=StepStatus.REJECTED, waiting=False)
+        return replace(state, status=StepStatus.REJECTED, waiting=False, in_doubt=False)
     if kind in (T.STEP_FINISHED, T.STEP_SKIPPED):
         status = StepStatus.SKIPPED if kind == T.STEP_SKIPPED else _enum(StepStatus, rec.outcome)
         caps = rec.data.get("captures")

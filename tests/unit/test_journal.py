@@ -183,7 +183,7 @@ def test_second_writer_is_locked_out(tmp_path: Path) -> None:
 
 def test_append_after_close_and_wrong_run(tmp_path: Path) -> None:
     w = JournalWriter.create(run_dir(tmp_path, RUN), "ana")
-    with pytest.raises(JournalError, match="another|sent to"):
+    with pytest.raises(JournalError, match="sent to"):
         w.append(Event(EventType.RUN_STARTED, "20261121-234112-other-0000"))
     w.close()
     w.close()
@@ -237,7 +237,17 @@ def test_run_ids() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "../x", "/etc", "..", "a/b", RUN + "/..", "x" * 200, RUN.upper(), "20261121-234112-x-zzzz"],
+    [
+        "",
+        "../x",
+        "/etc",
+        "..",
+        "a/b",
+        RUN + "/..",
+        "x" * 200,
+        RUN.upper(),
+        "20261121-234112-x-zzzz",
+    ],
 )
 def test_run_id_validation_rejects(bad: str) -> None:
     with pytest.raises(InputError):

@@ -1,0 +1,72 @@
+"""Property tests: any appended sequence verifies; any single-byte mutation is noticed."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drp.engine.events import Event, EventType
+from drp.journal import JournalWriter, journal_path, read_journal, run_dir, verify
+from drp.journal.reader import parse_bytes
+
+RUN = "20261121-234112-prop-0000"
+T0 = datetime(2026, 11, 21, 23, 41, 12, tzinfo=UTC)
+
+texts = st.text(max_size=20)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=8,
+)
+events = st.builds(
+    Event,
+    type=st.sampled_from(list(EventType)),
+    run_id=st.just(RUN),
+    host=st.none() | st.sampled_from(["db1", "db2", "mx1"]),
+    step=st.none() | texts,
+    attempt=st.none() | st.integers(min_value=1, max_value=9),
+    outcome=st.none() | st.sampled_from(["ok", "failed", "changed", "paused"]),
+    exit_code=st.none() | st.integers(min_value=-1, max_value=255),
+    duration=st.none() | st.floats(min_value=0, max_value=1e6),
+    message=texts,
+    data=st.dictionaries(texts, json_values, max_size=4),
+    ts=st.integers(min_value=0, max_value=10**8).map(lambda s: T0 + timedelta(seconds=s)),
+)
+
+
+def write_all(root: Path, evs: list[Event]) -> Path:
+    rdir = run_dir(root, RUN)
+    with JournalWriter.create(rdir, "ana@laptop") as w:
+        for e in evs:
+            w.append(e)
+    return journal_path(rdir)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(events, min_size=1, max_size=12))
+def test_appended_sequences_verify(evs: list[Event]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_all(Path(tmp), evs)
+        journal = read_journal(path)
+        assert not journal.warnings
+        assert len(journal.records) == len(evs)
+        assert verify(journal).ok
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(events, min_size=1, max_size=6), st.data())
+def test_single_byte_mutation_is_noticed(evs: list[Event], data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        content = write_all(Path(tmp), evs).read_bytes()
+    pos = data.draw(st.integers(min_value=0, max_value=len(content) - 1), label="pos")
+    byte = data.draw(
+        st.integers(min_value=0, max_value=255).filter(lambda b: b != content[pos]), label="byte"
+    )
+    mutated = content[:pos] + bytes([byte]) + content[pos + 1 :]
+    journal = parse_bytes(Path("events.jsonl"), mutated)
+    result = verify(journal)
+    assert (not result.ok) or journal.torn is not None or journal.bad_lines
