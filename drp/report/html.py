@@ -1,0 +1,262 @@
+"""The report as one self-contained HTML file, with an inline SVG timeline chart.
+
+No external resources and no JavaScript: inline CSS, an SVG with one lane per
+(host, step), bars placed by start and duration and coloured by outcome. Waits
+on humans longer than :data:`GAP_MIN` are collapsed into a fixed-width, labelled
+gap so that a 20-hour gate does not squash the minutes of machine work.
+Every value from the journal goes through :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from html import escape
+
+from drp.report.render import clock, command_lines, integrity, report_dict
+from drp.report.summary import RunData
+from drp.report.timeline import Timeline, Wait, build_timeline, fmt_seconds
+
+GAP_MIN = 600.0
+GAP_PX = 60.0
+LABEL_PX = 260.0
+CHART_PX = 900.0
+LANE_PX = 22.0
+COLORS = {
+    "ok": "#2e9d4f",
+    "changed": "#2f6fd0",
+    "skipped": "#9aa3ad",
+    "failed": "#d13b3b",
+    "unreachable": "#8b1f9c",
+    "paused": "#e0a000",
+    "rejected": "#b5651d",
+    "interrupted": "#555555",
+    "rolled-back": "#c76ad1",
+    None: "#555555",
+}
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d232a;background:#fff}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f3f5f7}.bad{color:#b00;font-weight:bold}.good{color:#17692f}
+pre{background:#f6f8fa;padding:8px;overflow-x:auto}.legend span{margin-right:12px}
+.sw{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px}
+"""
+
+
+def _e(value: object) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+class _Scale:
+    """Maps wall-clock times to x, collapsing long human waits into fixed gaps."""
+
+    def __init__(self, start: datetime, end: datetime, waits: tuple[Wait, ...]) -> None:
+        self.start = start
+        self.gaps = self._merge([w for w in waits if w.seconds >= GAP_MIN])
+        collapsed = sum((b - a).total_seconds() for a, b in self.gaps)
+        active = max((end - start).total_seconds() - collapsed, 1e-3)
+        self.px = (CHART_PX - GAP_PX * len(self.gaps)) / active
+
+    @staticmethod
+    def _merge(waits: list[Wait]) -> list[tuple[datetime, datetime]]:
+        out: list[tuple[datetime, datetime]] = []
+        for w in sorted(waits, key=lambda w: w.start):
+            if out and w.start <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], w.end))
+            else:
+                out.append((w.start, w.end))
+        return out
+
+    def x(self, when: datetime) -> float:
+        seconds = (when - self.start).total_seconds()
+        extra = 0.0
+        for a, b in self.gaps:
+            if when >= b:
+                seconds -= (b - a).total_seconds()
+                extra += GAP_PX
+            elif when > a:
+                seconds -= (when - a).total_seconds()
+                extra += GAP_PX * (when - a).total_seconds() / max((b - a).total_seconds(), 1e-9)
+        return LABEL_PX + max(seconds, 0.0) * self.px + extra
+
+
+def chart(t: Timeline, tz: tzinfo = UTC) -> str:
+    """The inline SVG timeline: one lane per (host, step)."""
+    if t.started is None or t.ended is None or not t.rows:
+        return "<p>No steps recorded.</p>"
+    scale = _Scale(t.started, t.ended, t.waits)
+    height = LANE_PX * len(t.rows) + 40
+    width = LABEL_PX + CHART_PX + 20
+    parts = [
+        f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" '
+        f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        'aria-label="timeline of steps per host">'
+    ]
+    for a, b in scale.gaps:
+        x0 = scale.x(a)
+        parts.append(
+            f'<rect class="gap" x="{x0:.1f}" y="0" width="{GAP_PX:.0f}" height="{height - 20:.0f}"'
+            ' fill="#fff4d6" stroke="#e0a000" stroke-dasharray="4 3"/>'
+            f'<text x="{x0 + GAP_PX / 2:.1f}" y="{height - 6:.0f}" font-size="11" '
+            f'text-anchor="middle">⏸ {_e(fmt_seconds((b - a).total_seconds()))}</text>'
+        )
+    for i, row in enumerate(t.rows):
+        y = 10 + i * LANE_PX
+        parts.append(
+            f'<text x="4" y="{y + 14:.0f}" font-size="12">{_e(row.host)}  {_e(row.step)}</text>'
+        )
+        if row.start is None:
+            continue
+        end = row.end or t.ended
+        x0, x1 = scale.x(row.start), scale.x(end)
+        color = COLORS.get(row.outcome, COLORS[None])
+        tip = (
+            f"{row.host} {row.step}: {row.outcome or 'in doubt'}, "
+            f"{clock(row.start, tz)} → {clock(end, tz)} ({fmt_seconds(row.duration)})"
+        )
+        parts.append(
+            f'<rect class="bar" data-host="{_e(row.host)}" data-step="{_e(row.step)}" '
+            f'data-outcome="{_e(row.outcome)}" x="{x0:.1f}" y="{y + 2:.0f}" '
+            f'width="{max(x1 - x0, 3.0):.1f}" height="{LANE_PX - 6:.0f}" fill="{color}">'
+            f"<title>{_e(tip)}</title></rect>"
+        )
+    parts.append(
+        f'<text x="{LABEL_PX:.0f}" y="{height - 6:.0f}" font-size="11">{_e(clock(t.started, tz))}'
+        f'</text><text x="{LABEL_PX + CHART_PX:.0f}" y="{height - 6:.0f}" font-size="11" '
+        f'text-anchor="end">{_e(clock(t.ended, tz))}</text></svg>'
+    )
+    return "".join(parts)
+
+
+def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    hdr = "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join(
+        f'<tr class="{cls}">' + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{hdr}</tr>{body}</table>"
+
+
+def _header(run: RunData, tz: tzinfo) -> str:
+    d = report_dict(run)
+    ok = run.verification.ok
+    facts = [
+        (
+            "Runbook",
+            f"{d['runbook']['name']} ({d['runbook']['path']}) sha256 {d['runbook']['sha256']}",
+        ),
+        ("Inventory", f"{d['inventory']['path']} sha256 {d['inventory']['sha256']}"),
+        ("Operators", ", ".join(d["operators"])),
+        ("Hosts", ", ".join(d["hosts"])),
+        ("Params (secrets masked)", ", ".join(f"{k}={v}" for k, v in d["params"].items())),
+        ("Dry run", "yes" if d["dry_run"] else "no"),
+        ("drp version", d["drp_version"]),
+        ("Started", clock(run.state.started, tz)),
+        ("Ended", clock(run.state.ended, tz)),
+        ("Status", d["status"]),
+    ]
+    rows = [[_e(k), _e(v)] for k, v in facts]
+    rows.append(
+        ["Integrity", f'<span class="{"good" if ok else "bad"}">{_e(integrity(run))}</span>']
+    )
+    cmds = "\n".join(command_lines(run))
+    return (
+        f"<h1>Run {_e(run.run_id)}: {_e(run.state.runbook)} ({_e(d['status'])})</h1>"
+        f"{_table(['', ''], rows)}<h2>Command lines</h2><pre>{_e(cmds)}</pre>"
+    )
+
+
+def _sections(t: Timeline, tz: tzinfo) -> str:
+    def share(x: float) -> str:
+        return f"{100 * x / t.total:.1f}%" if t.total > 0 else "-"
+
+    time = _table(
+        ["", "duration", "share"],
+        [
+            ["elapsed", _e(fmt_seconds(t.total)), "100%"],
+            ["waiting on humans", _e(fmt_seconds(t.human_wait)), share(t.human_wait)],
+            ["machine time", _e(fmt_seconds(t.machine_time)), share(t.machine_time)],
+        ],
+    )
+    miles = _table(
+        ["time", "host", "step", "event"],
+        [[_e(clock(m.ts, tz)), _e(m.host), _e(m.step), _e(m.text)] for m in t.milestones],
+        "milestone",
+    )
+    steps = _table(
+        ["host", "step", "outcome", "attempts", "start", "end", "duration"],
+        [
+            [
+                _e(r.host),
+                _e(r.step),
+                _e(r.outcome or "in doubt"),
+                str(r.attempts),
+                _e(clock(r.start, tz)),
+                _e(clock(r.end, tz)),
+                _e(fmt_seconds(r.duration)),
+            ]
+            for r in t.rows
+        ],
+        "step-row",
+    )
+    fails = (
+        _table(
+            ["time", "host", "step", "attempt", "phase", "exit", "stderr"],
+            [
+                [
+                    _e(clock(f.ts, tz)),
+                    _e(f.host),
+                    _e(f.step),
+                    _e(f.attempt),
+                    _e(f.phase),
+                    _e(f.exit_code),
+                    f"<pre>{_e(f.excerpt)}</pre>",
+                ]
+                for f in t.failures
+            ],
+        )
+        if t.failures
+        else "<p>None.</p>"
+    )
+    approvals = (
+        _table(
+            ["time", "host", "step", "decision", "by", "waited", "note"],
+            [
+                [
+                    _e(clock(d.ts, tz)),
+                    _e(d.host),
+                    _e(d.step),
+                    _e(d.decision),
+                    _e(d.by),
+                    _e(fmt_seconds(d.waited)),
+                    _e(d.note),
+                ]
+                for d in t.decisions
+            ],
+        )
+        if t.decisions
+        else "<p>None.</p>"
+    )
+    legend = "".join(
+        f'<span><i class="sw" style="background:{c}"></i>{_e(k)}</span>'
+        for k, c in COLORS.items()
+        if k is not None
+    )
+    return (
+        f"<h2>Time</h2>{time}<h2>Timeline chart ({_e(tz)})</h2>{chart(t, tz)}"
+        f'<p class="legend">{legend}</p><h2>Milestones ({_e(tz)})</h2>{miles}'
+        f"<h2>Steps</h2>{steps}<h2>Failures and retries</h2>{fails}"
+        f"<h2>Approvals</h2>{approvals}"
+    )
+
+
+def render_html(run: RunData, tz: tzinfo = UTC) -> str:
+    """The whole report as one HTML document."""
+    t = build_timeline(run.journal.records)
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in run.journal.warnings)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>drp report {_e(run.run_id)}</title><style>{CSS}</style></head><body>"
+        f"{_header(run, tz)}{_sections(t, tz)}"
+        + (f"<h2>Journal warnings</h2><ul>{warnings}</ul>" if warnings else "")
+        + "</body></html>\n"
+    )

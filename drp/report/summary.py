@@ -1,0 +1,138 @@
+"""One line per run: what ``drp log list`` shows and filters on.
+
+:class:`RunData` bundles what every review command needs about one run (its
+journal as read, the replayed state, the chain verification); :class:`RunSummary`
+condenses it to the columns of a table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+
+from drp.errors import JournalError
+from drp.journal import (
+    Journal,
+    RunState,
+    VerifyResult,
+    journal_path,
+    list_run_ids,
+    lock_holder,
+    read_journal,
+    replay,
+    resolve_run,
+    run_dir,
+    verify,
+)
+from drp.results import RunStatus
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run's journal as read, its replayed state and its chain verification."""
+
+    run_id: str
+    journal: Journal
+    state: RunState
+    verification: VerifyResult
+
+    @classmethod
+    def from_journal(cls, journal: Journal, *, locked: bool = False) -> RunData:
+        state = replay(journal.records, locked=locked)
+        run_id = journal.run_id or journal.path.parent.name
+        return cls(run_id, journal, state, verify(journal))
+
+
+def load_path(path: Path) -> RunData:
+    """Load the run whose ``events.jsonl`` is at ``path``."""
+    locked = lock_holder(path.parent) is not None
+    return RunData.from_journal(read_journal(path), locked=locked)
+
+
+def load_run(state_dir: Path, ref: str) -> RunData:
+    """Load a run by id, unique id prefix, or ``latest``."""
+    run_id = resolve_run(state_dir, ref)
+    return load_path(journal_path(run_dir(state_dir, run_id)))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run in a table: who ran what, where, when, and how it ended."""
+
+    run_id: str
+    runbook: str
+    started: datetime | None
+    ended: datetime | None
+    status: RunStatus
+    operators: tuple[str, ...]
+    hosts: tuple[str, ...]
+    counts: Mapping[str, int] = field(default_factory=dict)
+    records: int = 0
+    verified: bool = True
+    dry_run: bool = False
+
+
+def summarize(run: RunData) -> RunSummary:
+    """The summary of a loaded run."""
+    state = run.state
+    operators = tuple(dict.fromkeys(r.operator for r in run.journal.records if r.operator))
+    hosts = tuple(dict.fromkeys([*state.targets, *state.hosts]))
+    counts: Counter[str] = Counter()
+    for host in state.hosts.values():
+        for step in host.steps.values():
+            counts["in-doubt" if step.in_doubt else str(step.status or "started")] += 1
+    records = run.journal.records
+    return RunSummary(
+        run_id=run.run_id,
+        runbook=state.runbook,
+        started=state.started or (records[0].ts if records else None),
+        ended=state.ended,
+        status=state.status,
+        operators=operators,
+        hosts=hosts,
+        counts=MappingProxyType(dict(sorted(counts.items()))),
+        records=len(records),
+        verified=run.verification.ok,
+        dry_run=state.dry_run,
+    )
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters of ``drp log list``; ``None`` means any."""
+
+    runbook: str | None = None
+    host: str | None = None
+    status: RunStatus | None = None
+    operator: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def match(self, s: RunSummary) -> bool:
+        checks = (
+            self.runbook is None or s.runbook == self.runbook,
+            self.host is None or self.host in s.hosts,
+            self.status is None or s.status == self.status,
+            self.operator is None or any(self.operator in op for op in s.operators),
+            self.since is None or (s.started is not None and s.started >= self.since),
+            self.until is None or (s.started is not None and s.started <= self.until),
+        )
+        return all(checks)
+
+
+def list_runs(state_dir: Path, filters: RunFilter | None = None) -> list[RunSummary]:
+    """Summaries of the runs under ``state_dir`` matching ``filters``, newest first."""
+    wanted = filters or RunFilter()
+    out: list[RunSummary] = []
+    for run_id in reversed(list_run_ids(state_dir)):
+        try:
+            summary = summarize(load_path(journal_path(run_dir(state_dir, run_id))))
+        except JournalError:
+            continue  # vanished between listing and reading
+        if wanted.match(summary):
+            out.append(summary)
+    return out
