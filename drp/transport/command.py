@@ -1,0 +1,71 @@
+"""Pure helpers that build and take apart remote command lines.
+
+Nothing here touches the network: the SSH transport wraps every command so the
+remote shell reports its process id first (needed to kill the command's whole
+process group on timeout or Ctrl-C), and the engine wraps commands for
+privilege escalation with :func:`wrap_become`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from drp.inventory.model import Become
+
+#: Written to stderr by the wrapper before the command runs; stripped again.
+PID_MARKER = "\x1edrp-pid:"
+_PID_LINE = re.compile(rb"\x1edrp-pid:(\d+)\n")
+
+
+def wrap_with_pid(command: str) -> str:
+    """The line sshd's login shell runs: report ``$$`` on stderr, then exec the command.
+
+    sshd starts exec sessions with ``setsid``, so that PID is also the
+    process-group id of everything the command starts.
+    """
+    return f"printf '\\036drp-pid:%s\\n' $$ >&2; exec /bin/sh -c {shlex.quote(command)}"
+
+
+def take_pid_marker(stderr: bytes) -> tuple[int | None, bytes]:
+    """Find the PID line in ``stderr``; return the PID and stderr without that line."""
+    match = _PID_LINE.search(stderr)
+    if match is None:
+        return None, stderr
+    return int(match.group(1)), stderr[: match.start()] + stderr[match.end() :]
+
+
+def kill_group_command(pgid: int, grace: float = 2.0) -> str:
+    """Shell line that sends TERM to a process group, then KILL if it outlives ``grace``."""
+    ticks = max(1, int(grace * 10))
+    return (
+        f"kill -TERM -- -{pgid} 2>/dev/null || exit 0; i=0; "
+        f"while kill -0 -- -{pgid} 2>/dev/null && [ $i -lt {ticks} ]; "
+        f"do sleep 0.1; i=$((i+1)); done; "
+        f"kill -KILL -- -{pgid} 2>/dev/null; exit 0"
+    )
+
+
+def wrap_become(
+    command: str, become: Become, password: str | None, *, stdin: str | None = None
+) -> tuple[str, str | None]:
+    """Wrap ``command`` in sudo; return the command line and the stdin to send.
+
+    With a password, sudo reads it from stdin (``-S``, empty prompt) and ``-k``
+    makes it ignore cached credentials, so the password line is always consumed
+    by sudo and never reaches the command (unless sudoers says NOPASSWD: do not
+    configure a password for such hosts). Without one, ``-n`` makes sudo fail
+    instead of waiting for a prompt. ``stdin`` is the command's own input,
+    sent after the password line.
+    """
+    user = shlex.quote(become.user)
+    inner = f"/bin/sh -c {shlex.quote(command)}"
+    if password is None:
+        return f"sudo -n -u {user} -- {inner}", stdin
+    return f"sudo -k -S -p '' -u {user} -- {inner}", password + "\n" + (stdin or "")
+
+
+def first_line(command: str, limit: int = 80) -> str:
+    """The command's first line, shortened for error messages."""
+    line = command.strip().splitlines()[0] if command.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"

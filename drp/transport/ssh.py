@@ -1,0 +1,527 @@
+"""The SSH transport: one verified paramiko connection per host, reused for every command.
+
+This is the only module that imports paramiko. It implements
+:class:`drp.transport.base.Transport`:
+
+- connect to the primary address, else each fallback address in order, directly
+  or through a jump host (a ``direct-tcpip`` channel over the bastion's own
+  verified connection); host keys are checked against known_hosts and never
+  auto-accepted;
+- run each command on a fresh exec channel of that connection (TCP_NODELAY
+  keeps that at a few milliseconds), with the remote PID reported first so a
+  timeout or :meth:`SshTransport.cancel` can kill the command's process group;
+- put/get files over SFTP on the same connection, writes atomic by rename.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import getpass
+import posixpath
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NoReturn
+
+import paramiko
+
+from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError, StepFailed
+from drp.inventory.model import Address, Host
+from drp.results import CommandResult
+from drp.transport.base import ConnectInfo, OutputCallback
+from drp.transport.command import first_line, kill_group_command, take_pid_marker, wrap_with_pid
+from drp.transport.hostkeys import entry_name, fingerprint, known_hosts_path
+
+KEEPALIVE_SECONDS = 15
+KILL_GRACE_SECONDS = 2.0
+_POLL = 0.25  # longest sleep between checks for cancel() while a command runs
+_CHUNK = 65536
+_MASK = "********"
+
+Sock = socket.socket | paramiko.Channel
+
+
+class _UnknownKeyError(paramiko.SSHException):
+    """Raised by the missing-host-key policy; carries the key the server showed."""
+
+    def __init__(self, name: str, key: paramiko.PKey) -> None:
+        super().__init__(f"{name} not in known_hosts")
+        self.name = name
+        self.key = key
+
+
+class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        raise _UnknownKeyError(hostname, key)
+
+
+class _UnreachableError(Exception):
+    """One address failed at the network level: the next one may work."""
+
+
+@dataclass
+class _Running:
+    """A command in flight: its channel, its remote PID once known, and who stopped it."""
+
+    channel: paramiko.Channel
+    pid: int | None = None
+    cancelled: bool = False
+    killed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SshTransport:
+    """Run commands on one host over a single reused SSH connection."""
+
+    def __init__(self, host: Host, *, sudo_password: str | None = None) -> None:
+        self._host = host
+        self.sudo_password = sudo_password
+        self._lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._jump: SshTransport | None = None
+        self._info: ConnectInfo | None = None
+        self._runs: dict[int, _Running] = {}
+
+    @property
+    def host(self) -> str:
+        return self._host.name
+
+    # -- connection -----------------------------------------------------------------
+
+    def connect(self) -> ConnectInfo:
+        """Open the connection (no-op when open); try fallback addresses on network failure."""
+        with self._lock:
+            if self._client is not None and self._info is not None and self._active():
+                return self._info
+            self._close_locked()
+            return self._open_locked()
+
+    def _active(self) -> bool:
+        transport = self._client.get_transport() if self._client else None
+        return transport is not None and transport.is_active()
+
+    def _open_locked(self) -> ConnectInfo:
+        host = self._host
+        if host.jump is not None:
+            self._jump = SshTransport(host.jump)
+        addresses = [Address(host.address, host.port), *host.fallback]
+        failures: list[str] = []
+        for index, address in enumerate(addresses):
+            try:
+                self._client = self._connect_to(address)
+            except _UnreachableError as exc:
+                failures.append(f"{address.host}:{address.port} ({exc})")
+                continue
+            except BaseException:
+                self._close_locked()
+                raise
+            transport = self._client.get_transport()
+            if transport is not None:
+                transport.set_keepalive(KEEPALIVE_SECONDS)
+            jump = host.jump.name if host.jump else None
+            self._info = ConnectInfo(host.name, address.host, address.port, index > 0, jump)
+            return self._info
+        self._close_locked()
+        via = f" via jump host {host.jump.name}" if host.jump else ""
+        raise ConnectError(host.name, f"unreachable{via}: " + "; ".join(failures))
+
+    def _connect_to(self, address: Address) -> paramiko.SSHClient:
+        host = self._host
+        sock = _open_socket(address, host.connect_timeout, self._jump)
+        client = _new_client(host)
+        try:
+            client.connect(
+                address.host,
+                port=address.port,
+                username=host.user or getpass.getuser(),
+                key_filename=host.key,
+                look_for_keys=host.key is None,
+                allow_agent=True,
+                timeout=host.connect_timeout,
+                banner_timeout=host.connect_timeout,
+                auth_timeout=host.connect_timeout,
+                sock=sock,
+            )
+        except BaseException as exc:
+            client.close()
+            sock.close()
+            _raise_connect_failure(host, address, exc)
+        return client
+
+    def open_tunnel(self, address: Address, timeout: float) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel from this (bastion) host to ``address``."""
+        self.connect()
+        transport = self._transport()
+        try:
+            return transport.open_channel(
+                "direct-tcpip", (address.host, address.port), ("127.0.0.1", 0), timeout=timeout
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if not transport.is_active():
+                self._dropped(transport)
+            raise _UnreachableError(f"via {self.host}: {exc or type(exc).__name__}") from None
+
+    def _transport(self) -> paramiko.Transport:
+        transport = self._client.get_transport() if self._client else None
+        if transport is None or not transport.is_active():
+            raise ConnectError(self.host, "not connected")
+        return transport
+
+    def _dropped(self, transport: paramiko.Transport | None) -> None:
+        """Forget a dead connection so the next connect() opens a new one."""
+        with self._lock:
+            current = self._client.get_transport() if self._client else None
+            if transport is None or current is transport:
+                self._close_locked()
+
+    def close(self) -> None:
+        """Close the connection (idempotent); a later connect() reconnects."""
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        for closable in (self._sftp, self._client, self._jump):
+            if closable is not None:
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    closable.close()
+        self._sftp = self._client = self._jump = None
+        self._info = None
+
+    # -- commands ---------------------------------------------------------------------
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandResult:
+        """Run ``command`` with ``/bin/sh -c`` on the host; see the Transport contract."""
+        self.connect()
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        transport = self._transport()
+        run = _Running(self._open_exec(transport, command))
+        with self._lock:
+            self._runs[id(run)] = run
+        try:
+            if stdin is not None:
+                _feed_stdin(run.channel, stdin.encode())
+            else:
+                run.channel.shutdown_write()
+            out, err, code = self._pump(run, transport, command, timeout, on_output)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self._dropped(transport)
+            raise ConnectError(self.host, f"connection lost: {exc}") from None
+        finally:
+            with self._lock:
+                self._runs.pop(id(run), None)
+            run.channel.close()
+        return CommandResult(
+            host=self.host,
+            command=command,
+            exit_code=code,
+            stdout=self._redact(out.decode("utf-8", errors="replace")),
+            stderr=self._redact(err.decode("utf-8", errors="replace")),
+            started=started,
+            duration=time.monotonic() - clock,
+        )
+
+    def _open_exec(self, transport: paramiko.Transport, command: str) -> paramiko.Channel:
+        try:
+            channel = transport.open_session(timeout=self._host.connect_timeout)
+            channel.exec_command(wrap_with_pid(command))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self._dropped(transport)
+            raise ConnectError(self.host, f"connection lost: {exc}") from None
+        return channel
+
+    def _pump(
+        self,
+        run: _Running,
+        transport: paramiko.Transport,
+        command: str,
+        timeout: float | None,
+        on_output: OutputCallback | None,
+    ) -> tuple[bytes, bytes, int]:
+        """Collect output until the command exits, is cancelled, times out or the link drops."""
+        out, err = bytearray(), bytearray()
+        lines = _LineSplitter(on_output, self._redact)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        channel = run.channel
+        while True:
+            self._read_available(run, out, err, lines)
+            if run.cancelled:
+                self._stop(run, out, err, lines)
+                raise Cancelled(f"{self.host}: cancelled; killed: {first_line(command)}")
+            if deadline is not None and time.monotonic() >= deadline:
+                self._stop(run, out, err, lines)
+                raise CommandTimeout(
+                    f"{self.host}: timed out after {timeout or 0:g}s and was killed: "
+                    f"{first_line(command)}"
+                )
+            if _finished(channel):
+                break
+            _wait(channel, _POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
+        lines.flush()
+        if channel.exit_status_ready():
+            return bytes(out), bytes(err), channel.recv_exit_status()
+        if not channel.eof_received or not transport.is_active():
+            raise EOFError(f"channel closed without an exit status: {first_line(command)}")
+        return bytes(out), bytes(err), -1  # killed by a signal: sshd sent exit-signal
+
+    def _read_available(
+        self, run: _Running, out: bytearray, err: bytearray, lines: _LineSplitter
+    ) -> None:
+        channel = run.channel
+        while channel.recv_ready():
+            chunk = channel.recv(_CHUNK)
+            out += chunk
+            lines.feed(chunk)
+        while channel.recv_stderr_ready():
+            err += channel.recv_stderr(_CHUNK)
+        if run.pid is None and err:
+            pid, rest = take_pid_marker(bytes(err))
+            if pid is not None:
+                run.pid = pid
+                err[:] = rest
+
+    def _stop(self, run: _Running, out: bytearray, err: bytearray, lines: _LineSplitter) -> None:
+        """Kill the command's process group on the host, waiting briefly for its PID if needed."""
+        deadline = time.monotonic() + KILL_GRACE_SECONDS
+        while run.pid is None and not run.channel.closed and time.monotonic() < deadline:
+            _wait(run.channel, 0.05)
+            self._read_available(run, out, err, lines)
+        self._kill(run)
+
+    def _kill(self, run: _Running) -> None:
+        with run.lock:
+            if run.killed or run.pid is None:
+                return
+            run.killed = True
+        try:
+            transport = self._transport()
+            channel = transport.open_session(timeout=self._host.connect_timeout)
+            channel.exec_command(kill_group_command(run.pid, KILL_GRACE_SECONDS))
+            channel.status_event.wait(KILL_GRACE_SECONDS + 5)
+            channel.close()
+        except (ConnectError, OSError, EOFError, paramiko.SSHException):
+            pass  # the link is gone: nothing more we can do from here
+
+    def cancel(self) -> None:
+        """Kill every command in flight (whole process group); their run() raises Cancelled."""
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.cancelled = True
+        for run in runs:
+            self._kill(run)
+
+    def _redact(self, text: str) -> str:
+        if self.sudo_password and self.sudo_password in text:
+            return text.replace(self.sudo_password, _MASK)
+        return text
+
+    # -- files ------------------------------------------------------------------------
+
+    def put(self, data: bytes, dest: str, *, mode: int | None = None) -> None:
+        """Write ``data`` to ``dest`` atomically: temp file in the same directory, then rename."""
+        directory, name = posixpath.split(dest)
+        tmp = posixpath.join(directory, f".{name}.drp-{uuid.uuid4().hex[:12]}")
+        sftp = self._sftp_client()
+        try:
+            keep = mode if mode is not None else _existing_mode(sftp, dest)
+            with sftp.open(tmp, "wb") as handle:
+                handle.set_pipelined(True)
+                handle.write(data)
+            if keep is not None:
+                sftp.chmod(tmp, keep)
+            sftp.posix_rename(tmp, dest)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self._file_error(exc, f"put {dest}", lambda: sftp.remove(tmp))
+
+    def get(self, path: str) -> bytes:
+        """Read a whole remote file."""
+        sftp = self._sftp_client()
+        try:
+            with sftp.open(path, "rb") as handle:
+                handle.prefetch()
+                return handle.read()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self._file_error(exc, f"get {path}", None)
+            raise  # unreachable: _file_error always raises
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        self.connect()
+        with self._lock:
+            if self._sftp is None:
+                transport = self._client.get_transport() if self._client else None
+                if transport is None:
+                    raise ConnectError(self.host, "not connected")
+                try:
+                    self._sftp = paramiko.SFTPClient.from_transport(transport)
+                except (OSError, EOFError, paramiko.SSHException) as exc:
+                    raise ConnectError(self.host, f"cannot open SFTP: {exc}") from None
+                if self._sftp is None:
+                    raise ConnectError(self.host, "cannot open SFTP")
+            return self._sftp
+
+    def _file_error(
+        self, exc: BaseException, what: str, cleanup: Callable[[], object] | None
+    ) -> None:
+        transport = self._client.get_transport() if self._client else None
+        if transport is None or not transport.is_active():
+            self._dropped(transport)
+            raise ConnectError(self.host, f"connection lost during {what}: {exc}") from None
+        if cleanup is not None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                cleanup()
+        raise StepFailed(f"{self.host}: {what} failed: {exc}") from None
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+class _LineSplitter:
+    """Turn stdout chunks into complete lines for ``on_output``."""
+
+    def __init__(self, callback: OutputCallback | None, redact: Callable[[str], str]) -> None:
+        self._callback = callback
+        self._redact = redact
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+
+    def feed(self, chunk: bytes) -> None:
+        if self._callback is None:
+            return
+        text = self._partial + self._decoder.decode(chunk)
+        *complete, self._partial = text.split("\n")
+        for line in complete:
+            self._callback(self._redact(line))
+
+    def flush(self) -> None:
+        if self._callback is None:
+            return
+        rest = self._partial + self._decoder.decode(b"", final=True)
+        self._partial = ""
+        if rest:
+            self._callback(self._redact(rest))
+
+
+def _finished(channel: paramiko.Channel) -> bool:
+    if channel.recv_ready() or channel.recv_stderr_ready():
+        return False
+    return channel.closed or (bool(channel.eof_received) and channel.exit_status_ready())
+
+
+def _wait(channel: paramiko.Channel, seconds: float) -> None:
+    """Sleep until the channel has news (data, EOF, exit status) or ``seconds`` pass."""
+    seconds = max(0.0, seconds)
+    if channel.eof_received:  # data pipe stays readable after EOF: wait on the status
+        channel.status_event.wait(seconds)
+    else:
+        select.select([channel], [], [], seconds)
+
+
+def _feed_stdin(channel: paramiko.Channel, data: bytes) -> None:
+    """Send stdin from a helper thread so a chatty command cannot deadlock us."""
+
+    def send() -> None:
+        try:
+            channel.sendall(data)
+            channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the pump notices the broken channel
+
+    if len(data) <= 16384:
+        send()
+    else:
+        threading.Thread(target=send, name="drp-ssh-stdin", daemon=True).start()
+
+
+def _existing_mode(sftp: paramiko.SFTPClient, path: str) -> int | None:
+    try:
+        st_mode = sftp.stat(path).st_mode
+    except OSError:
+        return None
+    return None if st_mode is None else st_mode & 0o7777
+
+
+def _open_socket(address: Address, timeout: float, jump: SshTransport | None) -> Sock:
+    if jump is not None:
+        return jump.open_tunnel(address, timeout)
+    try:
+        sock = socket.create_connection((address.host, address.port), timeout=timeout)
+    except TimeoutError:
+        raise _UnreachableError(f"timed out after {timeout:g}s") from None
+    except OSError as exc:
+        raise _UnreachableError(exc.strerror or str(exc)) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _new_client(host: Host) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    path = known_hosts_path(host)
+    if path.exists():
+        client.load_host_keys(str(path))
+    client.set_missing_host_key_policy(_RefuseUnknown())
+    return client
+
+
+def _raise_connect_failure(host: Host, address: Address, exc: BaseException) -> NoReturn:
+    """Translate a paramiko connect failure; only network trouble says try the next address."""
+    name = entry_name(address.host, address.port)
+    known = known_hosts_path(host)
+    if isinstance(exc, _UnknownKeyError):
+        raise HostKeyError(
+            host.name,
+            f"unknown host key for {name}: {exc.key.get_name()} "
+            f"{fingerprint(exc.key.get_base64())} is not in {known}. "
+            f"Check the fingerprint out of band, then run: drp inventory trust {host.name}",
+        ) from None
+    if isinstance(exc, paramiko.BadHostKeyException):
+        raise HostKeyError(
+            host.name,
+            f"host key for {name} CHANGED (possible man-in-the-middle attack): "
+            f"expected {exc.expected_key.get_name()} {fingerprint(exc.expected_key.get_base64())} "
+            f"from {known}, got {exc.key.get_name()} {fingerprint(exc.key.get_base64())}. "
+            f"If the change is legitimate, run: drp inventory trust {host.name}",
+        ) from None
+    if isinstance(exc, paramiko.AuthenticationException) or "authentication" in str(exc).lower():
+        user = host.user or getpass.getuser()
+        raise ConnectError(host.name, f"authentication failed for {user}@{name}: {exc}") from None
+    if isinstance(exc, (OSError, EOFError, paramiko.SSHException)):
+        raise _UnreachableError(str(exc) or type(exc).__name__) from None
+    raise exc
+
+
+def fetch_server_key(host: Host, address: Address) -> tuple[str, str]:
+    """The key (type, base64) the server at ``address`` presents, without authenticating."""
+    jump = SshTransport(host.jump) if host.jump is not None else None
+    try:
+        sock = _open_socket(address, host.connect_timeout, jump)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=host.connect_timeout)
+            key = transport.get_remote_server_key()
+            return key.get_name(), key.get_base64()
+        finally:
+            transport.close()
+    except (_UnreachableError, OSError, EOFError, paramiko.SSHException) as exc:
+        raise ConnectError(
+            host.name, f"cannot read host key from {address.host}:{address.port}: {exc}"
+        ) from None
+    finally:
+        if jump is not None:
+            jump.close()
