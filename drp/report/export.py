@@ -34,7 +34,7 @@ CSV_COLUMNS = (
 def export(runs: Iterable[Journal], fmt: str) -> str:
     """All records of ``runs``, in order, as ``jsonl`` or ``csv`` text."""
     if fmt == "jsonl":
-        return "".join(dump_line(r.fields) + "\n" for j in runs for r in j.records)
+        return "".join(dump_line(dict(r.fields)) + "\n" for j in runs for r in j.records)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

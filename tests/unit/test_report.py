@@ -1,0 +1,166 @@
+"""Reports on a synthetic disk-replace run: milestones, waits, approvals, exports, CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drp.cli.log import app
+from drp.engine.events import Event, EventType
+from drp.errors import ExitCode, InputError
+from drp.journal import JournalWriter, run_dir
+from drp.report import RunFilter, build_timeline, export, list_runs, load_run, report
+from drp.report.sample import GATE_WAIT, SAMPLE_RUN, write_sample
+from drp.results import RunStatus
+
+OTHER = "20261122-080000-dns-failover-00aa"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    write_sample(tmp_path)
+    with JournalWriter.create(run_dir(tmp_path, OTHER), "carol@ops") as w:
+        w.append(
+            Event(
+                EventType.RUN_STARTED,
+                OTHER,
+                ts=datetime(2026, 11, 22, 8, tzinfo=UTC),
+                data={"runbook": "dns-failover", "targets": ["ns1"]},
+            )
+        )
+        w.append(
+            Event(
+                EventType.RUN_FINISHED,
+                OTHER,
+                outcome="ok",
+                ts=datetime(2026, 11, 22, 8, 5, tzinfo=UTC),
+            )
+        )
+    return tmp_path
+
+
+def test_md_has_milestones_with_times(state: Path) -> None:
+    md = report(load_run(state, SAMPLE_RUN), "md")
+    assert "Sat 21 Nov 23:41  db1  fail-and-remove     changed (0.9s)" in md
+    assert "Sun 22 Nov 19:41  db1  datacenter-swap     approved by bob@desk after 20h 0m" in md
+    assert "run resumed by bob@desk" in md and "run finished: failed" in md
+    assert "Sun 22 Nov 19:42  db1  reboot              ok (1m 0s)" in md
+    assert "hash chain verified (32 records)" in md
+    assert "token=********" in md and "9c1e" in md
+    assert "drp resume 20261121 --approve datacenter-swap" in md
+    assert "exit 255" in md and "Connection timed out" in md  # the retry
+    assert "approved by **bob@desk** after waiting 20h 0m: new disk in bay 2" in md
+
+
+def test_human_vs_machine_split(state: Path) -> None:
+    run = load_run(state, SAMPLE_RUN)
+    t = build_timeline(run.journal.records)
+    assert t.human_wait == pytest.approx(GATE_WAIT)
+    assert t.machine_time == pytest.approx(78.1, abs=0.01)
+    assert t.total == pytest.approx(GATE_WAIT + 78.1, abs=0.01)
+    rows = {(r.host, r.step): r for r in t.rows}
+    assert rows[("db1", "survivor-healthy")].attempts == 2
+    assert rows[("db1", "datacenter-swap")].approved_by == "bob@desk"
+    assert [(f.host, f.exit_code) for f in t.failures] == [("db2", 2), ("db1", 255)]
+
+
+def test_json_report(state: Path) -> None:
+    data = json.loads(report(load_run(state, "latest"), "json"))
+    assert data["run"] == OTHER and data["status"] == "ok"
+    data = json.loads(report(load_run(state, "20261121"), "json"))
+    assert data["time"]["human_wait"] == pytest.approx(GATE_WAIT)
+    assert data["integrity"]["ok"] is True
+    assert data["operators"] == ["ana@laptop", "bob@desk"]
+    assert data["approvals"][0]["by"] == "bob@desk"
+    assert data["approvals"][0]["waited"] == pytest.approx(GATE_WAIT)
+    assert {"milestones", "steps", "failures", "command_lines", "params"} <= set(data)
+    with pytest.raises(InputError):
+        report(load_run(state, SAMPLE_RUN), "pdf")
+
+
+def test_html_escapes_journal_content(state: Path) -> None:
+    html = report(load_run(state, SAMPLE_RUN), "html")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert '<svg id="timeline"' in html and 'class="gap"' in html
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_broken_chain_shows_in_report(state: Path) -> None:
+    path = run_dir(state, SAMPLE_RUN) / "events.jsonl"
+    path.write_bytes(path.read_bytes().replace(b"bob@desk", b"eve@evil", 1))
+    md = report(load_run(state, SAMPLE_RUN), "md")
+    assert "HASH CHAIN BROKEN" in md
+
+
+def test_exports(state: Path) -> None:
+    run = load_run(state, SAMPLE_RUN)
+    stored = (run_dir(state, SAMPLE_RUN) / "events.jsonl").read_text()
+    assert export([run.journal], "jsonl") == stored
+    rows = list(csv.DictReader(io.StringIO(export([run.journal], "csv"))))
+    assert len(rows) == 32 and rows[0]["type"] == "run.started"
+    retry = [r for r in rows if r["exit_code"] == "255"][0]
+    assert retry["attempt"] == "1" and retry["outcome"] == "failed" and retry["host"] == "db1"
+    with pytest.raises(InputError):
+        export([run.journal], "xml")
+
+
+def test_list_filters(state: Path) -> None:
+    assert [s.run_id for s in list_runs(state)] == [OTHER, SAMPLE_RUN]
+    assert [s.run_id for s in list_runs(state, RunFilter(runbook="disk-replace"))] == [SAMPLE_RUN]
+    assert [s.run_id for s in list_runs(state, RunFilter(host="ns1"))] == [OTHER]
+    assert [s.run_id for s in list_runs(state, RunFilter(status=RunStatus.FAILED))] == [SAMPLE_RUN]
+    assert [s.run_id for s in list_runs(state, RunFilter(operator="bob"))] == [SAMPLE_RUN]
+    since = datetime(2026, 11, 22, tzinfo=UTC)
+    assert [s.run_id for s in list_runs(state, RunFilter(since=since))] == [OTHER]
+    assert [s.run_id for s in list_runs(state, RunFilter(until=since))] == [SAMPLE_RUN]
+    summary = list_runs(state, RunFilter(runbook="disk-replace"))[0]
+    assert summary.operators == ("ana@laptop", "bob@desk") and summary.hosts == ("db1", "db2")
+    assert summary.counts == {"changed": 2, "failed": 1, "ok": 4}
+
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def test_cli_list_show_report(state: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["list", "--state-dir", str(state), "--runbook", "dns-failover"])
+    assert res.exit_code == 0 and "dns-failover" in res.output and "disk-replace" not in res.output
+    res = runner.invoke(
+        app,
+        ["show", "20261121", "--state-dir", str(state), "--step", "survivor-healthy", "--output"],
+        env={"COLUMNS": "200"},
+    )
+    assert res.exit_code == 0 and "Connection timed out" in res.output and "PASSED" in res.output
+    out = tmp_path / "r.html"
+    res = runner.invoke(
+        app, ["report", "20261121", "-f", "html", "-o", str(out)], env={"DRP_STATE_DIR": str(state)}
+    )
+    assert res.exit_code == 0 and out.read_text().startswith("<!DOCTYPE html>")
+    res = runner.invoke(app, ["report", "latest", "--state-dir", str(state)])
+    assert res.exit_code == 0 and "# Run " + OTHER in res.output
+
+
+def test_cli_verify_and_export(state: Path) -> None:
+    res = runner.invoke(app, ["verify", "--all", "--state-dir", str(state)])
+    assert res.exit_code == 0 and res.output.count("ok ") == 2
+    path = run_dir(state, SAMPLE_RUN) / "events.jsonl"
+    path.write_bytes(path.read_bytes().replace(b"WD-WCC4N7654321", b"WD-WCC4N7654329"))
+    res = runner.invoke(app, ["verify", SAMPLE_RUN, "--state-dir", str(state)])
+    assert res.exit_code == ExitCode.JOURNAL and "FAILED" in res.output and "edited" in res.output
+    res = runner.invoke(app, ["export", OTHER, "--format", "csv", "--state-dir", str(state)])
+    assert res.exit_code == 0 and res.output.startswith("ts,run,type")
+
+
+def test_cli_errors_propagate(state: Path) -> None:
+    res = runner.invoke(app, ["show", "../etc", "--state-dir", str(state)])
+    assert isinstance(res.exception, InputError)
+    res = runner.invoke(app, ["verify", "--state-dir", str(state)])
+    assert isinstance(res.exception, InputError)
+    for cmd in ("list", "show", "report", "verify", "export"):
+        res = runner.invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0 and "Example: drp log " + cmd in res.output
