@@ -104,7 +104,7 @@ def test_exports(state: Path) -> None:
     assert export([run.journal], "jsonl") == stored
     rows = list(csv.DictReader(io.StringIO(export([run.journal], "csv"))))
     assert len(rows) == 32 and rows[0]["type"] == "run.started"
-    retry = [r for r in rows if r["exit_code"] == "255"][0]
+    retry = next(r for r in rows if r["exit_code"] == "255")
     assert retry["attempt"] == "1" and retry["outcome"] == "failed" and retry["host"] == "db1"
     with pytest.raises(InputError):
         export([run.journal], "xml")
