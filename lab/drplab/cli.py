@@ -1,0 +1,230 @@
+"""Command line: ``python -m drplab build|up|down|status|ssh``.
+
+``up`` starts a detached lab guest, waits for SSH, writes (merges) a drp
+inventory entry and a known_hosts file, and records the guest in
+``$DRP_LAB_CACHE/run/NAME.json`` so ``down``/``status``/``ssh`` find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from drplab.build import BuildConfig, LabImage, build_image
+from drplab.config import cache_dir
+from drplab.guest import Guest, pid_alive
+from drplab.inventory import remove_inventory_host
+from drplab.qmp import QMP, QMPError
+from drplab.util import WaitTimeoutError, wait_until
+
+
+def _run_dir() -> Path:
+    path = cache_dir() / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _state_path(name: str) -> Path:
+    return _run_dir() / f"{name}.json"
+
+
+def _load_state(name: str) -> dict[str, Any] | None:
+    path = _state_path(name)
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _ssh_argv(state: dict[str, Any]) -> list[str]:
+    return [
+        "ssh",
+        "-i",
+        state["key"],
+        "-o",
+        f"UserKnownHostsFile={state['known_hosts']}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-p",
+        str(state["port"]),
+        f"root@{state['address']}",
+    ]
+
+
+def cmd_build(_args: argparse.Namespace) -> int:
+    """Build (or find cached) the image and print where it is."""
+    started = time.monotonic()
+    image = build_image(BuildConfig())
+    print(f"image: {image.path} ({time.monotonic() - started:.0f}s)")
+    print(f"build times (s): {image.build_seconds}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start a detached guest and write its inventory entry."""
+    name: str = args.name
+    state = _load_state(name)
+    if state is not None and pid_alive(int(state["pid"])):
+        print(f"{name} is already up (pid {state['pid']}, port {state['port']})", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    image = build_image(BuildConfig())
+    built = time.monotonic() - started
+    guest = Guest(image, name=name, detached=True, memory_mib=args.memory)
+    guest.start(wait=True, timeout=args.timeout)
+    assert guest.workdir is not None
+    assert guest.proc is not None
+    inventory = Path(args.inventory).expanduser().resolve()
+    guest.write_inventory(inventory)
+    state = {
+        "name": name,
+        "pid": guest.proc.pid,
+        "address": guest.address,
+        "port": guest.port,
+        "key": str(image.ssh_key),
+        "known_hosts": str(guest.known_hosts),
+        "workdir": str(guest.workdir),
+        "qmp": str(guest.qmp_socket),
+        "console": str(guest.console_socket),
+        "inventory": str(inventory),
+        "image": str(image.path),
+        "started": time.time(),
+    }
+    _state_path(name).write_text(json.dumps(state, indent=2), encoding="utf-8")
+    guest.release()
+    ssh = " ".join(_ssh_argv(state))
+    boot = guest.timings["boot_to_ssh"]
+    print(
+        f"lab host {name} is up: image {built:.0f}s, boot to SSH {boot:.0f}s\n"
+        f"  inventory:   {inventory}  (host {name!r}, port {guest.port})\n"
+        f"  known_hosts: {guest.known_hosts}\n"
+        f"  ssh:         {ssh}\n"
+        f"               (or: python -m drplab ssh {name} [COMMAND])\n"
+        f"  console:     socat -,raw,echo=0 UNIX-CONNECT:{guest.console_socket}"
+        f"  (root password: {image.root_password})\n"
+        f"  QMP:         {guest.qmp_socket}\n"
+        f"  run drp:     drp ... --inventory {inventory}  (target host {name})\n"
+        f"  stop:        python -m drplab down {name}"
+    )
+    return 0
+
+
+def _stop(state: dict[str, Any]) -> None:
+    pid = int(state["pid"])
+    if pid_alive(pid):
+        try:
+            with QMP(Path(state["qmp"]), timeout=5) as qmp:
+                qmp.execute("quit")
+        except (OSError, QMPError, TimeoutError):
+            os.kill(pid, signal.SIGTERM)
+        try:
+            wait_until(lambda: not pid_alive(pid), 15, interval=0.2, what=f"QEMU {pid} to exit")
+        except WaitTimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    workdir = Path(state["workdir"])
+    if workdir.name.startswith("drplab-"):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop a guest started by ``up`` and remove its inventory entry."""
+    state = _load_state(args.name)
+    if state is None:
+        print(f"no lab host named {args.name}", file=sys.stderr)
+        return 1
+    _stop(state)
+    inventory = Path(state["inventory"])
+    if inventory.exists() and remove_inventory_host(inventory, args.name):
+        print(f"removed {args.name} from {inventory}")
+    _state_path(args.name).unlink()
+    print(f"{args.name} is down")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """List guests started by ``up``."""
+    names = [args.name] if args.name else sorted(p.stem for p in _run_dir().glob("*.json"))
+    if not names:
+        print("no lab hosts")
+        return 0
+    for name in names:
+        state = _load_state(name)
+        if state is None:
+            print(f"{name}: unknown")
+            continue
+        alive = pid_alive(int(state["pid"]))
+        uptime = time.time() - float(state["started"])
+        print(
+            f"{name}: {'running' if alive else 'DEAD'} pid {state['pid']} "
+            f"ssh {state['address']}:{state['port']} up {uptime:.0f}s "
+            f"inventory {state['inventory']}"
+        )
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    """Exec ssh into a guest started by ``up``."""
+    state = _load_state(args.name)
+    if state is None:
+        print(f"no lab host named {args.name}", file=sys.stderr)
+        return 1
+    argv = _ssh_argv(state) + list(args.command)
+    os.execvp(argv[0], argv)
+    return 0  # pragma: no cover
+
+
+def cmd_image(_args: argparse.Namespace) -> int:
+    """Print the cached image metadata (without building)."""
+    images = sorted((cache_dir() / "images").glob("*/meta.json"))
+    for meta in images:
+        print(LabImage.load(meta.parent).to_json())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m drplab", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build", help="build (or reuse) the cached guest image").set_defaults(
+        func=cmd_build
+    )
+    up = sub.add_parser("up", help="start a lab host and write its drp inventory entry")
+    up.add_argument("--name", default="lab1")
+    up.add_argument(
+        "--inventory",
+        default=str(cache_dir() / "inventory.yaml"),
+        help="inventory file to write/merge (default: %(default)s)",
+    )
+    up.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB")
+    up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for SSH")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop a lab host")
+    down.add_argument("name")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="list lab hosts")
+    status.add_argument("name", nargs="?")
+    status.set_defaults(func=cmd_status)
+    ssh = sub.add_parser("ssh", help="ssh into a lab host")
+    ssh.add_argument("name")
+    ssh.add_argument("command", nargs=argparse.REMAINDER)
+    ssh.set_defaults(func=cmd_ssh)
+    sub.add_parser("image", help="show cached image metadata").set_defaults(func=cmd_image)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    code: int = args.func(args)
+    return code

@@ -1,0 +1,648 @@
+"""A running lab guest: QEMU process, QMP, serial console and SSH.
+
+Typical use::
+
+    image = build_image()
+    with Guest(image) as guest:          # boots through GRUB, waits for SSH
+        guest.ssh("cat /proc/mdstat")
+        guest.pull_disk("disk1")         # the disk vanishes from the bus
+        guest.insert_blank_disk("disk2", serial="DRPLAB-NEW0")
+
+Every wait polls against a deadline; nothing sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from drplab.build import LabImage
+from drplab.config import accel_args, qemu_binary
+from drplab.inventory import known_hosts_line, write_inventory, write_known_hosts
+from drplab.qmp import QMP, QMPError
+from drplab.util import WaitTimeoutError, free_port, wait_until
+
+log = logging.getLogger("drplab.guest")
+
+ADDRESS = "127.0.0.1"
+NIC_ID = "nic0"
+
+
+class LabError(RuntimeError):
+    """The guest did not do what the lab expected (did not boot, QEMU died, ...)."""
+
+
+@dataclass
+class Disk:
+    """A virtio disk of the guest (``name`` is the QEMU device id)."""
+
+    name: str
+    image: Path
+    serial: str
+    fmt: str = "qcow2"
+    attached: bool = False
+    bootindex: int | None = None
+
+    @property
+    def node(self) -> str:
+        """The QEMU block node name."""
+        return f"node-{self.name}"
+
+    @property
+    def by_id(self) -> str:
+        """Where the guest's udev links this disk."""
+        return f"/dev/disk/by-id/virtio-{self.serial}"
+
+
+class _Console:
+    """Drains the serial console socket into a buffer and a transcript file."""
+
+    def __init__(self, path: Path, transcript: Path) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.connect(str(path))
+        self._lock = threading.Condition()
+        self._buf = ""
+        self._pos = 0
+        self._closed = False
+        self._transcript = transcript.open("a", encoding="utf-8", errors="replace")
+        self._thread = threading.Thread(target=self._pump, name="drplab-console", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                chunk = self._sock.recv(4096)
+            except OSError:
+                chunk = b""
+            text = chunk.decode("utf-8", errors="replace")
+            with self._lock:
+                if not chunk:
+                    self._closed = True
+                    self._lock.notify_all()
+                    return
+                self._buf += text
+                self._transcript.write(text)
+                self._transcript.flush()
+                self._lock.notify_all()
+
+    def read(self) -> str:
+        with self._lock:
+            text = self._buf[self._pos :]
+            self._pos = len(self._buf)
+            return text
+
+    def expect(self, pattern: str, timeout: float) -> str:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                match = regex.search(self._buf, self._pos)
+                if match:
+                    text = self._buf[self._pos : match.end()]
+                    self._pos = match.end()
+                    return text
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    tail = self._buf[-2000:]
+                    raise WaitTimeoutError(
+                        f"console: no match for {pattern!r} in {timeout:.0f}s:\n{tail}"
+                    )
+                self._lock.wait(left)
+
+    def write(self, text: str) -> None:
+        self._sock.sendall(text.encode())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(timeout=5)
+        self._transcript.close()
+
+
+class Guest:
+    """One lab guest on qcow2 overlays of a :class:`LabImage`."""
+
+    def __init__(
+        self,
+        image: LabImage,
+        *,
+        name: str = "lab1",
+        memory_mib: int = 1024,
+        smp: int = 1,
+        workdir: Path | None = None,
+        detached: bool = False,
+    ) -> None:
+        self.image = image
+        self.name = name
+        self.memory_mib = memory_mib
+        self.smp = smp
+        self.detached = detached
+        self._workdir_arg = workdir
+        self.workdir: Path | None = None
+        self.port = 0
+        self.disks: dict[str, Disk] = {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._qmp: QMP | None = None
+        self._console: _Console | None = None
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ paths
+
+    def _path(self, leaf: str) -> Path:
+        if self.workdir is None:
+            raise LabError("guest not started")
+        return self.workdir / leaf
+
+    @property
+    def qmp_socket(self) -> Path:
+        """QMP unix socket."""
+        return self._path("qmp.sock")
+
+    @property
+    def console_socket(self) -> Path:
+        """Serial console unix socket (the lab's out-of-band path)."""
+        return self._path("console.sock")
+
+    @property
+    def console_log(self) -> Path:
+        """Transcript of the serial console."""
+        return self._path("console.log")
+
+    @property
+    def known_hosts(self) -> Path:
+        """known_hosts file holding the guest's host key at its forwarded port."""
+        return self._path("known_hosts")
+
+    @property
+    def address(self) -> str:
+        """Address SSH reaches the guest on."""
+        return ADDRESS
+
+    @property
+    def ssh_key(self) -> Path:
+        """Private key root accepts."""
+        return self.image.ssh_key
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Guest:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _qemu_argv(self) -> list[str]:
+        # An attached guest dies with the Python process that started it.
+        prefix = [] if self.detached else ["setpriv", "--pdeathsig", "KILL"]
+        argv = [
+            *prefix,
+            qemu_binary(),
+            "-name",
+            f"drplab-{self.name}",
+            "-machine",
+            "pc",
+            *accel_args(),
+            "-m",
+            str(self.memory_mib),
+            "-smp",
+            str(self.smp),
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-chardev",
+            f"socket,id=console,path={self.console_socket},server=on,wait=off",
+            "-serial",
+            "chardev:console",
+            "-chardev",
+            f"socket,id=qmp,path={self.qmp_socket},server=on,wait=off",
+            "-mon",
+            "chardev=qmp,mode=control",
+            "-netdev",
+            f"user,id=net0,hostfwd=tcp:{ADDRESS}:{self.port}-:22",
+            "-device",
+            f"virtio-net-pci,netdev=net0,id={NIC_ID}",
+            "-pidfile",
+            str(self._path("qemu.pid")),
+        ]
+        for disk in self.disks.values():
+            argv += [
+                "-blockdev",
+                f"driver={disk.fmt},node-name={disk.node},"
+                f"file.driver=file,file.filename={disk.image}",
+                "-device",
+                self._device_spec(disk),
+            ]
+        return argv
+
+    @staticmethod
+    def _device_spec(disk: Disk) -> str:
+        spec = f"virtio-blk-pci,drive={disk.node},id={disk.name},serial={disk.serial}"
+        if disk.bootindex is not None:
+            spec += f",bootindex={disk.bootindex}"
+        return spec
+
+    def start(self, *, wait: bool = True, timeout: float = 600.0) -> None:
+        """Create overlays, start QEMU (booting through GRUB) and, if ``wait``, wait for SSH."""
+        if self.proc is not None:
+            raise LabError("guest already started")
+        started = time.monotonic()
+        if self._workdir_arg is not None:
+            self._workdir_arg.mkdir(parents=True, exist_ok=True)
+            self.workdir = self._workdir_arg
+        else:
+            # Short path: unix socket paths are limited to 107 bytes.
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"drplab-{self.name}-"))
+        try:
+            for index, (name, serial, base) in enumerate(
+                zip(self.image.disk_names, self.image.disk_serials, self.image.disks, strict=True)
+            ):
+                overlay = self._path(f"{name}.qcow2")
+                subprocess.run(
+                    [
+                        "qemu-img",
+                        "create",
+                        "-q",
+                        "-f",
+                        "qcow2",
+                        "-F",
+                        "qcow2",
+                        "-b",
+                        str(base),
+                        str(overlay),
+                    ],
+                    check=True,
+                )
+                self.disks[name] = Disk(name, overlay, serial, attached=True, bootindex=index)
+            self._launch()
+            if not self.detached:
+                self._console = _Console(self.console_socket, self.console_log)
+            self.timings["qemu_start"] = round(time.monotonic() - started, 1)
+            if wait:
+                self.wait_ssh(timeout)
+                self.timings["boot_to_ssh"] = round(time.monotonic() - started, 1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self) -> None:
+        """Start QEMU on a free port; retry if another process took the port first."""
+        for _attempt in range(5):
+            self.port = free_port(ADDRESS)
+            write_known_hosts(
+                self.known_hosts, [known_hosts_line(self.image.host_key, self.port, ADDRESS)]
+            )
+            qemu_log = self._path("qemu.log").open("ab")
+            try:
+                self.proc = subprocess.Popen(
+                    self._qemu_argv(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=qemu_log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=self.detached,
+                )
+            finally:
+                qemu_log.close()
+            try:
+                wait_until(
+                    self._qemu_up,
+                    30,
+                    interval=0.05,
+                    what="QEMU's QMP socket",
+                )
+                if self.alive():
+                    self._qmp = QMP(self.qmp_socket)
+                    return
+            except WaitTimeoutError:
+                pass
+            text = self._path("qemu.log").read_text(errors="replace")
+            self._kill()
+            if "hostfwd" not in text and "Could not set up host forwarding" not in text:
+                raise LabError(f"QEMU failed to start:\n{text[-3000:]}")
+            log.info("port %d was taken, retrying", self.port)
+        raise LabError("could not start QEMU on a free port")
+
+    def _qemu_up(self) -> bool:
+        return self.proc is None or self.proc.poll() is not None or self.qmp_socket.exists()
+
+    def _kill(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        self.proc = None
+
+    def alive(self) -> bool:
+        """Whether QEMU is still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        """Stop QEMU (``quit``, then SIGKILL) and remove the work directory."""
+        if self._qmp is not None and self.alive():
+            with contextlib.suppress(OSError, QMPError, TimeoutError):
+                self._qmp.execute("quit")
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout)
+        self._kill()
+        if self._qmp is not None:
+            self._qmp.close()
+            self._qmp = None
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        if self.workdir is not None and self._workdir_arg is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = None if self._workdir_arg is None else self.workdir
+
+    def release(self) -> None:
+        """Forget a detached guest without stopping it (``drplab up``)."""
+        if self._qmp is not None:
+            self._qmp.close()
+            self._qmp = None
+        self.proc = None
+
+    # ------------------------------------------------------------------ QMP
+
+    def qmp(self, command: str, **arguments: Any) -> Any:
+        """Run a QMP command."""
+        if self._qmp is None:
+            raise LabError("guest not started")
+        return self._qmp.execute(command, **arguments)
+
+    def pull_disk(self, name: str, *, timeout: float = 30.0) -> Disk:
+        """Unplug disk ``name`` as if pulled from its bay; returns it (image kept)."""
+        disk = self.disks[name]
+        if self._qmp is None or not disk.attached:
+            raise LabError(f"disk {name} is not attached")
+        self._qmp.execute("device_del", id=name)
+        self._qmp.wait_event("DEVICE_DELETED", timeout=timeout, data={"device": name})
+        self._qmp.execute("blockdev-del", **{"node-name": disk.node})
+        disk.attached = False
+        return disk
+
+    def insert_disk(
+        self,
+        image: Path,
+        name: str,
+        *,
+        serial: str | None = None,
+        fmt: str = "qcow2",
+        bootindex: int | None = None,
+    ) -> Disk:
+        """Hot-plug an existing image (e.g. the one just pulled) as virtio disk ``name``."""
+        if self._qmp is None:
+            raise LabError("guest not started")
+        old = self.disks.get(name)
+        if old is not None and old.attached:
+            raise LabError(f"disk {name} is attached already")
+        if serial is None:
+            serial = old.serial if old is not None else name.upper()
+        disk = Disk(name, image.resolve(), serial, fmt=fmt, bootindex=bootindex)
+        self._qmp.execute(
+            "blockdev-add",
+            **{
+                "driver": fmt,
+                "node-name": disk.node,
+                "file": {"driver": "file", "filename": str(disk.image)},
+            },
+        )
+        args: dict[str, Any] = {
+            "driver": "virtio-blk-pci",
+            "drive": disk.node,
+            "id": name,
+            "serial": serial,
+        }
+        if bootindex is not None:
+            args["bootindex"] = bootindex
+        try:
+            self._qmp.execute("device_add", **args)
+        except QMPError:
+            self._qmp.execute("blockdev-del", **{"node-name": disk.node})
+            raise
+        disk.attached = True
+        self.disks[name] = disk
+        return disk
+
+    def insert_blank_disk(
+        self,
+        name: str,
+        *,
+        size: str = "2G",
+        serial: str | None = None,
+        bootindex: int | None = None,
+    ) -> Disk:
+        """Create a blank qcow2 of ``size`` and hot-plug it (a new disk from the datacenter)."""
+        image = self._path(f"{name}.qcow2")
+        if image.exists():
+            raise LabError(f"{image} exists already")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), size], check=True)
+        return self.insert_disk(image, name, serial=serial, bootindex=bootindex)
+
+    def set_link(self, up: bool) -> None:
+        """Plug (``True``) or unplug (``False``) the network cable."""
+        self.qmp("set_link", name=NIC_ID, up=up)
+
+    def power_cycle(self, *, wait: bool = True, timeout: float = 600.0) -> None:
+        """Hard reset (``system_reset``); if ``wait``, wait until SSH shows a new boot id."""
+        old = self._boot_id_or_none() if wait else None
+        self.qmp("system_reset")
+        if wait:
+            self.wait_boot(old, timeout=timeout)
+
+    # ------------------------------------------------------------------ SSH
+
+    def ssh_argv(self, *, connect_timeout: int = 10) -> list[str]:
+        """``ssh`` argv up to (not including) the remote command; strict host key checking."""
+        return [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(self.image.ssh_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={connect_timeout}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+            str(self.port),
+            f"root@{ADDRESS}",
+        ]
+
+    def ssh(
+        self,
+        command: str,
+        *,
+        check: bool = False,
+        timeout: float = 120.0,
+        input_text: str | None = None,
+        connect_timeout: int = 10,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` as root in the guest through the ``ssh`` binary."""
+        argv = [*self.ssh_argv(connect_timeout=connect_timeout), command]
+        try:
+            result = subprocess.run(
+                argv,
+                input=input_text,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                stdin=None if input_text is not None else subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            result = subprocess.CompletedProcess(argv, 255, "", f"timed out after {timeout}s")
+            if check:
+                raise LabError(f"ssh {command!r}: timed out after {timeout:.0f}s") from exc
+        if check and result.returncode != 0:
+            raise LabError(
+                f"ssh {command!r} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+            )
+        return result
+
+    def _check_alive(self) -> None:
+        if not self.alive():
+            tail = self.console_log.read_text(errors="replace")[-2000:] if self.workdir else ""
+            raise LabError(f"QEMU exited; console tail:\n{tail}")
+
+    def wait_ssh(self, timeout: float = 600.0) -> None:
+        """Wait until ``ssh true`` succeeds."""
+
+        def ready() -> bool:
+            self._check_alive()
+            return self.ssh("true", timeout=20, connect_timeout=5).returncode == 0
+
+        wait_until(ready, timeout, interval=1.0, what=f"SSH on {ADDRESS}:{self.port}")
+
+    def boot_id(self) -> str:
+        """The guest kernel's boot id (changes at every boot)."""
+        return self.ssh("cat /proc/sys/kernel/random/boot_id", check=True).stdout.strip()
+
+    def _boot_id_or_none(self) -> str | None:
+        result = self.ssh("cat /proc/sys/kernel/random/boot_id", timeout=20, connect_timeout=5)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def wait_boot(self, old_boot_id: str | None, *, timeout: float = 600.0) -> str:
+        """Wait until SSH answers with a boot id other than ``old_boot_id``; return it."""
+
+        def new_boot() -> str | None:
+            self._check_alive()
+            current = self._boot_id_or_none()
+            return current if current and current != old_boot_id else None
+
+        started = time.monotonic()
+        boot = wait_until(new_boot, timeout, interval=1.0, what="the guest to boot again")
+        self.timings["last_boot"] = round(time.monotonic() - started, 1)
+        return boot
+
+    def reboot(self, *, timeout: float = 600.0) -> str:
+        """``systemctl reboot`` and wait for the new boot; return the new boot id."""
+        old = self.boot_id()
+        self.ssh("systemctl reboot", timeout=30)
+        return self.wait_boot(old, timeout=timeout)
+
+    # ------------------------------------------------------------------ console
+
+    def _need_console(self) -> _Console:
+        if self._console is None:
+            raise LabError("no console reader (detached guest?)")
+        return self._console
+
+    def console_read(self) -> str:
+        """Console output received since the last read/expect."""
+        return self._need_console().read()
+
+    def console_write(self, text: str) -> None:
+        """Type ``text`` on the serial console."""
+        self._need_console().write(text)
+
+    def console_expect(self, pattern: str, *, timeout: float = 60.0) -> str:
+        """Wait for regex ``pattern`` on the console; return the output up to its end."""
+        return self._need_console().expect(pattern, timeout)
+
+    def console_login(self, *, timeout: float = 120.0) -> None:
+        """Log in as root on the serial console (like IPMI serial-over-LAN)."""
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(1.0, deadline - time.monotonic())
+
+        def prompt() -> bool:
+            self.console_write("\r")
+            try:
+                self.console_expect(r"login: $|login: ", timeout=min(5.0, left()))
+            except WaitTimeoutError:
+                return False
+            return True
+
+        wait_until(prompt, left(), interval=0.1, what="a login prompt on the console")
+        self.console_write("root\r")
+        self.console_expect(r"Password: ", timeout=left())
+        self.console_write(self.image.root_password + "\r")
+        self.console_expect(r"# ", timeout=left())
+
+    # ------------------------------------------------------------------ drp
+
+    def write_inventory(self, path: Path, *, host: str | None = None, merge: bool = True) -> Path:
+        """Write (or merge) a drp inventory entry for this guest into ``path``."""
+        return write_inventory(
+            path,
+            host or self.name,
+            address=ADDRESS,
+            port=self.port,
+            key=self.image.ssh_key,
+            known_hosts=self.known_hosts,
+            merge=merge,
+        )
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (and is not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

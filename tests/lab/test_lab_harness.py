@@ -1,0 +1,140 @@
+"""The lab harness itself: RAID-1 boot through GRUB, disk pull/insert, link, power.
+
+Each test gets a fresh guest (~50 s to boot under TCG); keep the count small.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from drplab import Guest, LabImage, build_image, known_hosts_line
+from drplab.util import wait_until
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+
+
+def mdstat(guest: Guest) -> str:
+    return guest.ssh("cat /proc/mdstat", check=True).stdout
+
+
+def test_image_is_cached(lab_image: LabImage) -> None:
+    started = time.monotonic()
+    again = build_image()
+    assert again.path == lab_image.path
+    assert time.monotonic() - started < 10
+    assert all(disk.exists() for disk in lab_image.disks)
+
+
+def test_boots_through_grub_with_root_on_raid1(lab_guest: Guest) -> None:
+    guest = lab_guest
+    # Booted by GRUB from the disks (a direct -kernel boot has no BOOT_IMAGE).
+    cmdline = guest.ssh("cat /proc/cmdline", check=True).stdout
+    assert "BOOT_IMAGE=" in cmdline
+    assert f"root=UUID={guest.image.fs_uuid}" in cmdline
+    assert guest.ssh("findmnt -no SOURCE /", check=True).stdout.strip() == "/dev/md0"
+
+    detail = guest.ssh("mdadm --detail /dev/md0", check=True).stdout
+    assert "Raid Level : raid1" in detail
+    assert "Active Devices : 2" in detail
+    assert "Working Devices : 2" in detail
+    assert "Intent Bitmap : Internal" in detail
+    state = next(line for line in detail.splitlines() if "State :" in line)
+    assert "clean" in state and "degraded" not in state
+    assert "[UU]" in mdstat(guest)
+
+    # The array is known to mdadm.conf (hence to the initramfs) by its UUID.
+    conf = guest.ssh("cat /etc/mdadm/mdadm.conf", check=True).stdout
+    assert f"UUID={guest.image.md_uuid}" in conf
+
+    # Same layout and GRUB's boot code on both disks.
+    for serial in guest.image.disk_serials:
+        dev = f"/dev/disk/by-id/virtio-{serial}"
+        parts = guest.ssh(f"sgdisk -p {dev}", check=True).stdout
+        assert "EF02" in parts and "FD00" in parts
+        mbr = guest.ssh(f"head -c 512 {dev} | grep -ac GRUB", check=False).stdout.strip()
+        assert mbr == "1", f"no GRUB boot code on {dev}"
+        assert (
+            f"{dev}-part2" in detail
+            or guest.ssh(f"mdadm --examine {dev}-part2 | grep -q {guest.image.md_uuid}").returncode
+            == 0
+        )
+
+
+def test_pull_disk_degrades_and_insert_disks(lab_guest: Guest) -> None:
+    guest = lab_guest
+    pulled = guest.pull_disk("disk1")
+    assert not pulled.attached
+    # md notices a missing member at the next write.
+    guest.ssh("echo rehearsal > /root/after-pull && sync", check=True)
+
+    def degraded() -> bool:
+        return "[U_]" in mdstat(guest) or "[_U]" in mdstat(guest)
+
+    wait_until(degraded, 60, what="md0 to show a missing member")
+    detail = guest.ssh("mdadm --detail /dev/md0", check=True).stdout
+    assert "degraded" in detail
+
+    new = guest.insert_blank_disk("disk2", size="2G", serial="DRPLAB-NEW0")
+    wait_until(
+        lambda: guest.ssh(f"test -b {new.by_id}").returncode == 0,
+        60,
+        what=f"{new.by_id} in the guest",
+    )
+    size = guest.ssh(f"blockdev --getsize64 {new.by_id}", check=True).stdout.strip()
+    assert int(size) == 2 * 1024**3
+    # A blank disk: no partition table.
+    assert guest.ssh(f"sgdisk -p {new.by_id} | grep -c '^ *[0-9]'").stdout.strip() in {"0", ""}
+
+    # The pulled disk can go back in, as the same serial.
+    back = guest.insert_disk(pulled.image, "disk1")
+    wait_until(
+        lambda: guest.ssh(f"test -b {back.by_id}-part2").returncode == 0,
+        60,
+        what=f"{back.by_id} back in the guest",
+    )
+
+
+def test_link_down_blocks_ssh_and_up_restores_it(lab_guest: Guest) -> None:
+    guest = lab_guest
+    guest.set_link(False)
+    result = guest.ssh("true", timeout=30, connect_timeout=5)
+    assert result.returncode != 0
+    guest.set_link(True)
+    started = time.monotonic()
+    guest.wait_ssh(120)
+    assert time.monotonic() - started < 120
+
+
+def test_power_cycle_reboot_and_console(lab_guest: Guest) -> None:
+    guest = lab_guest
+    first = guest.boot_id()
+    guest.power_cycle(timeout=600)
+    second = guest.boot_id()
+    assert second != first
+    # The serial console is a working out-of-band path.
+    guest.console_login()
+    guest.console_write("echo console-$((40+2))\r")
+    guest.console_expect(r"console-42", timeout=30)
+    # A clean reboot, and the array is whole again afterwards.
+    third = guest.reboot(timeout=600)
+    assert third not in {first, second}
+    assert "[UU]" in mdstat(guest)
+
+
+def test_inventory_and_known_hosts(lab_guest: Guest, lab_inventory: Path) -> None:
+    data = yaml.safe_load(lab_inventory.read_text())
+    host = data["hosts"]["lab1"]
+    assert host["address"] == "127.0.0.1"
+    assert host["port"] == lab_guest.port
+    assert host["user"] == "root"
+    assert Path(host["key"]) == lab_guest.image.ssh_key
+    assert host["vars"] == {"lab": True}
+    line = Path(host["known_hosts"]).read_text().strip()
+    assert line == known_hosts_line(lab_guest.image.host_key, lab_guest.port)
+    assert line.startswith(f"[127.0.0.1]:{lab_guest.port} ssh-ed25519 ")
+    # The same entry lets a plain ssh in with strict host key checking...
+    result = lab_guest.ssh("hostname", check=True)
+    assert result.stdout.strip() == lab_guest.image.hostname
