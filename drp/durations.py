@@ -25,8 +25,7 @@ def parse_duration(value: Any) -> float:
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
     if not text or _PART.sub("", text):
-        raise ValueError(
-            f"invalid duration {value!r}: write e.g. '45s', '10m', '1h30m', '2d'")
+        raise ValueError(f"invalid duration {value!r}: write e.g. '45s', '10m', '1h30m', '2d'")
     return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
 
 
@@ -34,7 +33,7 @@ def format_duration(seconds: float) -> str:
     """A short human form: ``0.4s``, ``12s``, ``4m05s``, ``2h03m``, ``1d02h``."""
     if seconds < 10:
         return f"{seconds:.1f}s"
-    whole = int(round(seconds))
+    whole = round(seconds)
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)

@@ -18,7 +18,9 @@ step.started     host, step; data: kind, name, destructive, command
 step.skipped     host, step; outcome "skipped"; message: why (when, unless guard, done)
 step.attempt     host, step, attempt, exit_code, duration; outcome ok|failed;
                  data: phase (guard|action|verify|rollback|poll), command, stdout, stderr, error
-step.progress    host, step; data: percent (float|None), elapsed, message (sparse: not every poll)
+step.progress    host, step; data: percent (float|None), elapsed, timeout; message.
+                 Every poll emits one for the console; only those that moved (or one
+                 every 30 s) are durable: ``transient=True`` events are not journaled.
 step.waiting     host, step; message: rendered instructions (manual gate / confirm)
 step.approved    host, step; data: by, note      (also for confirmations of destructive steps)
 step.rejected    host, step; data: by, note
@@ -76,6 +78,7 @@ class Event:
     message: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
     ts: datetime = field(default_factory=utcnow)
+    transient: bool = False  # live progress for the console only; the journal skips it
 
 
 Sink = Callable[[Event], None]

@@ -70,8 +70,13 @@ class Plan:
 
     def context(self, host: Host, captures: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         """The names a template sees on ``host``."""
-        return {"params": dict(self.params.values), "host": host.template_view(),
-                "vars": dict(host.vars), "captures": captures, "run": run}
+        return {
+            "params": dict(self.params.values),
+            "host": host.template_view(),
+            "vars": dict(host.vars),
+            "captures": captures,
+            "run": run,
+        }
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -128,40 +133,81 @@ def _step_hosts(step: Step, hosts: tuple[Host, ...], inventory: Inventory) -> se
     return chosen & {h.name for h in hosts}
 
 
-def build_plan(runbook: Runbook, inventory: Inventory, params: Params, *,
-               targets: str | None = None, limit: str | None = None,
-               extra_secrets: tuple[str, ...] = ()) -> Plan:
+def build_plan(
+    runbook: Runbook,
+    inventory: Inventory,
+    params: Params,
+    *,
+    targets: str | None = None,
+    limit: str | None = None,
+    extra_secrets: tuple[str, ...] = (),
+) -> Plan:
     """Resolve targets and render every step for every host; nothing is contacted."""
     pattern = targets or runbook.targets
     if not pattern:
-        raise InventoryError([Problem(runbook.path, None, None, "targets",
-                                      "no targets: the runbook names none",
-                                      "pass --host HOST or --targets PATTERN")])
+        raise InventoryError(
+            [
+                Problem(
+                    runbook.path,
+                    None,
+                    None,
+                    "targets",
+                    "no targets: the runbook names none",
+                    "pass --host HOST or --targets PATTERN",
+                )
+            ]
+        )
     hosts = tuple(inventory.select(pattern, limit))
     if not hosts:
-        raise InventoryError([Problem(inventory.path, None, None, "",
-                                      f"no hosts match {pattern!r}"
-                                      + (f" limited to {limit!r}" if limit else ""),
-                                      "run 'drp inventory list' to see hosts and groups")])
+        raise InventoryError(
+            [
+                Problem(
+                    inventory.path,
+                    None,
+                    None,
+                    "",
+                    f"no hosts match {pattern!r}" + (f" limited to {limit!r}" if limit else ""),
+                    "run 'drp inventory list' to see hosts and groups",
+                )
+            ]
+        )
     redactor = Redactor.of([*params.secrets(), *extra_secrets])
     defaults = runbook.defaults
     per_host: dict[str, tuple[PlannedStep, ...]] = {}
-    placeholder_run = {"id": "<run id>", "runbook": runbook.name, "operator": "<operator>",
-                       "dry_run": True}
+    placeholder_run = {
+        "id": "<run id>",
+        "runbook": runbook.name,
+        "operator": "<operator>",
+        "dry_run": True,
+    }
     for host in hosts:
-        context = {"params": dict(params.values), "host": host.template_view(),
-                   "vars": dict(host.vars), "captures": Placeholder("captures"),
-                   "run": placeholder_run}
+        context = {
+            "params": dict(params.values),
+            "host": host.template_view(),
+            "vars": dict(host.vars),
+            "captures": Placeholder("captures"),
+            "run": placeholder_run,
+        }
         planned: list[PlannedStep] = []
         for step in runbook.steps:
             if host.name not in _step_hosts(step, hosts, inventory):
                 continue
-            become = step.become if step.become is not None else (
-                defaults.become or host.become is not None)
-            planned.append(PlannedStep(
-                step=step, host=host.name, retry=step.retry or defaults.retry,
-                timeout=step.timeout if step.timeout is not None else defaults.timeout,
-                become=become, on_failure=step.on_failure or defaults.on_failure,
-                when=_when_display(step, context), display=_display(step, context, redactor)))
+            become = (
+                step.become
+                if step.become is not None
+                else (defaults.become or host.become is not None)
+            )
+            planned.append(
+                PlannedStep(
+                    step=step,
+                    host=host.name,
+                    retry=step.retry or defaults.retry,
+                    timeout=step.timeout if step.timeout is not None else defaults.timeout,
+                    become=become,
+                    on_failure=step.on_failure or defaults.on_failure,
+                    when=_when_display(step, context),
+                    display=_display(step, context, redactor),
+                )
+            )
         per_host[host.name] = tuple(planned)
     return Plan(runbook, inventory, hosts, params, per_host, redactor, pattern, extra_secrets)

@@ -62,11 +62,18 @@ class _Collector:
         self.files.append((str(path), path.read_bytes()))
         return source
 
-    def steps(self, items: Any, source: yamlsrc.Source, loc: yamlsrc.Loc,
-              depth: int, chain: tuple[Path, ...]) -> Iterator[_Located]:
+    def steps(
+        self,
+        items: Any,
+        source: yamlsrc.Source,
+        loc: yamlsrc.Loc,
+        depth: int,
+        chain: tuple[Path, ...],
+    ) -> Iterator[_Located]:
         if not isinstance(items, list):
-            self.problems.append(source.problem(loc, "must be a list of steps",
-                                                "write '- id: ...' items"))
+            self.problems.append(
+                source.problem(loc, "must be a list of steps", "write '- id: ...' items")
+            )
             return
         for index, item in enumerate(items):
             here = (*loc, index)
@@ -75,19 +82,33 @@ class _Collector:
             else:
                 yield _Located(item, source, here)
 
-    def _include(self, item: dict[str, Any], source: yamlsrc.Source, loc: yamlsrc.Loc,
-                 depth: int, chain: tuple[Path, ...]) -> Iterator[_Located]:
+    def _include(
+        self,
+        item: dict[str, Any],
+        source: yamlsrc.Source,
+        loc: yamlsrc.Loc,
+        depth: int,
+        chain: tuple[Path, ...],
+    ) -> Iterator[_Located]:
         extra = set(item) - {"include"}
         if extra or not isinstance(item["include"], str):
-            self.problems.append(source.problem(
-                loc, "an include item is exactly '- include: path/to/steps.yaml'",
-                f"unexpected keys: {', '.join(sorted(extra))}" if extra else ""))
+            self.problems.append(
+                source.problem(
+                    loc,
+                    "an include item is exactly '- include: path/to/steps.yaml'",
+                    f"unexpected keys: {', '.join(sorted(extra))}" if extra else "",
+                )
+            )
             return
         target = (Path(source.path).parent / item["include"]).resolve()
         if depth >= MAX_INCLUDE_DEPTH or target in chain:
-            self.problems.append(source.problem((*loc, "include"),
-                                                "include cycle or nesting deeper than 5",
-                                                "an included file may not include its includer"))
+            self.problems.append(
+                source.problem(
+                    (*loc, "include"),
+                    "include cycle or nesting deeper than 5",
+                    "an included file may not include its includer",
+                )
+            )
             return
         try:
             included = self.read(target)
@@ -120,8 +141,9 @@ def load_runbook(path: Path) -> Runbook:
             raise
         raise RunbookError(problems) from None
     if not isinstance(source.data, dict):
-        raise RunbookError([source.problem((), "a runbook is a YAML mapping",
-                                           "start with 'name:' and 'steps:'")])
+        raise RunbookError(
+            [source.problem((), "a runbook is a YAML mapping", "start with 'name:' and 'steps:'")]
+        )
     data = dict(source.data)
     raw_steps = data.pop("steps", None)
     header: RunbookHeader | None = None
@@ -130,37 +152,54 @@ def load_runbook(path: Path) -> Runbook:
     except ValidationError as exc:
         collector.problems.extend(yamlsrc.problems_from(exc, source, RunbookHeader))
     if raw_steps is None:
-        collector.problems.append(source.problem((), "required key 'steps' is missing",
-                                                 "add 'steps:' with at least one step"))
+        collector.problems.append(
+            source.problem(
+                (), "required key 'steps' is missing", "add 'steps:' with at least one step"
+            )
+        )
         raw_steps = []
     located = list(collector.steps(raw_steps, source, ("steps",), 0, (path.resolve(),)))
     steps = _validate_steps(located, collector.problems)
     if header is not None:
         _cross_check(header, steps, collector.problems)
     if located == [] and raw_steps == []:
-        collector.problems.append(source.problem(("steps",), "a runbook needs at least one step",
-                                                 "add '- id: ...' items"))
+        collector.problems.append(
+            source.problem(("steps",), "a runbook needs at least one step", "add '- id: ...' items")
+        )
     if collector.problems or header is None:
-        raise RunbookError(sorted(collector.problems,
-                                  key=lambda p: (p.file != str(path), p.file, p.line or 0)))
+        raise RunbookError(
+            sorted(collector.problems, key=lambda p: (p.file != str(path), p.file, p.line or 0))
+        )
     digest = hashlib.sha256()
     for name, content in collector.files:
         digest.update(name.encode() + b"\0" + content + b"\0")
     return Runbook(
-        name=header.name, summary=header.summary, description=header.description,
-        params=dict(header.params), targets=header.targets, defaults=header.defaults,
-        serial=header.serial, max_fail_percentage=header.max_fail_percentage,
-        steps=tuple(step for step, _ in steps), path=str(path), sha256=digest.hexdigest(),
-        files=tuple(name for name, _ in collector.files))
+        name=header.name,
+        summary=header.summary,
+        description=header.description,
+        params=dict(header.params),
+        targets=header.targets,
+        defaults=header.defaults,
+        serial=header.serial,
+        max_fail_percentage=header.max_fail_percentage,
+        steps=tuple(step for step, _ in steps),
+        path=str(path),
+        sha256=digest.hexdigest(),
+        files=tuple(name for name, _ in collector.files),
+    )
 
 
-def _validate_steps(located: list[_Located],
-                    problems: list[Problem]) -> list[tuple[Step, _Located]]:
+def _validate_steps(
+    located: list[_Located], problems: list[Problem]
+) -> list[tuple[Step, _Located]]:
     steps: list[tuple[Step, _Located]] = []
     for item in located:
         if not isinstance(item.data, dict):
-            problems.append(item.source.problem(item.loc, "a step is a mapping",
-                                                "write '- id: name' then its action"))
+            problems.append(
+                item.source.problem(
+                    item.loc, "a step is a mapping", "write '- id: name' then its action"
+                )
+            )
             continue
         try:
             steps.append((Step.model_validate(item.data), item))
@@ -171,8 +210,13 @@ def _validate_steps(located: list[_Located],
 
 def _templates(step: Step) -> Iterator[tuple[str, str, bool]]:
     """(field, template, is_expression) for every templated value of a step."""
-    simple = {"run": step.run, "local": step.local, "unless": step.unless,
-              "rollback": step.rollback, "name": step.name}
+    simple = {
+        "run": step.run,
+        "local": step.local,
+        "unless": step.unless,
+        "rollback": step.rollback,
+        "name": step.name,
+    }
     for field, value in simple.items():
         if value:
             yield field, value, False
@@ -192,23 +236,35 @@ def _templates(step: Step) -> Iterator[tuple[str, str, bool]]:
         yield "when", step.when, True
 
 
-def _cross_check(header: RunbookHeader, steps: list[tuple[Step, _Located]],
-                 problems: list[Problem]) -> None:
+def _cross_check(
+    header: RunbookHeader, steps: list[tuple[Step, _Located]], problems: list[Problem]
+) -> None:
     seen: dict[str, yamlsrc.Loc] = {}
     captured: set[str] = set()
     for step, item in steps:
         if step.id in seen:
-            problems.append(item.source.problem(
-                (*item.loc, "id"), f"duplicate step id {step.id!r}",
-                "step ids are checkpoint keys and must be unique; rename one"))
+            problems.append(
+                item.source.problem(
+                    (*item.loc, "id"),
+                    f"duplicate step id {step.id!r}",
+                    "step ids are checkpoint keys and must be unique; rename one",
+                )
+            )
         seen[step.id] = item.loc
         for field, text, expression in _templates(step):
             _check_template(text, expression, header, captured, item, field, problems)
         captured |= set(step.capture)
 
 
-def _check_template(text: str, expression: bool, header: RunbookHeader, captured: set[str],
-                    item: _Located, field: str, problems: list[Problem]) -> None:
+def _check_template(
+    text: str,
+    expression: bool,
+    header: RunbookHeader,
+    captured: set[str],
+    item: _Located,
+    field: str,
+    problems: list[Problem],
+) -> None:
     loc = (*item.loc, *field.replace("[", ".").replace("]", "").split("."))
     loc = tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in loc)
     try:
@@ -218,17 +274,29 @@ def _check_template(text: str, expression: bool, header: RunbookHeader, captured
         return
     for ref in references(tree):
         if ref.namespace not in NAMESPACES:
-            problems.append(item.source.problem(
-                loc, f"unknown name {ref.namespace!r} in template",
-                f"use one of {', '.join(NAMESPACES)}, e.g. params.{ref.namespace}"))
+            problems.append(
+                item.source.problem(
+                    loc,
+                    f"unknown name {ref.namespace!r} in template",
+                    f"use one of {', '.join(NAMESPACES)}, e.g. params.{ref.namespace}",
+                )
+            )
         elif ref.namespace == "params" and ref.name and ref.name not in header.params:
-            problems.append(item.source.problem(
-                loc, f"undefined param {ref.name!r}",
-                _declared("params", ref.name, list(header.params))))
+            problems.append(
+                item.source.problem(
+                    loc,
+                    f"undefined param {ref.name!r}",
+                    _declared("params", ref.name, list(header.params)),
+                )
+            )
         elif ref.namespace == "captures" and ref.name and ref.name not in captured:
-            problems.append(item.source.problem(
-                loc, f"capture {ref.name!r} is not set by an earlier step",
-                _declared("captures", ref.name, sorted(captured))))
+            problems.append(
+                item.source.problem(
+                    loc,
+                    f"capture {ref.name!r} is not set by an earlier step",
+                    _declared("captures", ref.name, sorted(captured)),
+                )
+            )
 
 
 def _declared(kind: str, name: str, known: list[str]) -> str:

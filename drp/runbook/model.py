@@ -28,6 +28,7 @@ def _regex(value: str | None) -> str | None:
     return value
 
 
+FailureName = Literal["connection", "timeout", "exit", "verify"]
 Regex = Annotated[str, Field(description="a Python regular expression")]
 
 
@@ -77,10 +78,11 @@ class RetryPolicy(Strict):
     backoff: float = Field(default=2.0, ge=1.0, le=10.0)
     max_delay: Duration = 60.0
     jitter: bool = True
-    failures: list[Literal["connection", "timeout", "exit", "verify"] | int] = Field(
-        default_factory=lambda: ["connection", "timeout"],
+    failures: list[FailureName | int] = Field(
+        default_factory=lambda: list[FailureName | int](["connection", "timeout"]),
         description="which failures are retried: connection (lost or refused), timeout, "
-        "exit (any non-zero exit code), verify (a verify command failed), or exit codes")
+        "exit (any non-zero exit code), verify (a verify command failed), or exit codes",
+    )
 
 
 class Defaults(Strict):
@@ -108,7 +110,8 @@ class WaitSpec(Strict):
     interval: Duration = 5.0
     timeout: Duration = 3600.0
     progress: Regex | None = Field(
-        default=None, description="regex whose first group is a percentage, e.g. resync")
+        default=None, description="regex whose first group is a percentage, e.g. resync"
+    )
 
     _check = field_validator("progress")(classmethod(lambda cls, v: _regex(v)))
 
@@ -200,8 +203,9 @@ class Step(Strict):
         given = [a for a in ACTIONS if getattr(self, a) is not None]
         if len(given) != 1:
             which = ", ".join(given) if given else "none"
-            raise ValueError(f"a step has exactly one action of {', '.join(ACTIONS)} "
-                             f"(found: {which})")
+            raise ValueError(
+                f"a step has exactly one action of {', '.join(ACTIONS)} (found: {which})"
+            )
         if self.capture and self.kind not in ("run", "local", "wait"):
             raise ValueError("'capture' works with run, local and wait steps")
         return self
@@ -236,10 +240,14 @@ class RunbookHeader(Strict):
     targets: str | None = Field(default=None, description="inventory pattern; --host overrides")
     defaults: Defaults = Field(default_factory=Defaults)
     serial: int | str | None = Field(
-        default=None, description="rolling batches: a host count or a percentage like '25%'")
+        default=None, description="rolling batches: a host count or a percentage like '25%'"
+    )
     max_fail_percentage: float | None = Field(
-        default=None, ge=0, le=100,
-        description="halt the rollout when more than this share of hosts failed")
+        default=None,
+        ge=0,
+        le=100,
+        description="halt the rollout when more than this share of hosts failed",
+    )
 
     @field_validator("serial")
     @classmethod

@@ -32,8 +32,10 @@ class Params:
     def masked(self) -> dict[str, Any]:
         from drp.redact import MASK
 
-        return {k: (MASK if k in self.secret_names and v is not None else v)
-                for k, v in self.values.items()}
+        return {
+            k: (MASK if k in self.secret_names and v is not None else v)
+            for k, v in self.values.items()
+        }
 
 
 def parse_assignments(items: list[str]) -> dict[str, str]:
@@ -42,8 +44,18 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ParamError([Problem("--param", None, None, item, "expected NAME=VALUE",
-                                      "e.g. --param failed=/dev/sdb")])
+            raise ParamError(
+                [
+                    Problem(
+                        "--param",
+                        None,
+                        None,
+                        item,
+                        "expected NAME=VALUE",
+                        "e.g. --param failed=/dev/sdb",
+                    )
+                ]
+            )
         out[name.strip()] = value
     return out
 
@@ -79,15 +91,22 @@ def coerce(name: str, param: Param, raw: Any, inventory: Inventory | None) -> An
     return value
 
 
-def resolve_params(runbook: Runbook, given: Mapping[str, Any], inventory: Inventory | None,
-                   prompt: Prompt | None = None) -> Params:
+def resolve_params(
+    runbook: Runbook,
+    given: Mapping[str, Any],
+    inventory: Inventory | None,
+    prompt: Prompt | None = None,
+) -> Params:
     """Check and type every param; report every problem at once (unknown, missing, invalid)."""
     problems: list[Problem] = []
     for name in given:
         if name not in runbook.params:
             close = difflib.get_close_matches(name, list(runbook.params), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else (
-                f"params of {runbook.name}: {', '.join(runbook.params) or 'none'}")
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else (f"params of {runbook.name}: {', '.join(runbook.params) or 'none'}")
+            )
             problems.append(Problem("--param", None, None, name, "unknown param", hint))
     values: dict[str, Any] = {}
     for name, param in runbook.params.items():
@@ -98,8 +117,16 @@ def resolve_params(runbook: Runbook, given: Mapping[str, Any], inventory: Invent
             raw = param.default
         if raw is None:
             if param.required:
-                problems.append(Problem("--param", None, None, name, "required param missing",
-                                        f"add --param {name}=VALUE ({param.help or param.type})"))
+                problems.append(
+                    Problem(
+                        "--param",
+                        None,
+                        None,
+                        name,
+                        "required param missing",
+                        f"add --param {name}=VALUE ({param.help or param.type})",
+                    )
+                )
             values[name] = None
             continue
         try:

@@ -55,8 +55,8 @@ def _quote(value: Any) -> str:
 
 def _make_env(finalize: Any) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, finalize=finalize, autoescape=False,
-        keep_trailing_newline=True)
+        undefined=StrictUndefined, finalize=finalize, autoescape=False, keep_trailing_newline=True
+    )
     env.filters["raw"] = _raw
     env.filters["quote"] = _quote
     return env
@@ -76,7 +76,8 @@ def compile_check(source: str, *, expression: bool = False) -> nodes.Template:
     try:
         return SHELL.parse(text)
     except TemplateError as exc:
-        line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) and not expression else ""
+        lineno = getattr(exc, "lineno", None)
+        line = f" (line {lineno})" if lineno and not expression else ""
         raise TemplateProblem(f"template does not compile{line}: {exc.message}") from None
 
 
@@ -90,10 +91,13 @@ def references(tree: nodes.Template) -> Iterator[Reference]:
     """Every ``namespace.name`` (or bare top-level name) a template reads."""
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
+        target = getattr(node, "node", None)
         if isinstance(target, nodes.Name) and target.name in NAMESPACES:
-            key: Any = node.attr if isinstance(node, nodes.Getattr) else getattr(
-                node.arg, "value", None)
+            key: Any = (
+                getattr(node, "attr", None)
+                if isinstance(node, nodes.Getattr)
+                else (getattr(getattr(node, "arg", None), "value", None))
+            )
             yield Reference(target.name, str(key) if key is not None else None)
     for name_node in tree.find_all(nodes.Name):
         if name_node.ctx == "load" and name_node.name not in assigned:

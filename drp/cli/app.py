@@ -1,0 +1,125 @@
+"""The ``drp`` command: the typer app, its sub-commands, and the one error boundary.
+
+``main()`` is the console script. Every :class:`drp.errors.DrpError` becomes a
+clear message and its exit code; anything unexpected prints one line and
+writes the traceback (without local variables, which may hold secrets) to a
+debug log.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import typer
+
+from drp import __version__
+from drp.cli import authoring, inventory, run
+from drp.errors import DrpError, ExitCode, InputError
+
+HELP = f"""drp {__version__}: run disaster-recovery runbooks over SSH, with checkpoints,
+retries, manual gates, dry runs and an audit log.
+
+Example: drp run disk-replace --host db1 --param failed=/dev/sdb --dry-run
+
+Exit codes: 0 ok, 1 a step failed, 2 invalid input, 3 host unreachable,
+4 rejected at a gate, 5 paused (resumable), 6 journal problem, 7 host or run
+locked, 70 internal error, 130 interrupted.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"drp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Root options."""
+
+
+authoring.register(app)
+run.register(app)
+app.add_typer(inventory.app, name="inventory")
+
+
+def _mount_log() -> None:
+    try:
+        from drp.cli import log
+    except ImportError:  # pragma: no cover - the log commands ship with drp
+        return
+    app.add_typer(log.app, name="log")
+
+
+_mount_log()
+
+
+def _report(error: DrpError) -> None:
+    stream = sys.stderr
+    if isinstance(error, InputError):
+        count = len(error.problems)
+        stream.write(f"error: {count} problem{'s' if count != 1 else ''} found\n")
+        for problem in error.problems:
+            stream.write(f"  {problem}\n")
+    else:
+        stream.write(f"error: {error}\n")
+
+
+def _debug_log(error: BaseException) -> Path:
+    directory = Path(os.environ.get("DRP_STATE_DIR") or tempfile.gettempdir())
+    path = directory / "drp-debug.log"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            # plain format_exception never includes local variables (they may hold secrets)
+            handle.write("".join(traceback.format_exception(error)))
+    except OSError:
+        pass
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script entry point: the one place that turns errors into exit codes."""
+    try:
+        code = app(args=argv, prog_name="drp", standalone_mode=False)
+    except DrpError as error:
+        _report(error)
+        sys.exit(int(error.exit_code))
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as error:  # the boundary: anything else is a bug, said in one line
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(int(ExitCode.INVALID_INPUT))
+        path = _debug_log(error)
+        sys.stderr.write(
+            f"internal error: {type(error).__name__}: {error} "
+            f"(traceback in {path}; please report it)\n"
+        )
+        sys.exit(int(ExitCode.INTERNAL))
+    sys.exit(code if isinstance(code, int) else 0)

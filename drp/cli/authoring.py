@@ -1,0 +1,167 @@
+"""Commands for runbook authors: ``validate``, ``list``, ``show``, ``schema``.
+
+None of them touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from drp import yamlsrc
+from drp.cli.common import RunbookPathOption, open_runbook
+from drp.cli.console import make_console
+from drp.errors import ExitCode, InputError, Problem
+from drp.inventory import load_inventory
+from drp.inventory.model import InventoryFile
+from drp.runbook import load_runbook
+from drp.runbook.catalog import entries
+from drp.runbook.model import RunbookSpec
+
+
+def _kind(path: Path) -> str:
+    """'runbook', 'inventory' or 'steps' (an include file), judged from the top-level keys."""
+    try:
+        data = yamlsrc.load(path).data
+    except InputError:
+        return "runbook"  # let the runbook loader report it
+    if isinstance(data, dict) and ("hosts" in data or "groups" in data) and "steps" not in data:
+        return "inventory"
+    if isinstance(data, list) or (
+        isinstance(data, dict) and "name" not in data and "steps" in data
+    ):
+        return "steps"
+    return "runbook"
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            out.append(path)
+    return out
+
+
+def validate(
+    paths: list[Path] = typer.Argument(None, help="Runbook or inventory files, or directories."),
+    search: list[str] = RunbookPathOption,
+) -> None:
+    """Check runbooks and inventories and report every problem with file:line:column.
+
+    With no PATH, checks every runbook drp can find (see 'drp list').
+
+    Example: drp validate runbooks/ inventory/example.yaml
+    """
+    console = make_console()
+    files = _files(paths) if paths else [e.path for e in entries(search)]
+    problems: list[Problem] = []
+    for path in files:
+        kind = _kind(path) if path.exists() else "runbook"
+        if kind == "steps":
+            console.print(f"[dim]-[/] {escape(str(path))}: step list (checked where included)")
+            continue
+        try:
+            if kind == "inventory":
+                load_inventory(path)
+            else:
+                load_runbook(path)
+        except InputError as error:
+            problems += error.problems
+            console.print(f"[red]✗[/] {escape(str(path))}: {len(error.problems)} problem(s)")
+            continue
+        console.print(f"[green]✓[/] {escape(str(path))} ({kind})")
+    if problems:
+        raise InputError(problems)
+
+
+def list_runbooks(search: list[str] = RunbookPathOption) -> None:
+    """List the runbooks drp can find: built-in ones and those on DRP_RUNBOOK_PATH.
+
+    Example: drp list
+    """
+    console = make_console()
+    table = Table("runbook", "summary", "origin", "path")
+    for entry in entries(search):
+        try:
+            summary = load_runbook(entry.path).summary
+        except InputError:
+            summary = "[red]invalid: run drp validate[/]"
+        table.add_row(entry.name, summary, entry.origin, escape(str(entry.path)))
+    console.print(table)
+
+
+def show(
+    runbook: str = typer.Argument(..., help="Runbook name or path."),
+    search: list[str] = RunbookPathOption,
+) -> None:
+    """Describe a runbook: what it does, its params and its steps.
+
+    Example: drp show disk-replace
+    """
+    console = make_console()
+    book = open_runbook(runbook, search)
+    console.print(
+        f"[bold]{book.name}[/]: {escape(book.summary)}\n[dim]{escape(book.path)}  "
+        f"sha256 {book.sha256[:12]}…[/]"
+    )
+    if book.description:
+        console.print(escape(book.description.strip()))
+    if book.params:
+        table = Table(
+            "param", "type", "required", "default", "help", title="params", title_justify="left"
+        )
+        for name, param in book.params.items():
+            kind = param.type.value + (f" {param.choices}" if param.choices else "")
+            kind += " (secret)" if param.secret else ""
+            table.add_row(
+                name,
+                escape(kind),
+                "yes" if param.required else "",
+                "" if param.default is None else escape(str(param.default)),
+                escape(param.help),
+            )
+        console.print(table)
+    table = Table("#", "step", "kind", "what", "notes", title="steps", title_justify="left")
+    for index, step in enumerate(book.steps, 1):
+        notes = ", ".join(
+            n
+            for n in (
+                "destructive" if step.destructive else "",
+                "guarded" if step.unless else "",
+                f"when {step.when}" if step.when else "",
+                "rollback" if step.rollback else "",
+            )
+            if n
+        )
+        table.add_row(str(index), step.id, step.kind, escape(step.title), escape(notes))
+    console.print(table)
+
+
+def schema(
+    inventory: bool = typer.Option(False, "--inventory", help="The inventory schema instead."),
+) -> None:
+    """Print the JSON Schema of runbook files (or inventories) for editors.
+
+    Example: drp schema > drp-runbook.schema.json
+    """
+    model = InventoryFile if inventory else RunbookSpec
+    document = model.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "drp inventory" if inventory else "drp runbook"
+    typer.echo(json.dumps(document, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
+    app.command("list")(list_runbooks)
+    app.command("show")(show)
+    app.command("schema")(schema)
+
+
+__all__ = ["ExitCode", "register"]

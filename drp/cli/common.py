@@ -1,0 +1,109 @@
+"""Options and loaders shared by the commands: inventory, runbook, params, state dir."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from drp.errors import InventoryError, ParamError, Problem
+from drp.inventory import Inventory, load_inventory
+from drp.runbook import Params, Runbook, load_runbook, parse_assignments, resolve_params
+from drp.runbook.catalog import locate
+from drp.runbook.model import Param
+
+ENV_INVENTORY = "DRP_INVENTORY"
+DEFAULT_INVENTORY = "inventory.yaml"
+
+InventoryOption = typer.Option(
+    None,
+    "--inventory",
+    "-i",
+    envvar=ENV_INVENTORY,
+    help=f"Inventory file (default: ./{DEFAULT_INVENTORY}; env {ENV_INVENTORY}).",
+)
+StateDirOption = typer.Option(
+    None,
+    "--state-dir",
+    envvar="DRP_STATE_DIR",
+    help="Where run journals live (default: the user's data dir; env DRP_STATE_DIR).",
+)
+ParamOption = typer.Option(None, "--param", "-p", help="NAME=VALUE; repeat for several params.")
+ParamsFileOption = typer.Option(None, "--params-file", help="YAML mapping of param values.")
+RunbookPathOption = typer.Option(
+    None, "--runbook-path", help="Extra directory to search for runbooks (repeatable)."
+)
+
+
+def inventory_path(value: Path | None) -> Path:
+    path = value or Path(DEFAULT_INVENTORY)
+    if not path.exists():
+        raise InventoryError(
+            [
+                Problem(
+                    str(path),
+                    None,
+                    None,
+                    "",
+                    "inventory file not found",
+                    "pass --inventory FILE or set DRP_INVENTORY (example: inventory/example.yaml)",
+                )
+            ]
+        )
+    return path
+
+
+def open_inventory(value: Path | None) -> Inventory:
+    return load_inventory(inventory_path(value))
+
+
+def open_runbook(name: str, search: list[str] | None = None) -> Runbook:
+    return load_runbook(locate(name, search))
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
+
+
+def _prompt(name: str, param: Param) -> str:
+    label = f"{name} ({param.help or param.type.value})"
+    return str(typer.prompt(label, hide_input=param.secret))
+
+
+def gather_params(
+    runbook: Runbook,
+    assignments: list[str] | None,
+    params_file: Path | None,
+    inventory: Inventory | None,
+    *,
+    base: dict[str, Any] | None = None,
+) -> Params:
+    """Params from (lowest first) ``base``, a params file, ``--param``; prompt when interactive."""
+    given: dict[str, Any] = dict(base or {})
+    if params_file is not None:
+        given.update(_read_params_file(params_file))
+    given.update(parse_assignments(assignments or []))
+    return resolve_params(runbook, given, inventory, _prompt if interactive() else None)
+
+
+def _read_params_file(path: Path) -> dict[str, Any]:
+    from drp import yamlsrc
+
+    source = yamlsrc.load(path)
+    if not isinstance(source.data, dict):
+        raise ParamError(
+            [
+                source.problem(
+                    (), "a params file is a YAML mapping of NAME: VALUE", "e.g. failed: /dev/sdb"
+                )
+            ]
+        )
+    return {str(k): v for k, v in source.data.items()}
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,495 @@
+"""Commands that act on hosts: ``plan``, ``run``, ``resume``, ``unlock``.
+
+They load and check everything first (runbook, inventory, params, plan), then
+open the journal, wire the sinks (journal first, then console) and hand the
+plan to the engine. Exit codes come from the run's status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from drp.cli.common import (
+    InventoryOption,
+    ParamOption,
+    ParamsFileOption,
+    RunbookPathOption,
+    StateDirOption,
+    gather_params,
+    interactive,
+    open_inventory,
+    open_runbook,
+)
+from drp.cli.console import (
+    ConsoleOperator,
+    ConsoleSink,
+    JsonSink,
+    make_console,
+    plan_json,
+    print_plan,
+)
+from drp.engine.events import Event, EventType, Sink
+from drp.engine.executor import Executor, RunResult
+from drp.engine.options import HostResume, InDoubtPolicy, NoOperator, Operator, RunOptions
+from drp.engine.plan import Plan, build_plan, default_operator
+from drp.errors import ExitCode, InputError, JournalError, LockedError
+from drp.inventory import Host, Inventory
+from drp.journal import (
+    JournalWriter,
+    RunState,
+    journal_path,
+    list_run_ids,
+    lock_holder,
+    new_run_id,
+    read_journal,
+    replay,
+    resolve_run,
+    run_dir,
+    state_dir,
+)
+from drp.results import RunStatus
+from drp.runbook import Runbook, load_runbook
+from drp.transport.base import Transport
+
+ENV_BECOME_PASSWORD = "DRP_BECOME_PASSWORD"  # noqa: S105 - a variable name, not a secret
+EXIT_FOR = {
+    RunStatus.OK: ExitCode.OK,
+    RunStatus.FAILED: ExitCode.STEP_FAILED,
+    RunStatus.UNREACHABLE: ExitCode.UNREACHABLE,
+    RunStatus.REJECTED: ExitCode.REJECTED,
+    RunStatus.PAUSED: ExitCode.PAUSED,
+    RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
+}
+UNFINISHED = (RunStatus.PAUSED, RunStatus.INTERRUPTED, RunStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class Output:
+    """How a run talks: text (rich), quiet text, or JSON lines."""
+
+    format: str = "text"
+    quiet: bool = False
+
+
+def _targets(hosts: list[str] | None, targets: str | None) -> str | None:
+    if hosts and targets:
+        raise InputError("give --host or --targets, not both")
+    return ",".join(hosts) if hosts else targets
+
+
+def _secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
+    values = [password] if password else []
+    for host in inventory.hosts.values():
+        env = host.become.password_env if host.become else None
+        if env and os.environ.get(env):
+            values.append(os.environ[env])
+    return tuple(v for v in values if v)
+
+
+def _become_password(ask: bool) -> str | None:
+    if ask:
+        return str(typer.prompt("sudo password", hide_input=True))
+    return os.environ.get(ENV_BECOME_PASSWORD) or None
+
+
+def _prepare(
+    runbook: str,
+    inventory: Path | None,
+    hosts: list[str] | None,
+    targets: str | None,
+    limit: str | None,
+    params: list[str] | None,
+    params_file: Path | None,
+    search: list[str] | None,
+    password: str | None = None,
+) -> Plan:
+    book = open_runbook(runbook, search)
+    inv = open_inventory(inventory)
+    values = gather_params(book, params, params_file, inv)
+    return build_plan(
+        book,
+        inv,
+        values,
+        targets=_targets(hosts, targets),
+        limit=limit,
+        extra_secrets=_secrets(inv, password),
+    )
+
+
+def _show_plan(plan: Plan, fmt: str) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(plan_json(plan), indent=2, default=str))
+    else:
+        print_plan(make_console(), plan)
+
+
+HostOption = typer.Option(
+    None, "--host", "-H", help="Target host (repeatable); overrides the runbook's targets."
+)
+TargetsOption = typer.Option(
+    None, "--targets", "-t", help="Inventory pattern: host, group, glob, 'a,b', '!x', '&group'."
+)
+LimitOption = typer.Option(None, "--limit", "-l", help="Further restrict the targets.")
+FormatOption = typer.Option("text", "--format", "-f", help="text or json.")
+
+
+def plan(
+    runbook: str = typer.Argument(..., help="Runbook name or path."),
+    host: list[str] = HostOption,
+    targets: str = TargetsOption,
+    limit: str = LimitOption,
+    param: list[str] = ParamOption,
+    params_file: Path = ParamsFileOption,
+    inventory: Path = InventoryOption,
+    fmt: str = FormatOption,
+    search: list[str] = RunbookPathOption,
+) -> None:
+    """Show exactly what a run would do, step × host, without contacting anything.
+
+    Example: drp plan disk-replace --host db1 --param failed=/dev/sdb
+    """
+    _show_plan(_prepare(runbook, inventory, host, targets, limit, param, params_file, search), fmt)
+
+
+def _sinks(
+    writer: JournalWriter, output: Output, operator: str, interactive_ok: bool
+) -> tuple[Sink, Operator]:
+    console = make_console()
+    shown: Sink
+    gatekeeper: Operator = NoOperator()
+    if output.format == "json":
+        shown = JsonSink()
+    else:
+        sink = ConsoleSink(console, quiet=output.quiet)
+        shown = sink
+        if interactive_ok:
+            gatekeeper = ConsoleOperator(console, operator, sink)
+
+    def emit(event: Event) -> None:
+        if not event.transient:
+            writer.append(event)  # journal first: fsynced before the side effect
+        shown(event)
+
+    return emit, gatekeeper
+
+
+def _transports(options: RunOptions) -> tuple[Any, Transport]:
+    from drp.transport.local import LocalTransport
+    from drp.transport.ssh import SshTransport
+
+    def factory(host: Host) -> Transport:
+        password = options.sudo_password
+        if host.become and host.become.password_env:
+            password = os.environ.get(host.become.password_env) or password
+        return SshTransport(host, sudo_password=password)
+
+    return factory, LocalTransport()
+
+
+def _execute(
+    plan: Plan,
+    options: RunOptions,
+    writer: JournalWriter,
+    output: Output,
+    *,
+    resume: dict[str, HostResume] | None = None,
+    resumed: bool = False,
+    extra: dict[str, object] | None = None,
+) -> RunResult:
+    emit, gatekeeper = _sinks(writer, output, options.operator, interactive())
+    factory, local = _transports(options)
+    executor = Executor(
+        plan,
+        options,
+        emit=emit,
+        operator=gatekeeper,
+        transports=factory,
+        local=local,
+        resume=resume,
+    )
+    try:
+        return executor.execute(resumed=resumed, extra=extra)
+    finally:
+        writer.close()
+
+
+def _finish(result: RunResult) -> None:
+    if result.status is RunStatus.PAUSED:
+        sys.stderr.write(f"run paused; continue with: drp resume {result.run_id}\n")
+    elif result.status is RunStatus.INTERRUPTED:
+        sys.stderr.write(f"run interrupted; continue with: drp resume {result.run_id}\n")
+    raise typer.Exit(int(EXIT_FOR.get(result.status, ExitCode.STEP_FAILED)))
+
+
+def _unfinished(state: Path, plan: Plan) -> str | None:
+    """An unfinished run of the same runbook on one of the same hosts, if there is one."""
+    wanted = {h.name for h in plan.hosts}
+    for run_id in reversed(list_run_ids(state)):
+        folder = run_dir(state, run_id)
+        journal = read_journal(journal_path(folder))
+        status = replay(journal.records, locked=lock_holder(folder) is not None)
+        if (
+            status.runbook == plan.runbook.name
+            and wanted & set(status.targets)
+            and status.status in UNFINISHED
+        ):
+            return run_id
+    return None
+
+
+def run(
+    runbook: str = typer.Argument(..., help="Runbook name or path."),
+    host: list[str] = HostOption,
+    targets: str = TargetsOption,
+    limit: str = LimitOption,
+    param: list[str] = ParamOption,
+    params_file: Path = ParamsFileOption,
+    inventory: Path = InventoryOption,
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show the plan; touch nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Confirm destructive steps."),
+    approve: list[str] = typer.Option(
+        None, "--approve", help="Approve this manual step non-interactively (repeatable)."
+    ),
+    forks: int = typer.Option(10, "--forks", min=1, max=500, help="Hosts in parallel."),
+    serial: str = typer.Option(None, "--serial", help="Rolling batches: count or 'N%'."),
+    max_fail: float = typer.Option(
+        None, "--max-fail", min=0, max=100, help="Halt when more than this %% of hosts failed."
+    ),
+    operator: str = typer.Option(None, "--operator", help="Who runs this (default user@host)."),
+    ask_become_pass: bool = typer.Option(
+        False,
+        "--ask-become-pass",
+        "-K",
+        help=f"Prompt for the sudo password (or set {ENV_BECOME_PASSWORD}).",
+    ),
+    new: bool = typer.Option(
+        False,
+        "--new",
+        help="Start a new run even if an unfinished run of this runbook exists on these hosts.",
+    ),
+    state: Path = StateDirOption,
+    fmt: str = FormatOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
+    search: list[str] = RunbookPathOption,
+) -> None:
+    """Run a runbook against its targets over SSH, journaling every step.
+
+    Example: drp run disk-replace --host db1 --param failed=/dev/sdb
+
+    Example: drp run dns-failover -t dns --dry-run
+    """
+    password = None if dry_run else _become_password(ask_become_pass)
+    the_plan = _prepare(
+        runbook, inventory, host, targets, limit, param, params_file, search, password
+    )
+    if dry_run:
+        _show_plan(the_plan, fmt)
+        return
+    folder = state_dir(state)
+    pending = None if new else _unfinished(folder, the_plan)
+    if pending:
+        raise LockedError(
+            f"run {pending} of {the_plan.runbook.name} is unfinished on these "
+            f"hosts: continue it with 'drp resume {pending}' (or pass --new)"
+        )
+    run_id = new_run_id(the_plan.runbook.name)
+    options = RunOptions(
+        run_id=run_id,
+        operator=operator or default_operator(),
+        forks=forks,
+        serial=_serial(serial),
+        max_fail_percentage=max_fail,
+        yes=yes,
+        approve=frozenset(approve or []),
+        sudo_password=password,
+        command_line=shlex.join(["drp", *sys.argv[1:]]),
+    )
+    writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
+    _finish(_execute(the_plan, options, writer, Output(fmt, quiet)))
+
+
+def _serial(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    if text.endswith("%") and text[:-1].isdigit():
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise InputError(f"--serial {text!r}: give a host count (2) or a percentage (25%)")
+
+
+def _load_for_resume(run_state: RunState, allow_changed: bool) -> Runbook:
+    path = Path(run_state.runbook_path)
+    if not path.is_file():
+        raise JournalError(f"the runbook of run {run_state.run_id} is gone: {path}")
+    book = load_runbook(path)
+    if book.sha256 != run_state.runbook_sha256 and not allow_changed:
+        raise JournalError(
+            f"runbook {book.name} changed since run {run_state.run_id} started "
+            f"(sha256 {run_state.runbook_sha256[:12]}… → {book.sha256[:12]}…). Review the "
+            "change; resume anyway with --allow-changed (recorded in the journal)."
+        )
+    return book
+
+
+def resume(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix, or 'latest')."),
+    approve: list[str] = typer.Option(
+        None, "--approve", help="Approve this manual step (repeatable)."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Confirm destructive steps."),
+    retry_in_doubt: bool = typer.Option(
+        False, "--retry-in-doubt", help="Run again steps whose end was never recorded."
+    ),
+    skip_in_doubt: bool = typer.Option(
+        False, "--skip-in-doubt", help="Treat steps in doubt as done."
+    ),
+    allow_changed: bool = typer.Option(
+        False, "--allow-changed", help="Resume although the runbook changed."
+    ),
+    param: list[str] = ParamOption,
+    inventory: Path = InventoryOption,
+    operator: str = typer.Option(None, "--operator", help="Who resumes (default user@host)."),
+    ask_become_pass: bool = typer.Option(False, "--ask-become-pass", "-K"),
+    state: Path = StateDirOption,
+    fmt: str = FormatOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Continue an interrupted or paused run where it stopped; done steps are not run again.
+
+    Example: drp resume 20261121-234112-disk-replace-7f3a --approve datacenter-swap
+    """
+    if retry_in_doubt and skip_in_doubt:
+        raise InputError("--retry-in-doubt and --skip-in-doubt exclude each other")
+    folder = state_dir(state)
+    the_id = resolve_run(folder, run_id)
+    directory = run_dir(folder, the_id)
+    journal = read_journal(journal_path(directory))
+    run_state = replay(journal.records, locked=lock_holder(directory) is not None)
+    if run_state.status is RunStatus.OK:
+        raise JournalError(f"run {the_id} finished ok; nothing to resume")
+    book = _load_for_resume(run_state, allow_changed)
+    inv = open_inventory(inventory or Path(run_state.inventory))
+    from drp.redact import MASK
+
+    base = {k: v for k, v in run_state.params.items() if v != MASK and v is not None}
+    password = _become_password(ask_become_pass)
+    values = gather_params(book, param, None, inv, base=base)
+    the_plan = build_plan(
+        book,
+        inv,
+        values,
+        targets=",".join(run_state.targets),
+        extra_secrets=_secrets(inv, password),
+    )
+    policy: InDoubtPolicy = "retry" if retry_in_doubt else "skip" if skip_in_doubt else "ask"
+    options = RunOptions(
+        run_id=the_id,
+        operator=operator or default_operator(),
+        yes=yes,
+        approve=frozenset(approve or []),
+        in_doubt=policy,
+        sudo_password=password,
+        command_line=shlex.join(["drp", *sys.argv[1:]]),
+    )
+    hosts = {
+        h.name: HostResume(
+            frozenset(run_state.done_steps(h.name)),
+            frozenset(run_state.in_doubt(h.name)),
+            run_state.captures(h.name),
+        )
+        for h in the_plan.hosts
+    }
+    writer = JournalWriter.open_existing(directory, options.operator)
+    for warning in [*journal.warnings, *writer.warnings]:
+        sys.stderr.write(f"warning: {warning}\n")
+    extra: dict[str, object] = {
+        "allow_changed": allow_changed,
+        "approvals": sorted(approve or []),
+        "runbook_sha256": book.sha256,
+        "in_doubt": policy,
+    }
+    _finish(
+        _execute(
+            the_plan, options, writer, Output(fmt, quiet), resume=hosts, resumed=True, extra=extra
+        )
+    )
+
+
+def unlock(
+    host: str = typer.Argument(..., help="Inventory host whose lock to remove."),
+    force: bool = typer.Option(
+        False, "--force", help="Required: you checked the holder is dead or finished."
+    ),
+    inventory: Path = InventoryOption,
+    state: Path = StateDirOption,
+    operator: str = typer.Option(None, "--operator"),
+) -> None:
+    """Remove a stale lock from a host (journaled as its own run).
+
+    Example: drp unlock db1 --force
+    """
+    if not force:
+        raise InputError(
+            "unlock removes another run's lock: pass --force once you have "
+            "checked that run is dead or finished"
+        )
+    from drp.engine.lock import DEFAULT_LOCK_DIR, force_release
+    from drp.transport.ssh import SshTransport
+
+    inv = open_inventory(inventory)
+    target = inv.get(host)
+    who = operator or default_operator()
+    run_id = new_run_id("unlock")
+    writer = JournalWriter.create(run_dir(state_dir(state), run_id), who)
+    transport = SshTransport(target)
+    try:
+        writer.append(
+            Event(
+                EventType.RUN_STARTED,
+                run_id,
+                data={
+                    "runbook": "unlock",
+                    "targets": [host],
+                    "inventory": inv.path,
+                    "inventory_sha256": inv.sha256,
+                    "command_line": shlex.join(["drp", *sys.argv[1:]]),
+                },
+            )
+        )
+        transport.connect()
+        lock_dir = str(target.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
+        previous = force_release(lambda c: transport.run(c, timeout=30), lock_dir)
+        held = previous.describe() if previous else "nobody"
+        writer.append(
+            Event(
+                EventType.LOCK_FORCED,
+                run_id,
+                host=host,
+                outcome="ok",
+                message=f"lock removed (was held by {held})",
+                data={"holder": previous.run_id if previous else None},
+            )
+        )
+        writer.append(
+            Event(EventType.RUN_FINISHED, run_id, outcome="ok", data={"hosts": {host: "ok"}})
+        )
+        typer.echo(f"{host}: lock removed (was held by {held}); journaled as {run_id}")
+    finally:
+        transport.close()
+        writer.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
+    app.command("run")(run)
+    app.command("resume")(resume)
+    app.command("unlock")(unlock)

@@ -1,0 +1,331 @@
+"""The step kinds: run, local, wait, reboot, manual, put — what each does on a host.
+
+Each action is one attempt; retries, verification and journaling around it
+belong to :mod:`drp.engine.hostrun`. An action raises
+:class:`drp.engine.retry.AttemptFailed` with the kind of failure, so that the
+retry policy can decide.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from drp.engine.events import EventType
+from drp.engine.options import Decision
+from drp.engine.plan import PlannedStep
+from drp.engine.retry import AttemptFailed
+from drp.results import CommandResult, HostStatus
+from drp.runbook.model import Until
+
+if TYPE_CHECKING:
+    from drp.engine.hostrun import HostRun
+
+DEFAULT_BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+DEFAULT_REBOOT = "systemctl reboot || /sbin/reboot"
+PROGRESS_EVERY = 30.0  # seconds between journaled progress records when nothing changes
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    result: CommandResult | None
+    message: str = ""
+
+
+def perform(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
+    """Run the step's action once."""
+    kind = ps.step.kind
+    if kind in ("run", "local"):
+        return _command(hr, ps, attempt, local=kind == "local")
+    if kind == "wait":
+        return _wait(hr, ps, attempt)
+    if kind == "reboot":
+        return _reboot(hr, ps, attempt)
+    if kind == "manual":
+        return _manual(hr, ps)
+    return _put(hr, ps, attempt)
+
+
+def _check_exit(ps: PlannedStep, result: CommandResult, command: str) -> None:
+    if result.exit_code not in ps.step.success_codes:
+        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        tail = f": {detail[-1][:200]}" if detail and not ps.step.sensitive else ""
+        raise AttemptFailed("exit", f"exit code {result.exit_code}{tail}", result)
+
+
+def _capture(hr: HostRun, ps: PlannedStep, result: CommandResult) -> None:
+    for name, pattern in ps.step.capture.items():
+        if pattern is None:
+            hr.captures[name] = result.stdout.strip()
+            continue
+        match = re.search(pattern, result.stdout, re.MULTILINE)
+        if match is None:
+            raise AttemptFailed(
+                "capture", f"capture {name!r}: {pattern!r} not found in output", result
+            )
+        hr.captures[name] = match.group(1) if match.groups() else match.group(0)
+    if ps.step.sensitive and ps.step.capture:
+        from drp.redact import Redactor
+
+        hr.redactor = Redactor.of(
+            [*hr.redactor.secrets, *(str(hr.captures[n]) for n in ps.step.capture)]
+        )
+
+
+def _command(hr: HostRun, ps: PlannedStep, attempt: int, *, local: bool) -> ActionOutcome:
+    command = hr.render(ps.step.run or ps.step.local or "")
+    result = hr.exec(
+        command, ps=ps, phase="action", attempt=attempt, local=local, timeout=ps.timeout
+    )
+    _check_exit(ps, result, command)
+    _capture(hr, ps, result)
+    return ActionOutcome(result, _summary(result, ps))
+
+
+def _summary(result: CommandResult, ps: PlannedStep) -> str:
+    if ps.step.sensitive:
+        return ""
+    lines = result.stdout.strip().splitlines()
+    return lines[-1][:120] if lines else ""
+
+
+def until_met(until: Until, result: CommandResult) -> bool:
+    if until.exit is not None and result.exit_code != until.exit:
+        return False
+    if until.match and not re.search(until.match, result.stdout, re.MULTILINE):
+        return False
+    return not (until.not_match and re.search(until.not_match, result.stdout, re.MULTILINE))
+
+
+def progress_of(pattern: str | None, text: str) -> float | None:
+    if not pattern:
+        return None
+    match = re.search(pattern, text, re.MULTILINE)
+    if not match:
+        return None
+    try:
+        return float(match.group(1) if match.groups() else match.group(0))
+    except ValueError:
+        return None
+
+
+def _wait(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
+    spec = ps.step.wait
+    assert spec is not None
+    command = hr.render(spec.command)
+    started = time.monotonic()
+    deadline = started + spec.timeout
+    journaled: tuple[float | None, float] = (None, 0.0)
+    poll_timeout = ps.timeout or max(30.0, spec.interval * 4)
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            result = hr.exec(
+                command,
+                ps=ps,
+                phase="poll",
+                attempt=attempt,
+                timeout=min(poll_timeout, max(remaining, 1.0)),
+                record=False,
+            )
+        except AttemptFailed as exc:  # a poll lost to a flaky link is just "not yet"
+            result = None
+            if exc.kind == "connection":
+                hr.transport.close()
+                _try_connect(hr)
+        if result is not None and until_met(spec.until, result):
+            hr.record_attempt(ps, "poll", attempt, command, result)
+            _capture(hr, ps, result)
+            return ActionOutcome(result, f"condition met after {time.monotonic() - started:.0f}s")
+        percent = progress_of(spec.progress, result.stdout) if result else None
+        journaled = _report_progress(hr, ps, percent, started, journaled)
+        if time.monotonic() >= deadline:
+            if result is not None:
+                hr.record_attempt(ps, "poll", attempt, command, result)
+            raise AttemptFailed("timeout", f"condition not met within {spec.timeout:.0f}s", result)
+        hr.sleep(min(spec.interval, max(deadline - time.monotonic(), 0.0)))
+
+
+def _report_progress(
+    hr: HostRun,
+    ps: PlannedStep,
+    percent: float | None,
+    started: float,
+    last: tuple[float | None, float],
+) -> tuple[float | None, float]:
+    """Emit progress: always to the console, to the journal when it moved or every 30 s."""
+    now = time.monotonic()
+    moved = percent is not None and (last[0] is None or abs(percent - last[0]) >= 1.0)
+    durable = moved or now - last[1] >= PROGRESS_EVERY
+    hr.emit(
+        EventType.STEP_PROGRESS,
+        ps.id,
+        transient=not durable,
+        data={
+            "percent": percent,
+            "elapsed": round(now - started, 1),
+            "timeout": ps.step.wait.timeout if ps.step.wait else None,
+        },
+    )
+    return (percent, now) if durable else last
+
+
+def _try_connect(hr: HostRun) -> bool:
+    from drp.errors import ConnectError
+
+    try:
+        hr.transport.connect()
+    except ConnectError:
+        return False
+    return True
+
+
+def _reboot(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
+    """Reboot so the SSH command returns cleanly, see the boot id change, reconnect."""
+    spec = ps.step.reboot
+    assert spec is not None
+    boot_id_cmd = spec.boot_id_command or hr.host.boot_id_command or DEFAULT_BOOT_ID
+    before = hr.exec(boot_id_cmd, ps=ps, phase="action", attempt=attempt).stdout.strip()
+    if not before:
+        raise AttemptFailed("exit", f"boot id command printed nothing: {boot_id_cmd}")
+    reboot_cmd = (
+        hr.render(spec.command) if spec.command else (hr.host.reboot_command or DEFAULT_REBOOT)
+    )
+    detached = f"nohup /bin/sh -c {shlex.quote('sleep 1; ' + reboot_cmd)} >/dev/null 2>&1 &"
+    try:
+        hr.exec(detached, ps=ps, phase="action", attempt=attempt, timeout=30)
+    except AttemptFailed as exc:
+        if exc.kind != "connection":
+            raise
+    started = time.monotonic()
+    hr.transport.close()
+    deadline = started + spec.timeout
+    while time.monotonic() < deadline:
+        hr.sleep(1.0)
+        hr.emit(
+            EventType.STEP_PROGRESS,
+            ps.id,
+            transient=True,
+            message="waiting for the host to come back",
+            data={
+                "elapsed": round(time.monotonic() - started, 1),
+                "timeout": spec.timeout,
+                "percent": None,
+            },
+        )
+        if not _try_connect(hr):
+            continue
+        try:
+            after = hr.exec(
+                boot_id_cmd, ps=ps, phase="poll", attempt=attempt, timeout=15, record=False
+            ).stdout.strip()
+        except AttemptFailed:
+            hr.transport.close()
+            continue
+        if after and after != before:
+            took = time.monotonic() - started
+            return ActionOutcome(
+                None, f"rebooted: boot id {before[:8]}→{after[:8]}, back after {took:.0f}s"
+            )
+    raise AttemptFailed(
+        "timeout", f"host did not come back with a new boot id within {spec.timeout:.0f}s"
+    )
+
+
+def _manual(hr: HostRun, ps: PlannedStep) -> ActionOutcome:
+    spec = ps.step.manual
+    assert spec is not None
+    from drp.engine.hostrun import HostStopped
+
+    text = hr.render(spec.instructions, shell=False)
+    answer = hr.gate(ps, "manual", text)
+    if answer.decision is Decision.REJECT:
+        raise HostStopped(
+            HostStatus.REJECTED,
+            f"{ps.id} rejected by {answer.by}" + (f": {answer.note}" if answer.note else ""),
+        )
+    if answer.decision is Decision.PAUSE:
+        raise HostStopped(
+            HostStatus.PAUSED,
+            f"paused at manual step {ps.id}. Resume with: "
+            f"drp resume {hr.shared.options.run_id} --approve {ps.id}",
+        )
+    return ActionOutcome(None, f"confirmed by {answer.by}")
+
+
+def backup_path(dest: str, run_id: str) -> str:
+    return f"{dest}.drp-bak-{run_id}"
+
+
+def _put(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
+    spec = ps.step.put
+    assert spec is not None
+    if spec.content is not None:
+        text = hr.render(spec.content, shell=False) if spec.template else spec.content
+        data = text.encode()
+    else:
+        source = Path(hr.shared.plan.runbook.path).parent / (spec.src or "")
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise AttemptFailed("exit", f"cannot read {source}: {exc.strerror}") from None
+        if spec.template:
+            data = hr.render(data.decode(), shell=False).encode()
+    dest = hr.render(spec.dest, shell=False)
+    staging = f"/tmp/.drp-put-{secrets.token_hex(6)}"  # noqa: S108 - random name, mode 0600
+    try:
+        hr.transport.put(data, staging, mode=0o600)
+    except OSError as exc:
+        raise AttemptFailed("exit", f"upload failed: {exc}") from None
+    result = hr.exec(
+        _install_script(spec, dest, staging, hr.shared.options.run_id),
+        ps=ps,
+        phase="action",
+        attempt=attempt,
+        timeout=ps.timeout,
+    )
+    _check_exit(ps, result, "install")
+    changed = "UNCHANGED" not in result.stdout
+    return ActionOutcome(result, f"{dest}: {'written' if changed else 'already up to date'}")
+
+
+def _install_script(spec: object, dest: str, staging: str, run_id: str) -> str:
+    from drp.runbook.model import PutSpec
+
+    assert isinstance(spec, PutSpec)
+    q_dest, q_tmp = shlex.quote(dest), shlex.quote(staging)
+    q_new = shlex.quote(dest + ".drp-new")
+    lines = [
+        "set -e",
+        f"if [ -f {q_dest} ] && cmp -s {q_tmp} {q_dest}; then rm -f {q_tmp}; "
+        "echo UNCHANGED; exit 0; fi",
+    ]
+    if spec.backup:
+        q_bak = shlex.quote(backup_path(dest, run_id))
+        lines.append(f"if [ -e {q_dest} ] && [ ! -e {q_bak} ]; then cp -p {q_dest} {q_bak}; fi")
+    lines.append(f"cp {q_tmp} {q_new}")
+    if spec.mode:
+        lines.append(f"chmod {shlex.quote(spec.mode)} {q_new}")
+    if spec.owner or spec.group:
+        owner = f"{spec.owner or ''}:{spec.group or ''}".rstrip(":")
+        lines.append(f"chown {shlex.quote(owner)} {q_new}")
+    lines += [f"mv -f {q_new} {q_dest}", f"rm -f {q_tmp}", "echo WRITTEN"]
+    return "\n".join(lines)
+
+
+def rollback_command(hr: HostRun, ps: PlannedStep) -> str | None:
+    """The command that undoes ``ps``: its ``rollback``, or restoring a ``put`` backup."""
+    if ps.step.rollback:
+        return hr.render(ps.step.rollback)
+    spec = ps.step.put
+    if spec is not None and spec.backup:
+        dest = hr.render(spec.dest, shell=False)
+        q_dest = shlex.quote(dest)
+        q_bak = shlex.quote(backup_path(dest, hr.shared.options.run_id))
+        return f"if [ -e {q_bak} ]; then cp -p {q_bak} {q_dest}; fi"
+    return None

@@ -1,0 +1,200 @@
+"""Execute a plan: hosts in parallel (``--forks``) or in rolling batches (``serial``).
+
+The executor opens one transport per host, hands each host to a
+:class:`drp.engine.hostrun.HostRun` in a worker thread, halts the rollout when
+``max_fail_percentage`` is exceeded, and on Ctrl-C kills what runs on the
+hosts before it returns. It emits ``run.started`` (or ``run.resumed``) first
+and ``run.finished`` last.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from drp import __version__
+from drp.engine.events import Event, EventType, Sink
+from drp.engine.hostrun import HostRun, Shared
+from drp.engine.options import HostResume, Operator, RunOptions
+from drp.engine.plan import Plan
+from drp.inventory import Host
+from drp.results import HostStatus, RunStatus
+from drp.transport.base import Transport
+
+TransportFactory = Callable[[Host], Transport]
+FAILED_STATES = (HostStatus.FAILED, HostStatus.UNREACHABLE)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: RunStatus
+    hosts: dict[str, HostStatus]
+
+
+def run_status(hosts: dict[str, HostStatus]) -> RunStatus:
+    """One status for the run, the most urgent first."""
+    values = set(hosts.values())
+    for host_state, run_state in (
+        (HostStatus.INTERRUPTED, RunStatus.INTERRUPTED),
+        (HostStatus.FAILED, RunStatus.FAILED),
+        (HostStatus.HALTED, RunStatus.FAILED),
+        (HostStatus.UNREACHABLE, RunStatus.UNREACHABLE),
+        (HostStatus.REJECTED, RunStatus.REJECTED),
+        (HostStatus.PAUSED, RunStatus.PAUSED),
+    ):
+        if host_state in values:
+            return run_state
+    return RunStatus.OK
+
+
+def batches(hosts: Sequence[Host], serial: int | str | None) -> list[list[Host]]:
+    """Split hosts into rolling batches: ``serial`` is a count or a percentage."""
+    if serial is None:
+        return [list(hosts)] if hosts else []
+    if isinstance(serial, str):
+        size = max(1, math.floor(len(hosts) * float(serial.strip().rstrip("%")) / 100))
+    else:
+        size = max(1, serial)
+    return [list(hosts[i : i + size]) for i in range(0, len(hosts), size)]
+
+
+def start_event(
+    plan: Plan, options: RunOptions, *, resumed: bool, extra: dict[str, object] | None = None
+) -> Event:
+    if resumed:
+        return Event(
+            EventType.RUN_RESUMED,
+            options.run_id,
+            data={"command_line": plan.redactor.text(options.command_line), **(extra or {})},
+        )
+    book = plan.runbook
+    return Event(
+        EventType.RUN_STARTED,
+        options.run_id,
+        data={
+            "runbook": book.name,
+            "runbook_path": book.path,
+            "runbook_sha256": book.sha256,
+            "params": plan.params.masked(),
+            "inventory": plan.inventory.path,
+            "inventory_sha256": plan.inventory.sha256,
+            "targets": [h.name for h in plan.hosts],
+            "target_pattern": plan.targets,
+            "command_line": plan.redactor.text(options.command_line),
+            "drp_version": __version__,
+            "python": sys.version.split()[0],
+            "dry_run": False,
+            **(extra or {}),
+        },
+    )
+
+
+class Executor:
+    """Runs a plan once; create one per run (or resume)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        options: RunOptions,
+        *,
+        emit: Sink,
+        operator: Operator,
+        transports: TransportFactory,
+        local: Transport,
+        resume: dict[str, HostResume] | None = None,
+    ) -> None:
+        self.shared = Shared(plan, options, emit, operator, local)
+        self.factory = transports
+        self.resume = resume or {}
+        self.open: dict[str, Transport] = {}
+        self.lock = threading.Lock()
+
+    def execute(
+        self, *, resumed: bool = False, extra: dict[str, object] | None = None
+    ) -> RunResult:
+        plan, options = self.shared.plan, self.shared.options
+        self.shared.emit(start_event(plan, options, resumed=resumed, extra=extra))
+        statuses: dict[str, HostStatus] = {}
+        serial = options.serial if options.serial is not None else plan.runbook.serial
+        max_fail = (
+            options.max_fail_percentage
+            if options.max_fail_percentage is not None
+            else plan.runbook.max_fail_percentage
+        )
+        try:
+            for batch in batches(plan.hosts, serial):
+                if self.shared.halt.is_set() or self.shared.cancel.is_set():
+                    statuses.update({h.name: HostStatus.NOT_RUN for h in batch})
+                    continue
+                self._run_batch(batch, statuses, max_fail, serial is not None)
+        finally:
+            for transport in self.open.values():
+                transport.close()
+        status = run_status(statuses)
+        self.shared.emit(
+            Event(
+                EventType.RUN_FINISHED,
+                options.run_id,
+                outcome=status.value,
+                data={"hosts": {h: s.value for h, s in statuses.items()}},
+            )
+        )
+        return RunResult(options.run_id, status, statuses)
+
+    def _run_batch(
+        self,
+        batch: list[Host],
+        statuses: dict[str, HostStatus],
+        max_fail: float | None,
+        rolling: bool,
+    ) -> None:
+        pool = ThreadPoolExecutor(
+            max_workers=max(1, min(self.shared.options.forks, len(batch))),
+            thread_name_prefix="drp-host",
+        )
+        futures: dict[Future[HostStatus], str] = {
+            pool.submit(self._host, host): host.name for host in batch
+        }
+        failed = 0
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    statuses[futures[future]] = future.result()
+                    failed += statuses[futures[future]] in FAILED_STATES
+                    if _exceeded(failed, len(batch), max_fail, rolling):
+                        self.shared.halt.set()
+        except KeyboardInterrupt:
+            self.interrupt()
+            for future, name in futures.items():
+                statuses[name] = future.result()
+        finally:
+            pool.shutdown(wait=True)
+
+    def _host(self, host: Host) -> HostStatus:
+        if self.shared.cancel.is_set():
+            return HostStatus.NOT_RUN
+        transport = self.factory(host)
+        with self.lock:
+            self.open[host.name] = transport
+        return HostRun(self.shared, host, transport, self.resume.get(host.name)).execute()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop every host at once and kill what drp started on them."""
+        self.shared.cancel.set()
+        with self.lock:
+            transports = list(self.open.values())
+        for transport in [*transports, self.shared.local]:
+            transport.cancel()
+
+
+def _exceeded(failed: int, total: int, max_fail: float | None, rolling: bool) -> bool:
+    if max_fail is None:
+        return rolling and failed == total  # a rolling batch that failed whole stops the rollout
+    return failed * 100.0 / total > max_fail

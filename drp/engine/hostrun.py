@@ -1,0 +1,559 @@
+"""One host's run: its connection, its steps in order, its gates, retries and rollback.
+
+:class:`HostRun` is what a worker thread executes for one host. It emits
+events (journal first, then console) *before* each side effect and after it,
+and never prints. The step kinds themselves live in :mod:`drp.engine.actions`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from drp.engine import actions
+from drp.engine.events import Event, EventType, Sink
+from drp.engine.lock import DEFAULT_LOCK_DIR, Holder, acquire, release
+from drp.engine.options import (
+    Decision,
+    GateAnswer,
+    GateKind,
+    GateRequest,
+    HostResume,
+    Operator,
+    RunOptions,
+)
+from drp.engine.plan import Plan, PlannedStep
+from drp.engine.retry import AttemptFailed, RetryHooks, retrying
+from drp.errors import Cancelled, CommandTimeout, ConnectError, DrpError, LockedError
+from drp.inventory import Host
+from drp.redact import Redactor
+from drp.results import CommandResult, HostStatus, StepStatus
+from drp.runbook.template import TemplateProblem, evaluate, render
+from drp.transport.base import OutputCallback, Transport
+from drp.transport.command import wrap_become
+
+MAX_STORED_OUTPUT = 32 * 1024
+
+
+class HostStopped(Exception):
+    """Unwinds a host's run with the status it ended in."""
+
+    def __init__(self, status: HostStatus, message: str = "") -> None:
+        self.status = status
+        super().__init__(message)
+
+
+def clip(text: str) -> str:
+    """Keep journal records bounded: the head and tail of very long output."""
+    if len(text) <= MAX_STORED_OUTPUT:
+        return text
+    half = MAX_STORED_OUTPUT // 2
+    return f"{text[:half]}\n… [{len(text) - MAX_STORED_OUTPUT} characters cut] …\n{text[-half:]}"
+
+
+@dataclass
+class Shared:
+    """What every host's run shares: sinks, the operator, the stop signals."""
+
+    plan: Plan
+    options: RunOptions
+    emit: Sink
+    operator: Operator
+    local: Transport
+    cancel: threading.Event = field(default_factory=threading.Event)
+    halt: threading.Event = field(default_factory=threading.Event)
+    gate_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class HostRun:
+    """Runs every planned step on one host, in order."""
+
+    def __init__(
+        self, shared: Shared, host: Host, transport: Transport, resume: HostResume | None = None
+    ) -> None:
+        self.shared = shared
+        self.host = host
+        self.transport = transport
+        self.resume = resume or HostResume()
+        self.captures: dict[str, Any] = dict(self.resume.captures)
+        self.completed: list[PlannedStep] = []
+        self.redactor = shared.plan.redactor
+        self.locked = False
+
+    # -- events -------------------------------------------------------------
+    def emit(self, type_: EventType, step: str | None = None, **fields: Any) -> None:
+        data = fields.pop("data", {})
+        message = self.redactor.text(str(fields.pop("message", "")))
+        self.shared.emit(
+            Event(
+                type_,
+                self.shared.options.run_id,
+                host=self.host.name,
+                step=step,
+                message=message,
+                data=self.redactor(data),
+                **fields,
+            )
+        )
+
+    # -- commands -----------------------------------------------------------
+    def context(self) -> dict[str, Any]:
+        opts = self.shared.options
+        run = {
+            "id": opts.run_id,
+            "runbook": self.shared.plan.runbook.name,
+            "operator": opts.operator,
+            "dry_run": False,
+        }
+        return self.shared.plan.context(self.host, self.captures, run)
+
+    def render(self, text: str, *, shell: bool = True) -> str:
+        try:
+            return render(text, self.context(), shell=shell)
+        except TemplateProblem as exc:
+            raise AttemptFailed("exit", str(exc)) from None
+
+    def exec(
+        self,
+        command: str,
+        *,
+        ps: PlannedStep | None,
+        phase: str,
+        attempt: int = 1,
+        local: bool = False,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
+        record: bool = True,
+    ) -> CommandResult:
+        """Run one command (with sudo when the step needs it) and journal the attempt."""
+        transport = self.shared.local if local else self.transport
+        line, send = command, stdin
+        if not local and ps is not None and ps.become and self.host.user != "root":
+            line, send = wrap_become(
+                command,
+                self.host.become or _default_become(),
+                self.shared.options.sudo_password,
+                stdin=stdin,
+            )
+        self.check_cancel()
+        try:
+            result = transport.run(line, timeout=timeout, stdin=send, on_output=on_output)
+        except CommandTimeout as exc:
+            self._record(ps, phase, attempt, command, None, str(exc), record)
+            raise AttemptFailed("timeout", str(exc)) from None
+        except ConnectError as exc:
+            self._record(ps, phase, attempt, command, None, str(exc), record)
+            raise AttemptFailed("connection", str(exc)) from None
+        self._record(ps, phase, attempt, command, result, "", record)
+        return result
+
+    def record_attempt(
+        self, ps: PlannedStep, phase: str, attempt: int, command: str, result: CommandResult
+    ) -> None:
+        self._record(ps, phase, attempt, command, result, "", True)
+
+    def _record(
+        self,
+        ps: PlannedStep | None,
+        phase: str,
+        attempt: int,
+        command: str,
+        result: CommandResult | None,
+        error: str,
+        record: bool,
+    ) -> None:
+        if not record:
+            return
+        sensitive = ps is not None and ps.step.sensitive
+        stdout = result.stdout if result else ""
+        stderr = result.stderr if result else ""
+        if sensitive:
+            stdout = f"<sensitive: {len(stdout)} bytes>" if stdout else ""
+            stderr = f"<sensitive: {len(stderr)} bytes>" if stderr else ""
+        ok = result is not None and (
+            ps is None or phase != "action" or result.exit_code in ps.step.success_codes
+        )
+        self.emit(
+            EventType.STEP_ATTEMPT,
+            ps.id if ps else None,
+            attempt=attempt,
+            outcome="ok" if ok and not error else "failed",
+            exit_code=result.exit_code if result else None,
+            duration=round(result.duration, 4) if result else None,
+            data={
+                "phase": phase,
+                "command": command,
+                "stdout": clip(stdout),
+                "stderr": clip(stderr),
+                "error": error,
+            },
+        )
+
+    def check_cancel(self) -> None:
+        if self.shared.cancel.is_set():
+            raise Cancelled("interrupted by the operator")
+
+    def sleep(self, seconds: float) -> None:
+        if self.shared.cancel.wait(max(0.0, seconds)):
+            raise Cancelled("interrupted by the operator")
+
+    # -- the host's run -----------------------------------------------------
+    def execute(self) -> HostStatus:
+        status = HostStatus.OK
+        try:
+            self.connect()
+            self.take_lock()
+            for ps in self.shared.plan.steps[self.host.name]:
+                if self.shared.halt.is_set():
+                    raise HostStopped(HostStatus.HALTED, "rollout halted: too many hosts failed")
+                self.run_step(ps)
+        except HostStopped as stop:
+            status = stop.status
+        except Cancelled:
+            status = HostStatus.INTERRUPTED
+        except LockedError as exc:
+            self.emit(EventType.HOST_UNREACHABLE, message=str(exc), data={"locked": True})
+            status = HostStatus.FAILED
+        if status in (HostStatus.OK, HostStatus.FAILED, HostStatus.REJECTED):
+            self.drop_lock()
+        self.emit(EventType.HOST_FINISHED, outcome=status.value)
+        return status
+
+    def connect(self) -> None:
+        """Open the connection; retried only when the runbook's default policy says so."""
+        policy = self.shared.plan.runbook.defaults.retry
+        if "connection" not in policy.failures:
+            policy = policy.model_copy(update={"attempts": 1})
+
+        def before_sleep(number: int, delay: float, error: BaseException) -> None:
+            self.emit(
+                EventType.HOST_UNREACHABLE,
+                attempt=number,
+                message=f"{error}; trying again in {delay:.1f}s",
+            )
+
+        try:
+            for trial in retrying(policy, RetryHooks(before_sleep, self.shared.cancel)):
+                with trial:
+                    try:
+                        info = self.transport.connect()
+                    except ConnectError as exc:  # a refused host key is never retried
+                        raise AttemptFailed(
+                            "exit" if _is_host_key_error(exc) else "connection", str(exc)
+                        ) from None
+        except AttemptFailed as exc:
+            self.emit(EventType.HOST_UNREACHABLE, message=str(exc))
+            raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
+        self.emit(
+            EventType.HOST_CONNECTED,
+            data={
+                "address": info.address,
+                "port": info.port,
+                "via_fallback": info.via_fallback,
+                "via_jump": info.via_jump,
+            },
+        )
+
+    def lock_dir(self) -> str:
+        return str(self.host.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
+
+    def _lock_runner(self, command: str) -> CommandResult:
+        return self.exec(command, ps=None, phase="lock", record=False)
+
+    def take_lock(self) -> None:
+        if not self.shared.options.lock:
+            return
+        opts = self.shared.options
+        holder = Holder(
+            opts.run_id, opts.operator, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        )
+        try:
+            acquire(self._lock_runner, self.host.name, self.lock_dir(), holder)
+        except AttemptFailed as exc:
+            raise LockedError(f"{self.host.name}: cannot take the lock: {exc}") from None
+        self.locked = True
+        self.emit(EventType.LOCK_ACQUIRED, data={"holder": opts.run_id, "path": self.lock_dir()})
+
+    def drop_lock(self) -> None:
+        if not self.locked:
+            return
+        try:
+            self.transport.connect()
+            if release(self._lock_runner, self.lock_dir(), self.shared.options.run_id):
+                self.emit(EventType.LOCK_RELEASED, data={"path": self.lock_dir()})
+        except DrpError as exc:
+            self.emit(
+                EventType.LOCK_RELEASED,
+                outcome="failed",
+                message=f"could not release the lock: {exc}",
+            )
+
+    # -- one step -----------------------------------------------------------
+    def run_step(self, ps: PlannedStep) -> None:
+        if ps.id in self.resume.done:
+            self.emit(
+                EventType.STEP_SKIPPED,
+                ps.id,
+                outcome=StepStatus.SKIPPED.value,
+                message="already done in an earlier session of this run",
+                data={"reason": "done"},
+            )
+            return
+        if ps.step.when and not self._when(ps):
+            self.emit(
+                EventType.STEP_SKIPPED,
+                ps.id,
+                outcome=StepStatus.SKIPPED.value,
+                message=f"when: {ps.step.when} is false",
+                data={"reason": "when"},
+            )
+            return
+        if ps.id in self.resume.in_doubt and not self._settle_in_doubt(ps):
+            return
+        started = time.monotonic()
+        self.emit(
+            EventType.STEP_STARTED,
+            ps.id,
+            data={
+                "kind": ps.step.kind,
+                "name": ps.step.title,
+                "destructive": ps.destructive,
+                "command": self._display_command(ps),
+            },
+        )
+        try:
+            status, message, result = self._attempt_all(ps)
+        except Cancelled:
+            self._finish(ps, StepStatus.INTERRUPTED, started, "interrupted by the operator")
+            raise
+        except HostStopped as stop:
+            self._finish(ps, _step_status(stop.status), started, str(stop))
+            raise
+        self._finish(ps, status, started, message)
+        if status is StepStatus.FAILED:
+            self._on_failure(ps, result)
+        elif status is not StepStatus.SKIPPED:
+            self.completed.append(ps)
+
+    def _display_command(self, ps: PlannedStep) -> str:
+        text = ps.step.run or ps.step.local or (ps.step.wait.command if ps.step.wait else "")
+        if not text:
+            return ""
+        try:
+            return self.render(text)
+        except AttemptFailed as exc:
+            return f"<cannot render: {exc}>"
+
+    def _finish(self, ps: PlannedStep, status: StepStatus, started: float, message: str) -> None:
+        captures = {k: v for k, v in self.captures.items() if k in ps.step.capture}
+        if ps.step.sensitive:
+            captures = dict.fromkeys(captures, "<sensitive>")
+        self.emit(
+            EventType.STEP_FINISHED,
+            ps.id,
+            outcome=status.value,
+            duration=round(time.monotonic() - started, 4),
+            message=message,
+            data={"captures": captures},
+        )
+
+    def _when(self, ps: PlannedStep) -> bool:
+        try:
+            return evaluate(ps.step.when or "true", self.context())
+        except TemplateProblem as exc:
+            raise HostStopped(HostStatus.FAILED, f"step {ps.id}: {exc}") from None
+
+    def _settle_in_doubt(self, ps: PlannedStep) -> bool:
+        """A step started in an earlier session but never finished: decide, never guess."""
+        if ps.step.unless:
+            return True  # its guard runs first and decides
+        policy = self.shared.options.in_doubt
+        if policy == "retry":
+            return True
+        if policy == "skip":
+            self.emit(
+                EventType.STEP_SKIPPED,
+                ps.id,
+                outcome=StepStatus.SKIPPED.value,
+                message="in doubt; skipped by the operator (--skip-in-doubt)",
+                data={"reason": "in-doubt"},
+            )
+            return False
+        text = (
+            f"Step {ps.id!r} started in an earlier session but its end was never recorded. "
+            "It may have run, partly or fully. Approve to run it again, reject to mark it "
+            "done and go on."
+        )
+        answer = self.gate(ps, "in-doubt", text)
+        if answer.decision is Decision.APPROVE:
+            return True
+        if answer.decision is Decision.REJECT:
+            self.emit(
+                EventType.STEP_SKIPPED,
+                ps.id,
+                outcome=StepStatus.SKIPPED.value,
+                message=f"in doubt; marked done by {answer.by}",
+                data={"reason": "in-doubt"},
+            )
+            return False
+        raise HostStopped(
+            HostStatus.PAUSED,
+            f"step {ps.id} is in doubt: resume with --retry-in-doubt or --skip-in-doubt",
+        )
+
+    def gate(self, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
+        opts = self.shared.options
+        if ps.id in opts.approve:
+            answer = GateAnswer(Decision.APPROVE, opts.operator, f"--approve {ps.id}")
+        elif kind == "confirm" and opts.yes:
+            answer = GateAnswer(Decision.APPROVE, opts.operator, "--yes")
+        else:
+            self.emit(EventType.STEP_WAITING, ps.id, message=text, data={"kind": kind})
+            with self.shared.gate_lock:
+                self.check_cancel()
+                answer = self.shared.operator.decide(
+                    GateRequest(kind, self.host.name, ps.id, ps.step.title, text)
+                )
+        if answer.decision is Decision.APPROVE:
+            self.emit(
+                EventType.STEP_APPROVED,
+                ps.id,
+                data={"by": answer.by, "note": answer.note, "kind": kind},
+            )
+        elif answer.decision is Decision.REJECT:
+            self.emit(
+                EventType.STEP_REJECTED,
+                ps.id,
+                data={"by": answer.by, "note": answer.note, "kind": kind},
+            )
+        return answer
+
+    def _attempt_all(self, ps: PlannedStep) -> tuple[StepStatus, str, CommandResult | None]:
+        if ps.step.unless and self._guard_says_done(ps):
+            return StepStatus.SKIPPED, "guard: already done", None
+        if ps.destructive:
+            self._confirm(ps)
+        last: list[CommandResult | None] = [None]
+        attempt = [0]
+
+        def before_sleep(number: int, delay: float, error: BaseException) -> None:
+            self.emit(
+                EventType.STEP_PROGRESS,
+                ps.id,
+                attempt=number,
+                message=f"attempt {number} failed ({error}); retrying in {delay:.1f}s",
+                data={"retry_in": round(delay, 2)},
+            )
+            if isinstance(error, AttemptFailed) and error.kind == "connection":
+                self.transport.close()
+
+        hooks = RetryHooks(before_sleep, self.shared.cancel)
+        try:
+            for trial in retrying(ps.retry, hooks):
+                with trial:
+                    attempt[0] += 1
+                    outcome = actions.perform(self, ps, attempt[0])
+                    last[0] = outcome.result
+                    self._verify(ps, attempt[0])
+        except AttemptFailed as exc:
+            if exc.kind == "connection":
+                raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
+            return StepStatus.FAILED, str(exc), exc.result
+        return StepStatus.OK, outcome.message, last[0]
+
+    def _guard_says_done(self, ps: PlannedStep) -> bool:
+        try:
+            result = self.exec(
+                self.render(ps.step.unless or "true"), ps=ps, phase="guard", timeout=ps.timeout
+            )
+        except AttemptFailed as exc:
+            if exc.kind == "connection":
+                raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
+            raise HostStopped(HostStatus.FAILED, f"guard of {ps.id} failed: {exc}") from None
+        return result.exit_code == 0
+
+    def _confirm(self, ps: PlannedStep) -> None:
+        prompt = (
+            ps.step.confirm
+            if isinstance(ps.step.confirm, str)
+            else (f"{ps.step.title} is destructive on {self.host.name}. Run it?")
+        )
+        answer = self.gate(ps, "confirm", self.render(prompt, shell=False))
+        if answer.decision is Decision.REJECT:
+            raise HostStopped(HostStatus.REJECTED, f"{ps.id}: refused by {answer.by}")
+        if answer.decision is Decision.PAUSE:
+            raise HostStopped(
+                HostStatus.PAUSED,
+                f"{ps.id} needs confirmation: resume with --yes or --approve {ps.id}",
+            )
+
+    def _verify(self, ps: PlannedStep, attempt: int) -> None:
+        for command in ps.step.verify:
+            result = self.exec(
+                self.render(command), ps=ps, phase="verify", attempt=attempt, timeout=ps.timeout
+            )
+            if result.exit_code != 0:
+                raise AttemptFailed(
+                    "verify", f"verify failed (exit {result.exit_code}): {_first(command)}", result
+                )
+
+    # -- failure and rollback -------------------------------------------------
+    def _on_failure(self, ps: PlannedStep, result: CommandResult | None) -> None:
+        if ps.on_failure == "continue":
+            return
+        if ps.on_failure == "rollback":
+            self.roll_back(ps)
+        raise HostStopped(HostStatus.FAILED, f"step {ps.id} failed")
+
+    def roll_back(self, failed: PlannedStep) -> None:
+        """Undo the failed step, then every completed step, newest first."""
+        for ps in [failed, *reversed(self.completed)]:
+            command = actions.rollback_command(self, ps)
+            if command is None:
+                continue
+            self.emit(EventType.ROLLBACK_STARTED, ps.id, data={"command": command})
+            try:
+                result = self.exec(command, ps=ps, phase="rollback", timeout=ps.timeout)
+            except AttemptFailed as exc:
+                self.emit(EventType.ROLLBACK_FINISHED, ps.id, outcome="failed", message=str(exc))
+                continue
+            self.emit(
+                EventType.ROLLBACK_FINISHED,
+                ps.id,
+                exit_code=result.exit_code,
+                outcome="ok" if result.exit_code == 0 else "failed",
+            )
+
+
+def _first(command: str) -> str:
+    line = command.strip().splitlines()[0] if command.strip() else ""
+    return line[:100]
+
+
+def _default_become() -> Any:
+    from drp.inventory import Become
+
+    return Become()
+
+
+def _is_host_key_error(exc: ConnectError) -> bool:
+    from drp.errors import HostKeyError
+
+    return isinstance(exc, HostKeyError)
+
+
+def _step_status(status: HostStatus) -> StepStatus:
+    return {
+        HostStatus.PAUSED: StepStatus.PAUSED,
+        HostStatus.REJECTED: StepStatus.REJECTED,
+        HostStatus.UNREACHABLE: StepStatus.UNREACHABLE,
+        HostStatus.INTERRUPTED: StepStatus.INTERRUPTED,
+    }.get(status, StepStatus.FAILED)
+
+
+Redact = Callable[[Any], Any]
+__all__ = ["HostRun", "HostStopped", "Redactor", "Shared"]

@@ -1,0 +1,87 @@
+"""The lock on a target host: two runs must not change one host at once.
+
+An atomic ``mkdir`` on the host (``/var/lib/drp/lock`` unless the host var
+``drp_lock_dir`` says otherwise) holding who took it. The same run may take it
+again (resume); anyone else is refused with the holder's name. It survives
+reboots on purpose: a run paused for a disk swap still owns the host.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from drp.errors import LockedError
+from drp.results import CommandResult
+
+DEFAULT_LOCK_DIR = "/var/lib/drp/lock"
+Runner = Callable[[str], CommandResult]
+
+
+@dataclass(frozen=True)
+class Holder:
+    run_id: str
+    operator: str
+    since: str
+
+    def describe(self) -> str:
+        return f"run {self.run_id} by {self.operator} since {self.since}"
+
+
+def _acquire_script(lock_dir: str, info: str) -> str:
+    q_dir, q_info = shlex.quote(lock_dir), shlex.quote(info)
+    return (
+        f'mkdir -p "$(dirname {q_dir})" && '
+        f"if mkdir {q_dir} 2>/dev/null; then printf '%s\\n' {q_info} > {q_dir}/holder; "
+        f"echo ACQUIRED; else echo HELD; cat {q_dir}/holder 2>/dev/null; fi"
+    )
+
+
+def parse_holder(text: str) -> Holder | None:
+    try:
+        data = json.loads(text.strip().splitlines()[-1])
+        return Holder(str(data["run"]), str(data["operator"]), str(data["since"]))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def acquire(run: Runner, host: str, lock_dir: str, holder: Holder) -> None:
+    """Take the lock (or keep it, when this run holds it); LockedError names any other holder."""
+    info = json.dumps({"run": holder.run_id, "operator": holder.operator, "since": holder.since})
+    result = run(_acquire_script(lock_dir, info))
+    lines = result.stdout.strip().splitlines()
+    if result.exit_code != 0 or not lines:
+        raise LockedError(
+            f"{host}: cannot take the lock {lock_dir}: "
+            f"{result.stderr.strip() or 'exit ' + str(result.exit_code)}"
+        )
+    if lines[0] == "ACQUIRED":
+        return
+    current = parse_holder("\n".join(lines[1:])) if len(lines) > 1 else None
+    if current is not None and current.run_id == holder.run_id:
+        return
+    who = current.describe() if current else "an unknown holder (no holder file)"
+    raise LockedError(
+        f"{host} is locked by {who}. If that run is finished or dead, "
+        f"run: drp unlock {host} --force"
+    )
+
+
+def release(run: Runner, lock_dir: str, run_id: str) -> bool:
+    """Release the lock if this run holds it; True when released."""
+    q_dir = shlex.quote(lock_dir)
+    result = run(f"cat {q_dir}/holder 2>/dev/null")
+    current = parse_holder(result.stdout) if result.stdout.strip() else None
+    if current is None or current.run_id != run_id:
+        return False
+    run(f"rm -f {q_dir}/holder && rmdir {q_dir}")
+    return True
+
+
+def force_release(run: Runner, lock_dir: str) -> Holder | None:
+    """Remove the lock whoever holds it; returns the previous holder."""
+    q_dir = shlex.quote(lock_dir)
+    result = run(f"cat {q_dir}/holder 2>/dev/null; rm -rf {q_dir}")
+    return parse_holder(result.stdout) if result.stdout.strip() else None

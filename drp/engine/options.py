@@ -1,0 +1,80 @@
+"""Run options and the operator seam: how the engine asks a human, without printing.
+
+The CLI implements :class:`Operator` with console prompts; tests implement it
+with scripted answers. The engine only ever calls ``decide``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal, Protocol
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    PAUSE = "pause"
+
+
+GateKind = Literal["manual", "confirm", "in-doubt"]
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """A question for the operator: a manual gate, a destructive step, an in-doubt step."""
+
+    kind: GateKind
+    host: str
+    step: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    decision: Decision
+    by: str
+    note: str = ""
+
+
+class Operator(Protocol):
+    """Someone (or something) that answers gates. Called from worker threads, one at a time."""
+
+    def decide(self, request: GateRequest) -> GateAnswer: ...
+
+
+class NoOperator:
+    """Nobody at the keyboard: every open question pauses the run (it can be resumed)."""
+
+    def decide(self, request: GateRequest) -> GateAnswer:
+        return GateAnswer(Decision.PAUSE, by="", note="no interactive operator")
+
+
+InDoubtPolicy = Literal["ask", "retry", "skip"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that shapes a run besides the plan; one frozen value, not ten parameters."""
+
+    run_id: str
+    operator: str
+    forks: int = 10
+    serial: int | str | None = None
+    max_fail_percentage: float | None = None
+    yes: bool = False
+    approve: frozenset[str] = field(default_factory=frozenset)
+    in_doubt: InDoubtPolicy = "ask"
+    sudo_password: str | None = None
+    lock: bool = True
+    command_line: str = ""
+
+
+@dataclass(frozen=True)
+class HostResume:
+    """What an earlier session of the same run already did on one host."""
+
+    done: frozenset[str] = frozenset()
+    in_doubt: frozenset[str] = frozenset()
+    captures: dict[str, object] = field(default_factory=dict)
