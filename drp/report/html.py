@@ -165,11 +165,11 @@ def _header(run: RunData, tz: tzinfo) -> str:
     )
 
 
-def _sections(t: Timeline, tz: tzinfo) -> str:
+def _time_table(t: Timeline) -> str:
     def share(x: float) -> str:
         return f"{100 * x / t.total:.1f}%" if t.total > 0 else "-"
 
-    time = _table(
+    return _table(
         ["", "duration", "share"],
         [
             ["elapsed", _e(fmt_seconds(t.total)), "100%"],
@@ -177,64 +177,69 @@ def _sections(t: Timeline, tz: tzinfo) -> str:
             ["machine time", _e(fmt_seconds(t.machine_time)), share(t.machine_time)],
         ],
     )
+
+
+def _steps_table(t: Timeline, tz: tzinfo) -> str:
+    head = ["host", "step", "outcome", "attempts", "start", "end", "duration"]
+    rows = [
+        [
+            _e(x)
+            for x in (
+                r.host,
+                r.step,
+                r.outcome or "in doubt",
+                r.attempts,
+                clock(r.start, tz),
+                clock(r.end, tz),
+                fmt_seconds(r.duration),
+            )
+        ]
+        for r in t.rows
+    ]
+    return _table(head, rows, "step-row")
+
+
+def _failures_table(t: Timeline, tz: tzinfo) -> str:
+    if not t.failures:
+        return "<p>None.</p>"
+    head = ["time", "host", "step", "attempt", "phase", "exit", "stderr"]
+    rows = [
+        [
+            *(_e(x) for x in (clock(f.ts, tz), f.host, f.step, f.attempt, f.phase, f.exit_code)),
+            f"<pre>{_e(f.excerpt)}</pre>",
+        ]
+        for f in t.failures
+    ]
+    return _table(head, rows)
+
+
+def _approvals_table(t: Timeline, tz: tzinfo) -> str:
+    if not t.decisions:
+        return "<p>None.</p>"
+    head = ["time", "host", "step", "decision", "by", "waited", "note"]
+    rows = [
+        [
+            _e(x)
+            for x in (
+                clock(d.ts, tz),
+                d.host,
+                d.step,
+                d.decision,
+                d.by,
+                fmt_seconds(d.waited),
+                d.note,
+            )
+        ]
+        for d in t.decisions
+    ]
+    return _table(head, rows)
+
+
+def _sections(t: Timeline, tz: tzinfo) -> str:
     miles = _table(
         ["time", "host", "step", "event"],
         [[_e(clock(m.ts, tz)), _e(m.host), _e(m.step), _e(m.text)] for m in t.milestones],
         "milestone",
-    )
-    steps = _table(
-        ["host", "step", "outcome", "attempts", "start", "end", "duration"],
-        [
-            [
-                _e(r.host),
-                _e(r.step),
-                _e(r.outcome or "in doubt"),
-                str(r.attempts),
-                _e(clock(r.start, tz)),
-                _e(clock(r.end, tz)),
-                _e(fmt_seconds(r.duration)),
-            ]
-            for r in t.rows
-        ],
-        "step-row",
-    )
-    fails = (
-        _table(
-            ["time", "host", "step", "attempt", "phase", "exit", "stderr"],
-            [
-                [
-                    _e(clock(f.ts, tz)),
-                    _e(f.host),
-                    _e(f.step),
-                    _e(f.attempt),
-                    _e(f.phase),
-                    _e(f.exit_code),
-                    f"<pre>{_e(f.excerpt)}</pre>",
-                ]
-                for f in t.failures
-            ],
-        )
-        if t.failures
-        else "<p>None.</p>"
-    )
-    approvals = (
-        _table(
-            ["time", "host", "step", "decision", "by", "waited", "note"],
-            [
-                [
-                    _e(clock(d.ts, tz)),
-                    _e(d.host),
-                    _e(d.step),
-                    _e(d.decision),
-                    _e(d.by),
-                    _e(fmt_seconds(d.waited)),
-                    _e(d.note),
-                ]
-                for d in t.decisions
-            ],
-        )
-        if t.decisions
-        else "<p>None.</p>"
     )
     legend = "".join(
         f'<span><i class="sw" style="background:{c}"></i>{_e(k)}</span>'
@@ -242,10 +247,10 @@ def _sections(t: Timeline, tz: tzinfo) -> str:
         if k is not None
     )
     return (
-        f"<h2>Time</h2>{time}<h2>Timeline chart ({_e(tz)})</h2>{chart(t, tz)}"
+        f"<h2>Time</h2>{_time_table(t)}<h2>Timeline chart ({_e(tz)})</h2>{chart(t, tz)}"
         f'<p class="legend">{legend}</p><h2>Milestones ({_e(tz)})</h2>{miles}'
-        f"<h2>Steps</h2>{steps}<h2>Failures and retries</h2>{fails}"
-        f"<h2>Approvals</h2>{approvals}"
+        f"<h2>Steps</h2>{_steps_table(t, tz)}<h2>Failures and retries</h2>"
+        f"{_failures_table(t, tz)}<h2>Approvals</h2>{_approvals_table(t, tz)}"
     )
 
 

@@ -164,9 +164,17 @@ def render_md(run: RunData, tz: tzinfo = UTC) -> str:
     return "\n".join([*_md_header(run, tz), *_md_body(t, tz), *_md_tail(run, t, tz)]) + "\n"
 
 
+def _plain(item: Any) -> dict[str, Any]:
+    """A timeline dataclass as JSON-ready data (datetimes as ISO 8601 UTC)."""
+    out = {k: iso(v) if isinstance(v, datetime) else v for k, v in vars(item).items()}
+    if hasattr(item, "duration") and "duration" not in out:
+        out["duration"] = item.duration
+    return out
+
+
 def report_dict(run: RunData) -> dict[str, Any]:
     """The report as plain data (what the JSON format prints)."""
-    s, t = run.state, build_timeline(run.journal.records)
+    s, t, v = run.state, build_timeline(run.journal.records), run.verification
     return {
         "run": run.run_id,
         "status": str(s.status),
@@ -182,55 +190,16 @@ def report_dict(run: RunData) -> dict[str, Any]:
         "ended": iso(s.ended),
         "time": {"total": t.total, "human_wait": t.human_wait, "machine": t.machine_time},
         "integrity": {
-            "ok": run.verification.ok,
-            "records": run.verification.records,
-            "line": run.verification.line,
-            "seq": run.verification.seq,
-            "problem": run.verification.problem,
+            "ok": v.ok,
+            "records": v.records,
+            "line": v.line,
+            "seq": v.seq,
+            "problem": v.problem,
         },
-        "milestones": [
-            {"ts": iso(m.ts), "host": m.host, "step": m.step, "kind": m.kind, "text": m.text}
-            for m in t.milestones
-        ],
-        "steps": [
-            {
-                "host": r.host,
-                "step": r.step,
-                "kind": r.kind,
-                "outcome": r.outcome,
-                "attempts": r.attempts,
-                "start": iso(r.start),
-                "end": iso(r.end),
-                "duration": r.duration,
-                "waited": r.waited,
-            }
-            for r in t.rows
-        ],
-        "failures": [
-            {
-                "ts": iso(f.ts),
-                "host": f.host,
-                "step": f.step,
-                "attempt": f.attempt,
-                "phase": f.phase,
-                "exit_code": f.exit_code,
-                "outcome": f.outcome,
-                "stderr": f.excerpt,
-            }
-            for f in t.failures
-        ],
-        "approvals": [
-            {
-                "ts": iso(d.ts),
-                "host": d.host,
-                "step": d.step,
-                "by": d.by,
-                "decision": d.decision,
-                "note": d.note,
-                "waited": d.waited,
-            }
-            for d in t.decisions
-        ],
+        "milestones": [_plain(m) for m in t.milestones],
+        "steps": [_plain(r) for r in t.rows],
+        "failures": [_plain(f) for f in t.failures],
+        "approvals": [_plain(d) for d in t.decisions],
         "warnings": list(run.journal.warnings),
     }
 

@@ -126,6 +126,12 @@ def first_session() -> list[Event]:
             step="datacenter-swap",
             message="replace serial WD-WCC4N7654321 (bay 2), then confirm",
         ),
+    ]
+    return sorted([*evs, *_db2_fails(), *_pause()], key=lambda e: e.ts)
+
+
+def _db2_fails() -> list[Event]:
+    return [
         _ev(E.STEP_STARTED, 1, host="db2", step="survivor-healthy", data={"kind": "run"}),
         _ev(
             E.STEP_ATTEMPT,
@@ -151,11 +157,15 @@ def first_session() -> list[Event]:
             exit_code=2,
         ),
         _ev(E.HOST_FINISHED, 2.7, host="db2", outcome="failed"),
+    ]
+
+
+def _pause() -> list[Event]:
+    return [
         _ev(E.STEP_FINISHED, 10.2, host="db1", step="datacenter-swap", outcome="paused"),
         _ev(E.HOST_FINISHED, 10.3, host="db1", outcome="paused"),
         _ev(E.RUN_FINISHED, 10.4, outcome="paused"),
     ]
-    return sorted(evs, key=lambda e: e.ts)
 
 
 def second_session() -> list[Event]:
