@@ -274,8 +274,8 @@ class SshTransport:
                 break
             _wait(channel, _POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
         lines.flush()
-        if channel.exit_status_ready():
-            return bytes(out), bytes(err), channel.recv_exit_status()
+        if channel.exit_status >= 0:  # paramiko keeps -1 until an exit-status message arrives
+            return bytes(out), bytes(err), channel.exit_status
         if not channel.eof_received or not transport.is_active():
             raise EOFError(f"channel closed without an exit status: {first_line(command)}")
         return bytes(out), bytes(err), -1  # killed by a signal: sshd sent exit-signal

@@ -1,0 +1,443 @@
+"""SshTransport against a real OpenSSH sshd on loopback (fixture in tests/sshd.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paramiko
+import pytest
+from sshd import SshServer, process_gone
+
+from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError
+from drp.inventory.loader import load_inventory
+from drp.inventory.model import Address, Become
+from drp.transport.command import take_pid_marker, wrap_become, wrap_with_pid
+from drp.transport.hostkeys import fingerprint, record_host_key, scan_host_key
+from drp.transport.ssh import SshTransport
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_until(predicate: object, seconds: float = 10.0) -> bool:
+    assert callable(predicate)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def _read_pid(path: Path, seconds: float = 10.0) -> int:
+    assert _wait_until(lambda: path.exists() and path.read_text().strip(), seconds)
+    return int(path.read_text().strip())
+
+
+@pytest.fixture
+def ssh(sshd: SshServer) -> SshTransport:
+    transport = SshTransport(sshd.host())
+    yield transport  # type: ignore[misc]
+    transport.close()
+
+
+# -- running commands -------------------------------------------------------------------
+
+
+def test_run_returns_stdout_stderr_and_exit_code(ssh: SshTransport) -> None:
+    result = ssh.run("echo out; echo err >&2; exit 3")
+    assert (result.stdout, result.stderr, result.exit_code) == ("out\n", "err\n", 3)
+    assert result.host == "h1" and result.command.startswith("echo out")
+    assert result.started.tzinfo is not None and result.duration > 0
+    assert not result.ok
+
+
+def test_pid_marker_is_not_in_stderr(ssh: SshTransport) -> None:
+    result = ssh.run("echo only >&2")
+    assert result.stderr == "only\n"
+    assert "drp-pid" not in result.stderr
+
+
+def test_fifty_commands_share_one_connection(sshd: SshServer, ssh: SshTransport) -> None:
+    before = sshd.accepted_logins()
+    ssh.connect()
+    transport = ssh._transport()
+    for index in range(50):
+        assert ssh.run(f"echo {index}").stdout == f"{index}\n"
+    assert ssh._transport() is transport
+    assert ssh.connect().address == "127.0.0.1"  # idempotent: no new login
+    assert sshd.accepted_logins() - before == 1
+
+
+def test_stdin_is_delivered(ssh: SshTransport) -> None:
+    assert ssh.run("cat", stdin="line one\nline two\n").stdout == "line one\nline two\n"
+    big = "x" * 300_000 + "\n"
+    assert ssh.run("wc -c", stdin=big).stdout.strip() == str(len(big))
+
+
+def test_commands_without_stdin_see_eof(ssh: SshTransport) -> None:
+    assert ssh.run("cat; echo done", timeout=10).stdout == "done\n"
+
+
+def test_on_output_gets_lines_in_order(ssh: SshTransport) -> None:
+    seen: list[str] = []
+    result = ssh.run(
+        "for i in 1 2 3; do echo line$i; sleep 0.05; done; printf tail", on_output=seen.append
+    )
+    assert seen == ["line1", "line2", "line3", "tail"]
+    assert result.stdout == "line1\nline2\nline3\ntail"
+
+
+def test_output_is_decoded_with_replacement(ssh: SshTransport) -> None:
+    assert ssh.run(r"printf 'caf\303\251 \377\n'").stdout == "café \ufffd\n"
+
+
+def test_shell_metacharacters_arrive_literally(ssh: SshTransport, tmp_path: Path) -> None:
+    victim = f"/tmp/pwned-{uuid.uuid4().hex}"
+    value = f"a'b\"c $(id) `id` ; touch {victim} && echo *"
+    result = ssh.run(f"printf %s {shlex.quote(value)}")
+    assert result.stdout == value
+    assert not Path(victim).exists()
+
+
+def test_timeout_kills_the_process_group_on_the_host(ssh: SshTransport, tmp_path: Path) -> None:
+    pidfile = tmp_path / "sleep.pid"
+    child = tmp_path / "child.pid"
+    command = f"sleep 300 & echo $! > {child}; sh -c 'echo $$ > {pidfile}; exec sleep 300'"
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match=r"1s.*sleep 300"):
+        ssh.run(command, timeout=1)
+    assert time.monotonic() - started < 8
+    for pid in (_read_pid(pidfile), _read_pid(child)):
+        assert _wait_until(lambda pid=pid: process_gone(pid)), f"pid {pid} survived"
+    assert ssh.run("echo still usable").stdout == "still usable\n"
+
+
+def test_exit_by_signal_gives_minus_one(ssh: SshTransport) -> None:
+    assert ssh.run("kill -KILL $$").exit_code == -1
+
+
+def test_cancel_from_another_thread(ssh: SshTransport, tmp_path: Path) -> None:
+    pidfile = tmp_path / "cancel.pid"
+    errors: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            ssh.run(f"sh -c 'echo $$ > {pidfile}; exec sleep 300'")
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=runner)
+    thread.start()
+    pid = _read_pid(pidfile)
+    ssh.cancel()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], Cancelled)
+    assert _wait_until(lambda: process_gone(pid))
+    assert ssh.run("echo after").stdout == "after\n"
+
+
+# -- connection failures ------------------------------------------------------------------
+
+
+def test_dropped_connection_raises_connect_error_then_reconnects(sshd_fresh: SshServer) -> None:
+    sshd = sshd_fresh
+    transport = SshTransport(sshd.host())
+    try:
+        transport.connect()
+        outcome: list[BaseException] = []
+
+        def runner() -> None:
+            try:
+                transport.run("sleep 5")
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=runner)
+        thread.start()
+        assert _wait_until(lambda: len(transport._runs) == 1)
+        time.sleep(0.2)  # let the exec reach the host
+        assert sshd.kill_sessions() >= 1
+        thread.join(10)
+        assert len(outcome) == 1 and type(outcome[0]) is ConnectError, outcome
+        with pytest.raises(ConnectError):
+            transport._transport()  # marked closed
+        assert transport.connect().address == "127.0.0.1"
+        assert transport.run("echo back").stdout == "back\n"
+    finally:
+        transport.close()
+
+
+def test_connect_refused_everywhere_lists_each_address(sshd: SshServer) -> None:
+    host = sshd.host(address="127.0.0.9", fallback=(Address("127.0.0.8", sshd.port),))
+    with pytest.raises(ConnectError) as caught:
+        SshTransport(host).connect()
+    message = str(caught.value)
+    assert "127.0.0.9" in message and "127.0.0.8" in message
+    assert not isinstance(caught.value, HostKeyError)
+
+
+def test_unreachable_primary_uses_fallback(sshd: SshServer) -> None:
+    host = sshd.host(address="127.0.0.9", fallback=(Address("127.0.0.2", sshd.port),))
+    transport = SshTransport(host)
+    try:
+        info = transport.connect()
+        assert info.via_fallback and info.address == "127.0.0.2" and info.port == sshd.port
+        assert transport.run("echo via-fallback").stdout == "via-fallback\n"
+    finally:
+        transport.close()
+
+
+def test_unknown_host_key_is_refused_with_fingerprint_and_fix(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostKeyError) as caught:
+        SshTransport(sshd.host("db1", known_hosts=str(empty))).connect()
+    message = str(caught.value)
+    expected = fingerprint(sshd.host_public_key.split()[1])
+    assert "db1" in message and "ssh-ed25519" in message and expected in message
+    assert "drp inventory trust db1" in message
+    assert empty.read_text() == ""  # never auto-added
+
+
+def test_missing_known_hosts_file_is_an_unknown_key(sshd: SshServer, tmp_path: Path) -> None:
+    with pytest.raises(HostKeyError, match="drp inventory trust"):
+        SshTransport(sshd.host(known_hosts=str(tmp_path / "absent"))).connect()
+
+
+def test_changed_host_key_is_refused(sshd: SshServer, tmp_path: Path) -> None:
+    other = paramiko.Ed25519Key.from_private_key_file(str(sshd.client_key))  # any other key
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 {other.get_base64()}\n")
+    with pytest.raises(HostKeyError) as caught:
+        SshTransport(sshd.host(known_hosts=str(known))).connect()
+    message = str(caught.value)
+    assert "CHANGED" in message
+    assert fingerprint(other.get_base64()) in message
+    assert fingerprint(sshd.host_public_key.split()[1]) in message
+
+
+def test_host_key_error_does_not_fall_back(sshd: SshServer, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.2]:{sshd.port} {sshd.host_public_key}\n")  # only the fallback
+    host = sshd.host(known_hosts=str(known), fallback=(Address("127.0.0.2", sshd.port),))
+    with pytest.raises(HostKeyError):
+        SshTransport(host).connect()
+
+
+def test_authentication_failure_is_a_connect_error(sshd: SshServer, tmp_path: Path) -> None:
+    key = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    with pytest.raises(ConnectError, match="authentication failed"):
+        SshTransport(sshd.host(key=str(key))).connect()
+
+
+def test_jump_host(sshd: SshServer) -> None:
+    bastion = sshd.host("bastion", "127.0.0.3")
+    transport = SshTransport(sshd.host("db1", "127.0.0.1", jump=bastion))
+    try:
+        info = transport.connect()
+        assert info.via_jump == "bastion" and info.address == "127.0.0.1"
+        result = transport.run("echo $SSH_CONNECTION")
+        assert result.stdout.split()[0] == "127.0.0.1"  # arrived from the bastion's sshd
+        assert transport.run("echo again").stdout == "again\n"
+    finally:
+        transport.close()
+
+
+def test_jump_host_with_unreachable_primary_uses_fallback(sshd: SshServer) -> None:
+    bastion = sshd.host("bastion", "127.0.0.3")
+    host = sshd.host("db1", "127.0.0.9", jump=bastion, fallback=(Address("127.0.0.2", sshd.port),))
+    transport = SshTransport(host)
+    try:
+        info = transport.connect()
+        assert info.via_fallback and info.via_jump == "bastion" and info.address == "127.0.0.2"
+    finally:
+        transport.close()
+
+
+def test_inventory_written_by_the_fixture_connects(sshd: SshServer, tmp_path: Path) -> None:
+    path = sshd.write_inventory(tmp_path / "inventory.yaml", {"web1": "127.0.0.2"}, {"env": "t"})
+    host = load_inventory(path).get("web1")
+    assert host.vars["env"] == "t"
+    transport = SshTransport(host)
+    try:
+        assert transport.run("echo ok").stdout == "ok\n"
+    finally:
+        transport.close()
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+def test_put_is_atomic_with_mode_and_get_round_trips(ssh: SshTransport, tmp_path: Path) -> None:
+    dest = tmp_path / "conf" / "app.conf"
+    dest.parent.mkdir()
+    dest.write_text("old\n")
+    payload = bytes(range(256)) * 1000
+    ssh.put(payload, str(dest), mode=0o640)
+    assert dest.read_bytes() == payload
+    assert dest.stat().st_mode & 0o7777 == 0o640
+    assert list(dest.parent.iterdir()) == [dest]  # no temp file left behind
+    assert ssh.get(str(dest)) == payload
+
+
+def test_put_keeps_existing_mode_when_none_given(ssh: SshTransport, tmp_path: Path) -> None:
+    dest = tmp_path / "script.sh"
+    dest.write_text("#!/bin/sh\n")
+    dest.chmod(0o750)
+    ssh.put(b"#!/bin/sh\necho hi\n", str(dest))
+    assert dest.stat().st_mode & 0o7777 == 0o750
+    assert ssh.run(str(dest)).stdout == "hi\n"
+
+
+def test_put_replaces_without_a_partial_file_visible(ssh: SshTransport, tmp_path: Path) -> None:
+    dest = tmp_path / "watched"
+    dest.write_bytes(b"A" * 1_000_000)
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.add(len(dest.read_bytes()))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(3):
+            ssh.put(b"B" * 2_000_000, str(dest))
+            ssh.put(b"A" * 1_000_000, str(dest))
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen <= {1_000_000, 2_000_000}
+
+
+def test_put_into_missing_directory_fails_cleanly(ssh: SshTransport, tmp_path: Path) -> None:
+    from drp.errors import StepFailed
+
+    with pytest.raises(StepFailed, match="put"):
+        ssh.put(b"x", str(tmp_path / "no" / "such" / "file"))
+    with pytest.raises(StepFailed, match="get"):
+        ssh.get(str(tmp_path / "absent"))
+
+
+def test_close_is_idempotent_and_connect_reopens(sshd: SshServer) -> None:
+    transport = SshTransport(sshd.host())
+    transport.close()
+    transport.connect()
+    transport.close()
+    transport.close()
+    assert transport.run("echo reopened").stdout == "reopened\n"
+    transport.close()
+
+
+# -- host keys --------------------------------------------------------------------------
+
+
+def test_scan_host_key_matches_ssh_keygen(sshd: SshServer) -> None:
+    key_type, blob, printed = scan_host_key(sshd.host())
+    keygen = subprocess.run(
+        ["ssh-keygen", "-lf", f"{sshd.host_key_path}.pub"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert printed == keygen[1]
+    assert (key_type, blob) == tuple(sshd.host_public_key.split())
+
+
+def test_scan_through_jump_host(sshd: SshServer) -> None:
+    host = sshd.host("db1", jump=sshd.host("bastion", "127.0.0.3"))
+    assert scan_host_key(host)[1] == sshd.host_public_key.split()[1]
+
+
+def test_recorded_key_lets_transport_connect(sshd: SshServer, tmp_path: Path) -> None:
+    known = tmp_path / "ssh" / "known_hosts"
+    host = sshd.host("db1", "127.0.0.2", known_hosts=str(known))
+    with pytest.raises(HostKeyError):
+        SshTransport(host).connect()
+    key_type, blob, _ = scan_host_key(host)
+    line = record_host_key(known, host, key_type, blob)
+    assert line == f"[127.0.0.2]:{sshd.port} {key_type} {blob}"
+    assert known.stat().st_mode & 0o777 == 0o600
+    record_host_key(known, host, key_type, blob)  # idempotent
+    assert known.read_text().count(blob) == 1
+    transport = SshTransport(host)
+    try:
+        assert transport.run("echo trusted").stdout == "trusted\n"
+    finally:
+        transport.close()
+
+
+def test_record_replaces_a_changed_key(sshd: SshServer, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    other = paramiko.Ed25519Key.from_private_key_file(str(sshd.client_key))
+    name = f"[127.0.0.1]:{sshd.port}"
+    known.write_text(f"{name},otherhost ssh-ed25519 {other.get_base64()}\nkeep ssh-rsa AAAA\n")
+    host = sshd.host(known_hosts=str(known))
+    key_type, blob, _ = scan_host_key(host)
+    record_host_key(known, host, key_type, blob)
+    assert known.read_text().splitlines() == [
+        f"otherhost ssh-ed25519 {other.get_base64()}",
+        "keep ssh-rsa AAAA",
+        f"{name} {key_type} {blob}",
+    ]
+    SshTransport(host).close()
+    transport = SshTransport(host)
+    try:
+        transport.connect()
+    finally:
+        transport.close()
+
+
+def test_record_uses_plain_name_on_port_22(sshd: SshServer, tmp_path: Path) -> None:
+    host = dataclasses.replace(sshd.host(), port=22)
+    line = record_host_key(tmp_path / "kh", host, "ssh-ed25519", "AAAA")
+    assert line == "127.0.0.1 ssh-ed25519 AAAA"
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def test_pid_marker_round_trip() -> None:
+    assert wrap_with_pid("echo 'x'").endswith("exec /bin/sh -c 'echo '\"'\"'x'\"'\"''")
+    pid, rest = take_pid_marker(b"before\n\x1edrp-pid:4242\nafter\n")
+    assert (pid, rest) == (4242, b"before\nafter\n")
+    assert take_pid_marker(b"no marker\n") == (None, b"no marker\n")
+
+
+def test_wrap_become_with_and_without_password() -> None:
+    line, stdin = wrap_become("echo 'hi'", Become(user="postgres"), "s3cret")
+    assert line == "sudo -k -S -p '' -u postgres -- /bin/sh -c 'echo '\"'\"'hi'\"'\"''"
+    assert stdin == "s3cret\n"
+    line, stdin = wrap_become("id -u", Become(), None)
+    assert line == "sudo -n -u root -- /bin/sh -c 'id -u'"
+    assert stdin is None
+    _, stdin = wrap_become("cat", Become(), "pw", stdin="data\n")
+    assert stdin == "pw\ndata\n"
+
+
+def test_wrap_become_runs_through_sudo(ssh: SshTransport) -> None:
+    if ssh.run("command -v sudo").exit_code != 0:
+        pytest.skip("sudo is not installed on this host")
+    line, stdin = wrap_become("id -un; cat", Become(user="root"), None, stdin="payload\n")
+    result = ssh.run(line, stdin=stdin)
+    assert result.stdout == "root\npayload\n", result
+
+
+def test_sudo_password_is_masked_in_output(sshd: SshServer) -> None:
+    transport = SshTransport(sshd.host(), sudo_password="hunter2")
+    try:
+        result = transport.run("echo pw=hunter2; echo hunter2 >&2")
+        assert "hunter2" not in result.stdout + result.stderr
+    finally:
+        transport.close()
