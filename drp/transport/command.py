@@ -1,15 +1,18 @@
-"""Pure helpers that build and take apart remote command lines.
+"""Pure helpers shared by the transports: building command lines and splitting output.
 
 Nothing here touches the network: the SSH transport wraps every command so the
 remote shell reports its process id first (needed to kill the command's whole
-process group on timeout or Ctrl-C), and the engine wraps commands for
-privilege escalation with :func:`wrap_become`.
+process group on timeout or Ctrl-C), the engine wraps commands for privilege
+escalation with :func:`wrap_become`, and both transports feed ``on_output``
+through :class:`LineSplitter`.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 import shlex
+from collections.abc import Callable
 
 from drp.inventory.model import Become
 
@@ -69,3 +72,36 @@ def first_line(command: str, limit: int = 80) -> str:
     """The command's first line, shortened for error messages."""
     line = command.strip().splitlines()[0] if command.strip() else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class LineSplitter:
+    """Turn output chunks into complete lines for an ``on_output`` callback.
+
+    Decodes UTF-8 incrementally (a character split across chunks is kept
+    whole; invalid bytes become U+FFFD) and passes each line, without its
+    newline, through ``redact`` first. :meth:`flush` delivers a last line that
+    has no newline.
+    """
+
+    def __init__(
+        self, callback: Callable[[str], None] | None, redact: Callable[[str], str] = str
+    ) -> None:
+        self._callback = callback
+        self._redact = redact
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+
+    def feed(self, chunk: bytes) -> None:
+        if self._callback is None:
+            return
+        *complete, self._partial = (self._partial + self._decoder.decode(chunk)).split("\n")
+        for line in complete:
+            self._callback(self._redact(line))
+
+    def flush(self) -> None:
+        if self._callback is None:
+            return
+        rest = self._partial + self._decoder.decode(b"", final=True)
+        self._partial = ""
+        if rest:
+            self._callback(self._redact(rest))

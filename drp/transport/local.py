@@ -7,7 +7,6 @@ KILL after a grace period), exactly as the SSH transport does on a host.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import os
 import selectors
@@ -23,7 +22,7 @@ from typing import IO
 from drp.errors import Cancelled, CommandTimeout, StepFailed
 from drp.results import CommandResult
 from drp.transport.base import ConnectInfo, OutputCallback
-from drp.transport.command import first_line
+from drp.transport.command import LineSplitter, first_line
 
 KILL_GRACE_SECONDS = 2.0
 _POLL = 0.25
@@ -102,7 +101,7 @@ class LocalTransport:
         assert process.stdout is not None and process.stderr is not None
         out, err = bytearray(), bytearray()
         buffers = {process.stdout.fileno(): out, process.stderr.fileno(): err}
-        lines = _LineSplitter(on_output)
+        lines = LineSplitter(on_output)
         deadline = None if timeout is None else time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             selector.register(process.stdout, selectors.EVENT_READ)
@@ -129,6 +128,8 @@ class LocalTransport:
         process.wait()
         process.stdout.close()
         process.stderr.close()
+        if run.cancelled:  # cancel() killed it between two checks
+            raise Cancelled(f"{self._name}: cancelled; killed: {first_line(command)}")
         lines.flush()
         return bytes(out), bytes(err)
 
@@ -166,28 +167,6 @@ class LocalTransport:
             return Path(path).read_bytes()
         except OSError as exc:
             raise StepFailed(f"{self._name}: get {path} failed: {exc}") from None
-
-
-class _LineSplitter:
-    """Turn stdout chunks into complete lines for ``on_output``."""
-
-    def __init__(self, callback: OutputCallback | None) -> None:
-        self._callback = callback
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""
-
-    def feed(self, chunk: bytes) -> None:
-        if self._callback is None:
-            return
-        *complete, self._partial = (self._partial + self._decoder.decode(chunk)).split("\n")
-        for line in complete:
-            self._callback(line)
-
-    def flush(self) -> None:
-        rest = self._partial + self._decoder.decode(b"", final=True)
-        self._partial = ""
-        if rest and self._callback is not None:
-            self._callback(rest)
 
 
 def _feed_stdin(pipe: IO[bytes], data: bytes) -> None:

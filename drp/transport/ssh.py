@@ -15,7 +15,6 @@ This is the only module that imports paramiko. It implements
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import getpass
 import posixpath
@@ -35,7 +34,13 @@ from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError, St
 from drp.inventory.model import Address, Host
 from drp.results import CommandResult
 from drp.transport.base import ConnectInfo, OutputCallback
-from drp.transport.command import first_line, kill_group_command, take_pid_marker, wrap_with_pid
+from drp.transport.command import (
+    LineSplitter,
+    first_line,
+    kill_group_command,
+    take_pid_marker,
+    wrap_with_pid,
+)
 from drp.transport.hostkeys import entry_name, fingerprint, known_hosts_path
 
 KEEPALIVE_SECONDS = 15
@@ -256,7 +261,7 @@ class SshTransport:
     ) -> tuple[bytes, bytes, int]:
         """Collect output until the command exits, is cancelled, times out or the link drops."""
         out, err = bytearray(), bytearray()
-        lines = _LineSplitter(on_output, self._redact)
+        lines = LineSplitter(on_output, self._redact)
         deadline = None if timeout is None else time.monotonic() + timeout
         channel = run.channel
         while True:
@@ -273,6 +278,8 @@ class SshTransport:
             if _finished(channel):
                 break
             _wait(channel, _POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
+        if run.cancelled:  # cancel() killed it between two checks
+            raise Cancelled(f"{self.host}: cancelled; killed: {first_line(command)}")
         lines.flush()
         if channel.exit_status >= 0:  # paramiko keeps -1 until an exit-status message arrives
             return bytes(out), bytes(err), channel.exit_status
@@ -281,7 +288,7 @@ class SshTransport:
         return bytes(out), bytes(err), -1  # killed by a signal: sshd sent exit-signal
 
     def _read_available(
-        self, run: _Running, out: bytearray, err: bytearray, lines: _LineSplitter
+        self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter
     ) -> None:
         channel = run.channel
         while channel.recv_ready():
@@ -296,7 +303,7 @@ class SshTransport:
                 run.pid = pid
                 err[:] = rest
 
-    def _stop(self, run: _Running, out: bytearray, err: bytearray, lines: _LineSplitter) -> None:
+    def _stop(self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter) -> None:
         """Kill the command's process group on the host, waiting briefly for its PID if needed."""
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         while run.pid is None and not run.channel.closed and time.monotonic() < deadline:
@@ -390,32 +397,6 @@ class SshTransport:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-class _LineSplitter:
-    """Turn stdout chunks into complete lines for ``on_output``."""
-
-    def __init__(self, callback: OutputCallback | None, redact: Callable[[str], str]) -> None:
-        self._callback = callback
-        self._redact = redact
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""
-
-    def feed(self, chunk: bytes) -> None:
-        if self._callback is None:
-            return
-        text = self._partial + self._decoder.decode(chunk)
-        *complete, self._partial = text.split("\n")
-        for line in complete:
-            self._callback(self._redact(line))
-
-    def flush(self) -> None:
-        if self._callback is None:
-            return
-        rest = self._partial + self._decoder.decode(b"", final=True)
-        self._partial = ""
-        if rest:
-            self._callback(self._redact(rest))
 
 
 def _finished(channel: paramiko.Channel) -> bool:
