@@ -43,7 +43,7 @@ def scan_host_key(host: Host, address: Address | None = None) -> tuple[str, str,
     ``address`` defaults to the host's primary address; a jump host, if any,
     is used (and its own key verified) to reach it.
     """
-    from drp.transport.ssh import fetch_server_key  # noqa: PLC0415 (paramiko on demand)
+    from drp.transport.ssh import fetch_server_key
 
     target = address or Address(host.address, host.port)
     key_type, key_b64 = fetch_server_key(host, target)
