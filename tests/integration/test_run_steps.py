@@ -101,7 +101,7 @@ def test_unknown_host_key_is_refused(lab: Lab) -> None:
 
 
 def test_param_with_shell_metacharacters_is_one_literal_word(lab: Lab) -> None:
-    pwned = Path(f"/tmp/pwned-{uuid.uuid4().hex}")  # noqa: S108 - the file must NOT appear
+    pwned = Path(f"/tmp/pwned-{uuid.uuid4().hex}")  # must NOT appear
     value = f"x; touch {pwned}"
     result = CliRunner().invoke(
         app,

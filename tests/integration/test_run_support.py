@@ -7,6 +7,7 @@ helpers to write runbooks, run the installed ``drp`` CLI and read the journal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -106,6 +107,7 @@ class Lab:
         """Run the installed ``drp`` (stdin not a terminal: non-interactive)."""
         return subprocess.run(
             self.args(*args),
+            check=False,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -179,10 +181,8 @@ class Lab:
 def stop(process: subprocess.Popen[str]) -> None:
     """Kill a background drp (test cleanup) and reap it."""
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(10)
 
 
