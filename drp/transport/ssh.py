@@ -440,7 +440,12 @@ def _existing_mode(sftp: paramiko.SFTPClient, path: str) -> int | None:
 
 def _open_socket(address: Address, timeout: float, jump: SshTransport | None) -> Sock:
     if jump is not None:
-        return jump.open_tunnel(address, timeout)
+        try:
+            return jump.open_tunnel(address, timeout)
+        except HostKeyError:
+            raise  # names the bastion and how to trust it
+        except ConnectError as exc:
+            raise _UnreachableError(f"jump host {exc}") from None
     try:
         sock = socket.create_connection((address.host, address.port), timeout=timeout)
     except TimeoutError:

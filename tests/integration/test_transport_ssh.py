@@ -118,6 +118,15 @@ def test_timeout_kills_the_process_group_on_the_host(ssh: SshTransport, tmp_path
     assert ssh.run("echo still usable").stdout == "still usable\n"
 
 
+def test_timeout_escalates_to_kill_when_term_is_ignored(ssh: SshTransport, tmp_path: Path) -> None:
+    pidfile = tmp_path / "stubborn.pid"
+    command = f"trap '' TERM; echo $$ > {pidfile}; while :; do sleep 0.1; done"
+    with pytest.raises(CommandTimeout):
+        ssh.run(command, timeout=1)
+    pid = _read_pid(pidfile)
+    assert _wait_until(lambda: process_gone(pid))
+
+
 def test_exit_by_signal_gives_minus_one(ssh: SshTransport) -> None:
     assert ssh.run("kill -KILL $$").exit_code == -1
 
@@ -262,6 +271,23 @@ def test_jump_host_with_unreachable_primary_uses_fallback(sshd: SshServer) -> No
         assert info.via_fallback and info.via_jump == "bastion" and info.address == "127.0.0.2"
     finally:
         transport.close()
+
+
+def test_unreachable_jump_host_is_a_connect_error_for_the_target(sshd: SshServer) -> None:
+    bastion = sshd.host("bastion", "127.0.0.9")
+    with pytest.raises(ConnectError) as caught:
+        SshTransport(sshd.host("db1", jump=bastion)).connect()
+    assert caught.value.host == "db1"
+    assert "jump host bastion" in str(caught.value)
+    assert not isinstance(caught.value, HostKeyError)
+
+
+def test_unknown_jump_host_key_names_the_bastion(sshd: SshServer, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    bastion = sshd.host("bastion", "127.0.0.3", known_hosts=str(empty))
+    with pytest.raises(HostKeyError, match="drp inventory trust bastion"):
+        SshTransport(sshd.host("db1", jump=bastion)).connect()
 
 
 def test_inventory_written_by_the_fixture_connects(sshd: SshServer, tmp_path: Path) -> None:
