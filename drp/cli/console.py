@@ -351,6 +351,8 @@ def _flags(ps: Any) -> str:
         flags.append("[red]destructive, asks first[/]")
     if ps.step.kind == "manual":
         flags.append("[yellow]manual gate[/]")
+    if ps.step.kind == "manual":
+        return "  [" + "; ".join(flags) + "]"
     if ps.become:
         flags.append("sudo")
     if ps.retry.attempts > 1:
@@ -366,9 +368,9 @@ def _flags(ps: Any) -> str:
 
 def _print_field(console: Console, label: str, text: str) -> None:
     lines = text.rstrip("\n").splitlines() or [""]
-    console.print(f"       {label}: {escape(lines[0])}")
+    console.print(f"       {label}: {lines[0]}", markup=False)
     for line in lines[1:]:
-        console.print(f"       {' ' * len(label)}  {escape(line)}")
+        console.print(f"       {' ' * len(label)}  {line}", markup=False)
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

@@ -308,6 +308,7 @@ def _install_script(spec: object, dest: str, staging: str, run_id: str) -> str:
     if spec.backup:
         q_bak = shlex.quote(backup_path(dest, run_id))
         lines.append(f"if [ -e {q_dest} ] && [ ! -e {q_bak} ]; then cp -p {q_dest} {q_bak}; fi")
+    lines.append(f'mkdir -p "$(dirname {q_dest})"')
     lines.append(f"cp {q_tmp} {q_new}")
     if spec.mode:
         lines.append(f"chmod {shlex.quote(spec.mode)} {q_new}")
