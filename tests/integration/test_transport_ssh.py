@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
@@ -40,9 +41,9 @@ def _read_pid(path: Path, seconds: float = 10.0) -> int:
 
 
 @pytest.fixture
-def ssh(sshd: SshServer) -> SshTransport:
+def ssh(sshd: SshServer) -> Iterator[SshTransport]:
     transport = SshTransport(sshd.host())
-    yield transport  # type: ignore[misc]
+    yield transport
     transport.close()
 
 
@@ -170,8 +171,8 @@ def test_dropped_connection_raises_connect_error_then_reconnects(sshd_fresh: Ssh
 
         thread = threading.Thread(target=runner)
         thread.start()
-        assert _wait_until(lambda: len(transport._runs) == 1)
-        time.sleep(0.2)  # let the exec reach the host
+        # the remote shell has reported its PID: the command runs on the host
+        assert _wait_until(lambda: any(r.pid for r in list(transport._runs.values())))
         assert sshd.kill_sessions() >= 1
         thread.join(10)
         assert len(outcome) == 1 and type(outcome[0]) is ConnectError, outcome
