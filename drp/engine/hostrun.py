@@ -386,7 +386,8 @@ class HostRun:
         text = (
             f"Step {ps.id!r} started in an earlier session but its end was never recorded. "
             "It may have run, partly or fully. Approve to run it again, reject to mark it "
-            "done and go on."
+            "done and go on (non-interactively: drp resume "
+            f"{self.shared.options.run_id} --retry-in-doubt or --skip-in-doubt)."
         )
         answer = self.gate(ps, "in-doubt", text)
         if answer.decision is Decision.APPROVE:
