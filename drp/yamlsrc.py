@@ -69,8 +69,10 @@ def _walk(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> N
                 key_loc = (*loc, key_node.value)
                 _walk(value_node, key_loc, positions)
                 # point a problem about the key itself at the key, not the value
-                positions.setdefault((*key_loc, "__key__"), (
-                    key_node.start_mark.line + 1, key_node.start_mark.column + 1))
+                positions.setdefault(
+                    (*key_loc, "__key__"),
+                    (key_node.start_mark.line + 1, key_node.start_mark.column + 1),
+                )
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _walk(item, (*loc, index), positions)
@@ -82,10 +84,16 @@ def _duplicate_keys(node: yaml.Node, path: str, loc: Loc, problems: list[Problem
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key in seen:
-                problems.append(Problem(
-                    path, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                    format_loc((*loc, key)), f"duplicate key {key!r}",
-                    "each key may appear once in a mapping; remove or rename one"))
+                problems.append(
+                    Problem(
+                        path,
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        format_loc((*loc, key)),
+                        f"duplicate key {key!r}",
+                        "each key may appear once in a mapping; remove or rename one",
+                    )
+                )
             seen.add(key)
             _duplicate_keys(value_node, path, (*loc, key), problems)
     elif isinstance(node, yaml.SequenceNode):
@@ -99,24 +107,30 @@ def read_text(path: Path) -> str:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise _input_error(name, f"cannot read file: {exc.strerror or exc}",
-                           "check the path") from None
+        raise _input_error(
+            name, f"cannot read file: {exc.strerror or exc}", "check the path"
+        ) from None
     if path.is_dir():
         raise _input_error(name, "is a directory, not a file", "name a .yaml file")
     if size > MAX_FILE_BYTES:
-        raise _input_error(name, f"file is {size} bytes; the limit is {MAX_FILE_BYTES}",
-                           "a runbook or inventory this large is almost surely the wrong file")
+        raise _input_error(
+            name,
+            f"file is {size} bytes; the limit is {MAX_FILE_BYTES}",
+            "a runbook or inventory this large is almost surely the wrong file",
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise _input_error(name, f"cannot read file: {exc.strerror or exc}",
-                           "check permissions") from None
+        raise _input_error(
+            name, f"cannot read file: {exc.strerror or exc}", "check permissions"
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise _input_error(name, f"not UTF-8 text (byte {exc.start})",
-                           "save the file as UTF-8", line=line) from None
+        raise _input_error(
+            name, f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8", line=line
+        ) from None
     if not text.strip():
         raise _input_error(name, "file is empty", "a YAML mapping is expected")
     return text
@@ -133,8 +147,9 @@ def parse(text: str, path: str) -> Source:
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         message = f"invalid YAML: {exc.problem or exc.context}"
-        raise InputError([Problem(path, line, column, "", message,
-                                  "check indentation, quoting and colons")]) from None
+        raise InputError(
+            [Problem(path, line, column, "", message, "check indentation, quoting and colons")]
+        ) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(path, None, None, "", f"invalid YAML: {exc}", "")]) from None
     if node is None:
@@ -175,8 +190,10 @@ def _allowed_fields(model: type[BaseModel], loc: Loc) -> list[str]:
         if isinstance(part, int):
             continue
         fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
+        if not fields:
             return []
+        if part not in fields:  # a key of a dict of models (hosts.NAME): same model
+            continue
         annotation = fields[part].annotation
         current = _first_model(annotation)
         if current is None:
@@ -195,8 +212,9 @@ def _first_model(annotation: Any) -> Any:
     return None
 
 
-def problems_from(exc: ValidationError, source: Source, model: type[BaseModel],
-                  prefix: Loc = ()) -> list[Problem]:
+def problems_from(
+    exc: ValidationError, source: Source, model: type[BaseModel], prefix: Loc = ()
+) -> list[Problem]:
     """Turn a pydantic ValidationError into located Problems, one per error."""
     problems: list[Problem] = []
     for error in exc.errors(include_url=False):
@@ -206,9 +224,10 @@ def problems_from(exc: ValidationError, source: Source, model: type[BaseModel],
         hint = ""
         if kind == "extra_forbidden":
             key = str(loc[-1])
-            allowed = _allowed_fields(model, tuple(loc[len(prefix):-1]))
+            allowed = _allowed_fields(model, tuple(loc[len(prefix) : -1]))
             hint = _suggest(key, allowed) or (
-                f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "")
+                f"allowed keys: {', '.join(sorted(allowed))}" if allowed else ""
+            )
             message = f"unknown key {key!r}"
             line, column = source.where((*loc, "__key__"))
             problems.append(Problem(source.path, line, column, format_loc(loc), message, hint))
@@ -228,10 +247,19 @@ def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
     for problem in problems:
         last = merged[-1] if merged else None
         if last and (last.file, last.line, last.column, last.field) == (
-                problem.file, problem.line, problem.column, problem.field):
-            merged[-1] = Problem(last.file, last.line, last.column, last.field,
-                                 f"{last.message}; or {problem.message[0].lower()}"
-                                 f"{problem.message[1:]}", last.hint or problem.hint)
+            problem.file,
+            problem.line,
+            problem.column,
+            problem.field,
+        ):
+            merged[-1] = Problem(
+                last.file,
+                last.line,
+                last.column,
+                last.field,
+                f"{last.message}; or {problem.message[0].lower()}{problem.message[1:]}",
+                last.hint or problem.hint,
+            )
         else:
             merged.append(problem)
     return merged
@@ -239,5 +267,6 @@ def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
 
 def _is_union_tag(part: str | int) -> bool:
     """pydantic puts union member names in ``loc`` (e.g. ``function-after[...]``)."""
-    return isinstance(part, str) and ("[" in part or part in {"str", "int", "list", "dict",
-                                                              "bool", "float"})
+    return isinstance(part, str) and (
+        "[" in part or part in {"str", "int", "list", "dict", "bool", "float"}
+    )

@@ -160,8 +160,10 @@ def load_runbook(path: Path) -> Runbook:
         raw_steps = []
     located = list(collector.steps(raw_steps, source, ("steps",), 0, (path.resolve(),)))
     steps = _validate_steps(located, collector.problems)
-    if header is not None:
-        _cross_check(header, steps, collector.problems)
+    raw_params = data.get("params")
+    declared = set(header.params if header else raw_params if isinstance(raw_params, dict) else [])
+    _duplicate_ids(located, collector.problems)
+    _cross_check(declared, steps, collector.problems)
     if located == [] and raw_steps == []:
         collector.problems.append(
             source.problem(("steps",), "a runbook needs at least one step", "add '- id: ...' items")
@@ -236,30 +238,38 @@ def _templates(step: Step) -> Iterator[tuple[str, str, bool]]:
         yield "when", step.when, True
 
 
-def _cross_check(
-    header: RunbookHeader, steps: list[tuple[Step, _Located]], problems: list[Problem]
-) -> None:
-    seen: dict[str, yamlsrc.Loc] = {}
-    captured: set[str] = set()
-    for step, item in steps:
-        if step.id in seen:
+def _duplicate_ids(located: list[_Located], problems: list[Problem]) -> None:
+    """Step ids are checkpoint keys: each must be unique (checked even on invalid steps)."""
+    seen: set[str] = set()
+    for item in located:
+        step_id = item.data.get("id") if isinstance(item.data, dict) else None
+        if not isinstance(step_id, str):
+            continue
+        if step_id in seen:
             problems.append(
                 item.source.problem(
                     (*item.loc, "id"),
-                    f"duplicate step id {step.id!r}",
+                    f"duplicate step id {step_id!r}",
                     "step ids are checkpoint keys and must be unique; rename one",
                 )
             )
-        seen[step.id] = item.loc
+        seen.add(step_id)
+
+
+def _cross_check(
+    params: set[str], steps: list[tuple[Step, _Located]], problems: list[Problem]
+) -> None:
+    captured: set[str] = set()
+    for step, item in steps:
         for field, text, expression in _templates(step):
-            _check_template(text, expression, header, captured, item, field, problems)
+            _check_template(text, expression, params, captured, item, field, problems)
         captured |= set(step.capture)
 
 
 def _check_template(
     text: str,
     expression: bool,
-    header: RunbookHeader,
+    params: set[str],
     captured: set[str],
     item: _Located,
     field: str,
@@ -281,12 +291,12 @@ def _check_template(
                     f"use one of {', '.join(NAMESPACES)}, e.g. params.{ref.namespace}",
                 )
             )
-        elif ref.namespace == "params" and ref.name and ref.name not in header.params:
+        elif ref.namespace == "params" and ref.name and ref.name not in params:
             problems.append(
                 item.source.problem(
                     loc,
                     f"undefined param {ref.name!r}",
-                    _declared("params", ref.name, list(header.params)),
+                    _declared("params", ref.name, sorted(params)),
                 )
             )
         elif ref.namespace == "captures" and ref.name and ref.name not in captured:

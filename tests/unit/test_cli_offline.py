@@ -1,0 +1,224 @@
+"""The offline commands through the real CLI: validate, list, show, plan, schema, inventory.
+
+Some run through typer's runner (fast), some as a subprocess of the installed ``drp``
+(exit codes and stderr exactly as an operator sees them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drp.cli.app import app
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = str(ROOT / "inventory" / "example.yaml")
+runner = CliRunner()
+DRP = shutil.which("drp") or "drp"
+
+
+def drp(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DRP, *args], capture_output=True, text=True, cwd=cwd, timeout=60, check=False
+    )
+
+
+def test_validate_builtin_runbooks_and_inventory() -> None:
+    result = runner.invoke(app, ["validate", str(ROOT / "runbooks"), EXAMPLE])
+    assert result.exit_code == 0, result.output
+    assert "✓" in result.output and "inventory" in result.output
+
+
+def test_validate_reports_problems_with_locations_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nsteps:\n  - id: a\n    rnu: echo\n")
+    result = drp("validate", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:4:5 steps[0].rnu: unknown key 'rnu' (did you mean 'run'?)" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_plan_shows_rendered_commands_and_masks_secrets(tmp_path: Path) -> None:
+    book = tmp_path / "demo.yaml"
+    book.write_text(
+        "name: demo\nparams:\n  pw: {type: string, secret: true}\n"
+        "  dev: {type: string}\nsteps:\n  - id: a\n"
+        "    run: use {{ params.dev }} {{ params.pw }}\n    confirm: true\n"
+    )
+    result = drp(
+        "plan",
+        str(book),
+        "-i",
+        EXAMPLE,
+        "-H",
+        "db1",
+        "-p",
+        "pw=hunter2",
+        "-p",
+        "dev=x; rm -rf /",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    step = plan["hosts"]["db1"][0]
+    assert step["commands"]["run"] == "use 'x; rm -rf /' ********"
+    assert step["destructive"] is True
+    assert "hunter2" not in result.stdout + result.stderr
+    text = drp(
+        "run", str(book), "-i", EXAMPLE, "-H", "db1", "-p", "pw=hunter2", "-p", "dev=d", "--dry-run"
+    )
+    assert text.returncode == 0 and "nothing was contacted" in text.stdout
+    assert "hunter2" not in text.stdout + text.stderr
+
+
+def test_dry_run_of_disk_replace_from_the_readme() -> None:
+    result = drp(
+        "run",
+        "disk-replace",
+        "--inventory",
+        EXAMPLE,
+        "--host",
+        "db1",
+        "--param",
+        "failed=/dev/sdb",
+        "--dry-run",
+    )
+    assert result.returncode == 0, result.stderr
+    for step in ("inspect-arrays", "fail-and-remove", "datacenter-swap", "wait-resync"):
+        assert step in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["plan", "disk-replce", "-i", EXAMPLE, "-H", "db1"], 2, "did you mean 'disk-replace'"),
+        (["plan", "disk-replace", "-i", EXAMPLE, "-H", "db9"], 2, "no host or group matches"),
+        (
+            ["plan", "disk-replace", "-i", EXAMPLE, "-H", "db1", "-p", "failed=sdb"],
+            2,
+            "does not match the pattern",
+        ),
+        (["plan", "disk-replace", "-i", EXAMPLE, "-H", "db1", "-p", "nope=1"], 2, "unknown param"),
+        (
+            ["plan", "disk-replace", "-i", "/nonexistent.yaml", "-H", "db1"],
+            2,
+            "inventory file not found",
+        ),
+        (["resume", "../../etc/passwd"], 2, "invalid run id"),
+        (["log", "show", "no-such-run"], 2, "no run matches"),
+        (["run", "disk-replace", "-i", EXAMPLE, "--serial", "lots", "-H", "db1"], 2, "--serial"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_a_distinct_exit_code(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    result = subprocess.run(
+        [DRP, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": os.path.dirname(DRP) + ":/usr/bin:/bin",
+            "DRP_STATE_DIR": str(tmp_path),
+            "HOME": str(tmp_path),
+        },
+        check=False,
+    )
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_list_and_show() -> None:
+    listed = runner.invoke(app, ["list"])
+    assert listed.exit_code == 0
+    for name in ("disk-replace", "raid-rebuild", "kernel-rollback", "network-repair"):
+        assert name in listed.output
+    shown = runner.invoke(app, ["show", "disk-replace"])
+    assert shown.exit_code == 0
+    assert "datacenter-swap" in shown.output and "failed" in shown.output
+
+
+def test_schema_is_json_schema_with_every_step_key() -> None:
+    result = runner.invoke(app, ["schema"])
+    schema = json.loads(result.output)
+    step = schema["$defs"]["Step"]["properties"]
+    for key in (
+        "run",
+        "local",
+        "wait",
+        "reboot",
+        "manual",
+        "put",
+        "when",
+        "unless",
+        "verify",
+        "retry",
+        "timeout",
+        "capture",
+        "rollback",
+        "on_failure",
+        "hosts",
+        "become",
+        "sensitive",
+        "confirm",
+    ):
+        assert key in step
+    inventory = json.loads(runner.invoke(app, ["schema", "--inventory"]).output)
+    assert "hosts" in inventory["properties"]
+
+
+def test_inventory_commands() -> None:
+    listed = runner.invoke(app, ["inventory", "list", "production", "-i", EXAMPLE])
+    assert listed.exit_code == 0
+    assert all(name in listed.output for name in ("db1", "web2", "ns-backup"))
+    shown = runner.invoke(app, ["inventory", "show", "db1", "-i", EXAMPLE])
+    assert shown.exit_code == 0 and "bastion" in shown.output and "role: database" in shown.output
+    assert "198.51.100.10:22" in shown.output
+
+
+COMMANDS = [
+    ["validate"],
+    ["list"],
+    ["show"],
+    ["plan"],
+    ["run"],
+    ["resume"],
+    ["unlock"],
+    ["schema"],
+    ["inventory", "list"],
+    ["inventory", "show"],
+    ["inventory", "trust"],
+    ["log", "list"],
+    ["log", "show"],
+    ["log", "report"],
+    ["log", "verify"],
+    ["log", "export"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output, result.output
+
+
+def test_top_level_help_documents_exit_codes() -> None:
+    result = drp("--help")
+    assert result.returncode == 0
+    assert "Exit codes" in result.stdout and "130 interrupted" in result.stdout
+
+
+def test_python_dash_m_works() -> None:
+    result = subprocess.run(
+        ["python3", "-m", "drp", "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and result.stdout.startswith("drp ")

@@ -1,0 +1,138 @@
+"""Params, inventory and plan: typed values, target selection, rendering without contact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drp.engine.plan import build_plan
+from drp.errors import InventoryError, ParamError
+from drp.inventory import load_inventory
+from drp.runbook import load_runbook, parse_assignments, resolve_params
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.yaml"
+
+RUNBOOK = """\
+name: demo
+params:
+  dev: {type: string, required: true, pattern: '^/dev/[a-z]+$'}
+  count: {type: int, default: 2}
+  force: {type: bool, default: false}
+  mode: {type: choice, choices: [fast, safe], default: safe}
+  wait: {type: duration, default: 5m}
+  token: {type: string, secret: true, default: s3cr3t-value}
+targets: databases
+defaults:
+  retry: {attempts: 2, failures: [connection, 75]}
+steps:
+  - id: one
+    run: echo {{ params.dev }} {{ params.token }}
+  - id: two
+    run: reboot-now
+    confirm: true
+    when: params.force
+  - id: web-only
+    run: echo web
+    hosts: web
+"""
+
+
+@pytest.fixture
+def book(tmp_path: Path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "demo.yaml"
+    path.write_text(RUNBOOK)
+    return load_runbook(path)
+
+
+def test_params_are_typed(book) -> None:  # type: ignore[no-untyped-def]
+    values = resolve_params(
+        book, {"dev": "/dev/sdb", "count": "4", "force": "yes", "wait": "1h30m"}, None
+    ).values
+    assert values == {
+        "dev": "/dev/sdb",
+        "count": 4,
+        "force": True,
+        "mode": "safe",
+        "wait": 5400.0,
+        "token": "s3cr3t-value",
+    }
+
+
+def test_param_problems_are_all_reported(book) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ParamError) as caught:
+        resolve_params(book, {"dve": "x", "count": "many", "mode": "yolo"}, None)
+    text = str(caught.value)
+    assert "dve: unknown param (did you mean 'dev'?)" in text
+    assert "dev: required param missing" in text
+    assert "count: expected a whole number" in text
+    assert "'yolo' is not one of fast, safe" in text
+
+
+def test_pattern_is_enforced(book) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ParamError, match="does not match"):
+        resolve_params(book, {"dev": "/dev/sdb; rm -rf /"}, None)
+
+
+def test_assignments() -> None:
+    assert parse_assignments(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
+    with pytest.raises(ParamError, match="NAME=VALUE"):
+        parse_assignments(["novalue"])
+
+
+def test_inventory_resolution() -> None:
+    inv = load_inventory(EXAMPLE)
+    db1 = inv.get("db1")
+    assert db1.jump is not None and db1.jump.name == "bastion"
+    assert db1.fallback[0].host == "198.51.100.10"
+    assert db1.vars["role"] == "database" and db1.user == "root"
+    assert [h.name for h in inv.select("production")] == ["db1", "web1", "web2", "ns1", "ns-backup"]
+    assert [h.name for h in inv.select("production,!web")] == ["db1", "ns1", "ns-backup"]
+    assert [h.name for h in inv.select("all,&dns")] == ["ns1", "ns-backup"]
+    assert [h.name for h in inv.select("web*")] == ["web1", "web2"]
+    assert [h.name for h in inv.select("all", limit="ns*")] == ["ns1", "ns-backup"]
+
+
+def test_unknown_target_suggests(tmp_path: Path) -> None:
+    inv = load_inventory(EXAMPLE)
+    with pytest.raises(InventoryError, match="did you mean 'db1'"):
+        inv.select("db2")
+
+
+def test_inventory_problems_are_located(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text("hosts:\n  a: {adress: x}\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path)
+    assert "inv.yaml:2:7 hosts.a.adress: unknown key 'adress' (did you mean 'address'?)" in str(
+        caught.value
+    )
+    path.write_text("hosts:\n  a:\n  b:\ngroups:\n  g: {hosts: [a, c], children: [nope]}\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path)
+    text = str(caught.value)
+    assert "inv.yaml:5:18 groups.g.hosts[1]: unknown host 'c'" in text
+    assert "unknown group 'nope'" in text
+
+
+def test_plan_renders_every_step_per_host_and_masks_secrets(book) -> None:  # type: ignore[no-untyped-def]
+    inv = load_inventory(EXAMPLE)
+    params = resolve_params(book, {"dev": "/dev/sdb"}, inv)
+    plan = build_plan(book, inv, params, targets="databases,web1")
+    assert [h.name for h in plan.hosts] == ["db1", "web1"]
+    db1 = plan.steps["db1"]
+    assert [p.id for p in db1] == ["one", "two"]  # web-only is narrowed away
+    assert [p.id for p in plan.steps["web1"]] == ["one", "two", "web-only"]
+    assert db1[0].display["run"] == "echo /dev/sdb ********"
+    assert db1[1].destructive and db1[1].when and "false (skipped)" in db1[1].when
+    assert db1[0].retry.attempts == 2 and 75 in db1[0].retry.failures
+    assert plan.steps["web1"][0].become  # web1 has become: true in the inventory
+
+
+def test_plan_without_targets(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\nsteps: [{id: a, run: 'true'}]\n")
+    book = load_runbook(path)
+    inv = load_inventory(EXAMPLE)
+    with pytest.raises(InventoryError, match="pass --host"):
+        build_plan(book, inv, resolve_params(book, {}, inv))

@@ -1,0 +1,175 @@
+"""The runbook loader: every kind of bad input gets a located, one-line problem; good input loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drp.errors import RunbookError
+from drp.runbook import load_runbook
+from drp.runbook.catalog import builtin_dir
+
+GOOD = """\
+name: good
+params:
+  dev: {type: string, required: true, pattern: '^/dev/'}
+steps:
+  - id: look
+    run: lsblk {{ params.dev }}
+    capture: out
+  - id: use
+    run: echo {{ captures.out }}
+"""
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "rb.yaml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(RunbookError) as caught:
+        load_runbook(path)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_good_runbook_loads_with_hash(tmp_path: Path) -> None:
+    book = load_runbook(write(tmp_path, GOOD))
+    assert [s.id for s in book.steps] == ["look", "use"]
+    assert book.steps[0].capture == {"out": None}
+    assert len(book.sha256) == 64
+
+
+def test_hash_changes_with_content(tmp_path: Path) -> None:
+    first = load_runbook(write(tmp_path, GOOD)).sha256
+    second = load_runbook(write(tmp_path, GOOD.replace("lsblk", "lsblk -b"))).sha256
+    assert first != second
+
+
+def test_unknown_key_has_location_and_suggestion(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, GOOD.replace("    capture: out", "    captur: out")))
+    assert len(found) == 2  # the typo, and the capture it no longer defines
+    assert "rb.yaml:7:5 steps[0].captur: unknown key 'captur'" in found[0]
+    assert "did you mean 'capture'?" in found[0]
+    assert "capture 'out' is not set by an earlier step" in found[1]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = """\
+name: Bad Name
+steps:
+  - id: a
+    run: echo {{ params.nope }}
+  - id: a
+    run: echo
+    retry: {attempts: 0}
+    timeout: soon
+  - id: b
+  - id: c
+    wait: {command: x, progress: '(['}
+"""
+    found = "\n".join(problems(write(tmp_path, text)))
+    assert "name: String should match pattern" in found
+    assert "steps[0].run: undefined param 'nope'" in found
+    assert "steps[1].id: duplicate step id 'a'" in found
+    assert "steps[1].retry.attempts" in found
+    assert "invalid duration 'soon'" in found
+    assert "steps[2]: a step has exactly one action" in found
+    assert "steps[3].wait.progress: invalid regular expression" in found
+
+
+def test_malformed_yaml_points_at_the_line(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, "name: x\nsteps:\n  - id: a\n   run: [unclosed\n"))
+    assert len(found) == 1
+    assert ":4:" in found[0] and "invalid YAML" in found[0]
+
+
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, "name: x\nname: y\nsteps: [{id: a, run: 'true'}]\n"))
+    assert "rb.yaml:2:1 name: duplicate key 'name'" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "file is empty"),
+        (b"   \n\n", "file is empty"),
+        (b"name: x\nsteps: [{id: a, run: '\xff'}]\n", "not UTF-8"),
+        (b"- just\n- a list\n", "a runbook is a YAML mapping"),
+        (b"name: x\n", "required key 'steps' is missing"),
+        (b"name: x\nsteps: []\n", "needs at least one step"),
+    ],
+)
+def test_unusable_files(tmp_path: Path, content: bytes, message: str) -> None:
+    assert message in "\n".join(problems(write(tmp_path, content)))
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = write(tmp_path, b"# " + b"x" * (10 * 1024 * 1024) + b"\nname: x\n")
+    assert "the limit is" in problems(path)[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert "cannot read file" in problems(tmp_path / "absent.yaml")[0]
+
+
+def test_template_that_does_not_compile(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, "name: x\nsteps:\n  - id: a\n    run: echo {{ oops\n"))
+    assert "steps[0].run: template does not compile" in found[0]
+
+
+def test_unknown_template_name(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, "name: x\nsteps:\n  - id: a\n    run: echo {{ dev }}\n"))
+    assert "unknown name 'dev'" in found[0]
+
+
+def test_capture_must_come_from_an_earlier_step(tmp_path: Path) -> None:
+    text = (
+        "name: x\nsteps:\n  - id: a\n    run: echo {{ captures.later }}\n"
+        "  - id: b\n    run: echo hi\n    capture: later\n"
+    )
+    assert "capture 'later' is not set by an earlier step" in problems(write(tmp_path, text))[0]
+
+
+def test_includes_expand_and_report_in_the_included_file(tmp_path: Path) -> None:
+    (tmp_path / "common").mkdir()
+    write(tmp_path, "steps:\n  - id: shared\n    run: uname\n", "common/checks.yaml")
+    main = write(
+        tmp_path, "name: x\nsteps:\n  - include: common/checks.yaml\n  - id: own\n    run: 'true'\n"
+    )
+    book = load_runbook(main)
+    assert [s.id for s in book.steps] == ["shared", "own"]
+    assert len(book.files) == 2
+    write(tmp_path, "steps:\n  - id: shared\n    rnu: uname\n", "common/checks.yaml")
+    found = problems(main)
+    assert "common/checks.yaml:3:5 steps[0].rnu: unknown key" in found[0]
+
+
+def test_include_cycle(tmp_path: Path) -> None:
+    write(tmp_path, "steps:\n  - include: b.yaml\n", "a.yaml")
+    write(tmp_path, "steps:\n  - include: a.yaml\n", "b.yaml")
+    main = write(tmp_path, "name: x\nsteps:\n  - include: a.yaml\n")
+    assert any("include cycle" in p for p in problems(main))
+
+
+def test_param_consistency(tmp_path: Path) -> None:
+    text = (
+        "name: x\nparams:\n  mode: {type: choice}\n  n: {type: int, required: true, "
+        "default: 3}\nsteps: [{id: a, run: 'true'}]\n"
+    )
+    found = "\n".join(problems(write(tmp_path, text)))
+    assert "needs 'choices" in found
+    assert "not required" in found
+
+
+def test_builtin_runbooks_all_validate() -> None:
+    names = sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+    assert {"disk-replace", "raid-rebuild", "kernel-rollback", "network-repair"} <= set(names)
+    for path in builtin_dir().glob("*.yaml"):
+        book = load_runbook(path)
+        assert book.description, path
