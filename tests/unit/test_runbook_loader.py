@@ -1,4 +1,4 @@
-"""The runbook loader: every kind of bad input gets a located, one-line problem; good input loads."""
+"""The runbook loader: each kind of bad input gets a located problem; good input loads."""
 
 from __future__ import annotations
 
