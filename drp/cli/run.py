@@ -55,7 +55,7 @@ from drp.journal import (
     run_dir,
     state_dir,
 )
-from drp.results import RunStatus
+from drp.results import HostStatus, RunStatus
 from drp.runbook import Runbook, load_runbook
 from drp.transport.base import Transport
 
@@ -160,7 +160,11 @@ def plan(
 
 
 def _sinks(
-    writer: JournalWriter, output: Output, operator: str, interactive_ok: bool
+    writer: JournalWriter,
+    output: Output,
+    operator: str,
+    interactive_ok: bool,
+    locked_out: set[str] | None = None,
 ) -> tuple[Sink, Operator]:
     console = make_console()
     shown: Sink
@@ -176,6 +180,9 @@ def _sinks(
     def emit(event: Event) -> None:
         if not event.transient:
             writer.append(event)  # journal first: fsynced before the side effect
+        locked = event.type is EventType.HOST_UNREACHABLE and event.data.get("locked")
+        if locked_out is not None and locked and event.host:
+            locked_out.add(event.host)
         shown(event)
 
     return emit, gatekeeper
@@ -204,7 +211,8 @@ def _execute(
     resumed: bool = False,
     extra: dict[str, object] | None = None,
 ) -> RunResult:
-    emit, gatekeeper = _sinks(writer, output, options.operator, interactive())
+    locked_out: set[str] = set()
+    emit, gatekeeper = _sinks(writer, output, options.operator, interactive(), locked_out)
     factory, local = _transports(options)
     executor = Executor(
         plan,
@@ -216,9 +224,13 @@ def _execute(
         resume=resume,
     )
     try:
-        return executor.execute(resumed=resumed, extra=extra)
+        result = executor.execute(resumed=resumed, extra=extra)
     finally:
         writer.close()
+    failed = {h for h, s in result.hosts.items() if s is HostStatus.FAILED}
+    if result.status is RunStatus.FAILED and failed and failed <= locked_out:
+        raise typer.Exit(int(ExitCode.LOCKED))  # refused by another run's host lock
+    return result
 
 
 def _finish(result: RunResult) -> None:
