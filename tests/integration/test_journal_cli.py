@@ -1,0 +1,57 @@
+"""The journal after damage: a torn tail is survivable, an edited record is detected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sshd import SshServer
+
+from integration.test_run_support import Lab, combined, new_lab
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def lab(tmp_path: Path, sshd: SshServer) -> Lab:
+    return new_lab(tmp_path, sshd)
+
+
+def test_torn_journal_tail_warns_then_resume_and_verify_work(lab: Lab) -> None:
+    assert lab.run(lab.book("gate")).returncode == 5
+    run_id = lab.only_run()
+    path = lab.journal_file(run_id)
+    content = path.read_bytes()
+    last_start = content.rstrip(b"\n").rfind(b"\n") + 1
+    cut = last_start + (len(content) - last_start) // 2
+    path.write_bytes(content[:cut])  # the process "died" mid-line
+
+    shown = lab.drp("log", "show", run_id)
+    assert shown.returncode == 0, combined(shown)
+    assert "warning" in combined(shown).lower()
+    assert "swap-disk" in shown.stdout
+
+    resumed = lab.drp("resume", run_id, "--approve", "swap-disk")
+    assert resumed.returncode == 0, combined(resumed)
+    assert "torn" in resumed.stderr
+    assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
+
+    verify = lab.drp("log", "verify", run_id)
+    assert verify.returncode == 0, combined(verify)
+    assert list(path.parent.glob("events.jsonl.torn-*"))
+
+
+def test_editing_one_byte_of_a_past_record_fails_verify(lab: Lab) -> None:
+    assert lab.run(lab.book("hello")).returncode == 0
+    run_id = lab.only_run()
+    assert lab.drp("log", "verify", run_id).returncode == 0
+    path = lab.journal_file(run_id)
+    lines = path.read_bytes().split(b"\n")
+    target = next(i for i, line in enumerate(lines) if b'"type":"step.finished"' in line)
+    assert b'"outcome":"ok"' in lines[target]
+    lines[target] = lines[target].replace(b'"outcome":"ok"', b'"outcome":"ko"', 1)
+    path.write_bytes(b"\n".join(lines))
+
+    verify = lab.drp("log", "verify", run_id)
+    assert verify.returncode == 6, combined(verify)
+    assert f"line {target + 1}" in combined(verify)

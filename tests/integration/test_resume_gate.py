@@ -1,0 +1,44 @@
+"""A manual gate: the run pauses, ``drp resume --approve`` finishes it, the report says who."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sshd import SshServer
+
+from integration.test_run_support import Lab, combined, new_lab
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def lab(tmp_path: Path, sshd: SshServer) -> Lab:
+    return new_lab(tmp_path, sshd)
+
+
+def test_manual_gate_pauses_then_approval_finishes_and_is_reported(lab: Lab) -> None:
+    paused = lab.run(lab.book("gate"))
+    assert paused.returncode == 5, combined(paused)
+    run_id = lab.only_run()
+    assert f"drp resume {run_id} --approve swap-disk" in combined(paused)
+    assert "Replace the disk in bay 2" in combined(paused)
+    assert (lab.root / "order").read_text().split() == ["prepared"]
+
+    done = lab.drp("resume", run_id, "--approve", "swap-disk", "--operator", "alice@ops")
+    assert done.returncode == 0, combined(done)
+    assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
+    approved = lab.of(run_id, "step.approved", step="swap-disk")
+    assert approved and approved[-1]["data"]["by"] == "alice@ops"
+
+    report = lab.drp("log", "report", run_id, "--format", "md")
+    assert report.returncode == 0, combined(report)
+    assert "alice@ops" in report.stdout
+    assert "swap-disk" in report.stdout
+
+
+def test_resuming_a_finished_run_is_refused(lab: Lab) -> None:
+    assert lab.run(lab.book("hello")).returncode == 0
+    again = lab.drp("resume", lab.only_run())
+    assert again.returncode == 6, combined(again)
+    assert "nothing to resume" in combined(again)
