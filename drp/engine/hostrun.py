@@ -36,6 +36,7 @@ from drp.transport.base import OutputCallback, Transport
 from drp.transport.command import wrap_become
 
 MAX_STORED_OUTPUT = 32 * 1024
+SENSITIVE = "<sensitive>"  # what the journal stores instead of a sensitive step's captures
 
 
 class HostStopped(Exception):
@@ -294,7 +295,7 @@ class HostRun:
 
     # -- one step -----------------------------------------------------------
     def run_step(self, ps: PlannedStep) -> None:
-        if ps.id in self.resume.done:
+        if ps.id in self.resume.done and not self._captures_lost(ps):
             self.emit(
                 EventType.STEP_SKIPPED,
                 ps.id,
@@ -339,6 +340,10 @@ class HostRun:
         elif status is not StepStatus.SKIPPED:
             self.completed.append(ps)
 
+    def _captures_lost(self, ps: PlannedStep) -> bool:
+        """A sensitive step's captures were never journaled: run it again to get them back."""
+        return ps.step.sensitive and any(self.captures.get(n) == SENSITIVE for n in ps.step.capture)
+
     def _display_command(self, ps: PlannedStep) -> str:
         text = ps.step.run or ps.step.local or (ps.step.wait.command if ps.step.wait else "")
         if not text:
@@ -351,7 +356,7 @@ class HostRun:
     def _finish(self, ps: PlannedStep, status: StepStatus, started: float, message: str) -> None:
         captures = {k: v for k, v in self.captures.items() if k in ps.step.capture}
         if ps.step.sensitive:
-            captures = dict.fromkeys(captures, "<sensitive>")
+            captures = dict.fromkeys(captures, SENSITIVE)
         self.emit(
             EventType.STEP_FINISHED,
             ps.id,
