@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,15 @@ def test_resuming_a_finished_run_is_refused(lab: Lab) -> None:
     again = lab.drp("resume", lab.only_run())
     assert again.returncode == 6, combined(again)
     assert "nothing to resume" in combined(again)
+
+
+def test_sensitive_capture_is_recovered_on_resume_not_replaced_by_its_mask(lab: Lab) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    (lab.root / "token").write_text(token + "\n")
+    assert lab.run(lab.book("sensitive-resume")).returncode == 5
+    run_id = lab.only_run()
+    done = lab.drp("resume", run_id, "--approve", "gate")
+    assert done.returncode == 0, combined(done)
+    assert (lab.root / "used").read_text() == token  # not "<sensitive>"
+    assert token not in combined(done)
+    assert token.encode() not in lab.journal_file(run_id).read_bytes()

@@ -519,3 +519,23 @@ def test_secrets_are_masked_in_every_event(tmp_path: Path) -> None:
     }
     started = w.of(EventType.RUN_STARTED)[0]
     assert started.data["params"]["password"] != secret
+
+
+def test_resume_runs_a_sensitive_capture_step_again_to_recover_its_value(tmp_path: Path) -> None:
+    text = r"""
+    name: t
+    targets: all
+    steps:
+      - {id: a, run: read-token, sensitive: true, capture: {token: 'token=(\S+)'}}
+      - {id: plain, run: probe, capture: {v: 'v=(\S+)'}}
+      - {id: b, run: "use {{ captures.token }} {{ captures.v }}"}
+    """
+    w = world(tmp_path, text)
+    w.fakes["h1"].on("^read-token", Reply(0, stdout="token=s3cret\n"))
+    resume = {
+        "h1": HostResume(
+            done=frozenset({"a", "plain"}), captures={"token": "<sensitive>", "v": "7"}
+        )
+    }
+    assert w.execute(resume=resume).status is RunStatus.OK
+    assert w.fakes["h1"].commands == ["read-token", "use s3cret 7"]  # plain is not re-run
