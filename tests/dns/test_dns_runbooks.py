@@ -178,3 +178,21 @@ def test_verify_step_is_the_same_in_both_runbooks() -> None:
 
     for step_id in ("verify-from-outside", "served-serial", "reload-zone", "live-serial"):
         assert step("dns-failover", step_id) == step("dns-failback", step_id), step_id
+
+
+def test_failed_failback_verification_puts_the_failover_zone_back(dns_lab: DnsLab) -> None:
+    lab, zone = dns_lab, dns_lab.bind.zone_file
+    _ok(lab.run("dns-failover", FAILOVER))
+    failover_serial = lab.bind.primary.serial()
+    assert failover_serial is not None
+
+    result = lab.run("dns-failback", "www A 203.0.113.99")
+
+    _ok(result, 1)
+    rolled = [r["step"] for r in _events(lab) if r.get("type") == "rollback.finished"]
+    assert "restore-original" in rolled
+    back = lab.bind.primary.serial()
+    assert back is not None and back > failover_serial + 1, "restored, then rolled back: 2 bumps"
+    _answers_failover(lab, back)
+    assert Path(f"{zone}.pre-failover").exists(), "the backup is kept for the next try"
+    _journal_ok(lab)
