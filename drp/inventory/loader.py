@@ -40,9 +40,18 @@ class Inventory:
 
     def get(self, name: str) -> Host:
         if name not in self.hosts:
-            raise InventoryError([Problem(self.path, None, None, "hosts",
-                                          f"no host named {name!r}", _did_you_mean(
-                                              name, list(self.hosts)))])
+            raise InventoryError(
+                [
+                    Problem(
+                        self.path,
+                        None,
+                        None,
+                        "hosts",
+                        f"no host named {name!r}",
+                        _did_you_mean(name, list(self.hosts)),
+                    )
+                ]
+            )
         return self.hosts[name]
 
     def select(self, pattern: str, limit: str | None = None) -> list[Host]:
@@ -85,10 +94,19 @@ class Inventory:
                     found |= set(members)
             if found:
                 return found
-        raise InventoryError([Problem(
-            self.path, None, None, "", f"no host or group matches {term!r}",
-            _did_you_mean(term, [*self.hosts, *self.groups]) or
-            "run 'drp inventory list' to see hosts and groups")])
+        raise InventoryError(
+            [
+                Problem(
+                    self.path,
+                    None,
+                    None,
+                    "",
+                    f"no host or group matches {term!r}",
+                    _did_you_mean(term, [*self.hosts, *self.groups])
+                    or "run 'drp inventory list' to see hosts and groups",
+                )
+            ]
+        )
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -102,8 +120,9 @@ def load_inventory(path: Path) -> Inventory:
     """Read, validate and resolve an inventory file; every problem is reported at once."""
     source = yamlsrc.load(path)
     if not isinstance(source.data, dict):
-        raise InventoryError([source.problem((), "an inventory is a YAML mapping",
-                                             "start with 'hosts:'")])
+        raise InventoryError(
+            [source.problem((), "an inventory is a YAML mapping", "start with 'hosts:'")]
+        )
     try:
         spec = InventoryFile.model_validate(source.data)
     except ValidationError as exc:
@@ -120,30 +139,43 @@ def load_inventory(path: Path) -> Inventory:
     return Inventory(str(path), hosts, groups, digest)
 
 
-def _resolve_groups(spec: InventoryFile, source: yamlsrc.Source,
-                    problems: list[Problem]) -> dict[str, tuple[str, ...]]:
+def _resolve_groups(
+    spec: InventoryFile, source: yamlsrc.Source, problems: list[Problem]
+) -> dict[str, tuple[str, ...]]:
     resolved: dict[str, tuple[str, ...]] = {}
 
     def members(group: str, trail: tuple[str, ...]) -> list[str]:
         if group in trail:
-            problems.append(source.problem(("groups", group, "children"),
-                                           f"group cycle: {' -> '.join((*trail, group))}",
-                                           "a group cannot contain itself"))
+            problems.append(
+                source.problem(
+                    ("groups", group, "children"),
+                    f"group cycle: {' -> '.join((*trail, group))}",
+                    "a group cannot contain itself",
+                )
+            )
             return []
         gspec = spec.groups[group]
         out: list[str] = []
         for index, host in enumerate(gspec.hosts):
             if host not in spec.hosts:
-                problems.append(source.problem(
-                    ("groups", group, "hosts", index), f"unknown host {host!r}",
-                    _did_you_mean(host, list(spec.hosts)) or "declare it under 'hosts:'"))
+                problems.append(
+                    source.problem(
+                        ("groups", group, "hosts", index),
+                        f"unknown host {host!r}",
+                        _did_you_mean(host, list(spec.hosts)) or "declare it under 'hosts:'",
+                    )
+                )
             elif host not in out:
                 out.append(host)
         for index, child in enumerate(gspec.children):
             if child not in spec.groups:
-                problems.append(source.problem(
-                    ("groups", group, "children", index), f"unknown group {child!r}",
-                    _did_you_mean(child, list(spec.groups)) or "declare it under 'groups:'"))
+                problems.append(
+                    source.problem(
+                        ("groups", group, "children", index),
+                        f"unknown group {child!r}",
+                        _did_you_mean(child, list(spec.groups)) or "declare it under 'groups:'",
+                    )
+                )
                 continue
             out.extend(h for h in members(child, (*trail, group)) if h not in out)
         return out
@@ -176,9 +208,15 @@ def _merged(spec: InventoryFile, hspec: HostSpec) -> dict[str, Any]:
     return merged
 
 
-def _resolve_host(name: str, spec: InventoryFile, groups: dict[str, tuple[str, ...]],
-                  base_dir: Path, source: yamlsrc.Source, problems: list[Problem],
-                  trail: set[str]) -> Host:
+def _resolve_host(
+    name: str,
+    spec: InventoryFile,
+    groups: dict[str, tuple[str, ...]],
+    base_dir: Path,
+    source: yamlsrc.Source,
+    problems: list[Problem],
+    trail: set[str],
+) -> Host:
     hspec = spec.hosts[name] or HostSpec()
     conn = _merged(spec, hspec)
     port = int(conn.get("port", 22))
@@ -193,9 +231,13 @@ def _resolve_host(name: str, spec: InventoryFile, groups: dict[str, tuple[str, .
         try:
             fallback.append(_parse_address(text, port))
         except ValueError:
-            problems.append(source.problem(("hosts", name, "fallback", index),
-                                           f"invalid address {text!r}",
-                                           "write 'host' or 'host:port'"))
+            problems.append(
+                source.problem(
+                    ("hosts", name, "fallback", index),
+                    f"invalid address {text!r}",
+                    "write 'host' or 'host:port'",
+                )
+            )
     jump = _resolve_jump(name, hspec, spec, groups, base_dir, source, problems, trail)
     become = conn.get("become")
     return Host(
@@ -225,30 +267,50 @@ def _become(value: Any) -> Become | None:
     return Become(user=spec.user, password_env=spec.password_env)
 
 
-def _resolve_jump(name: str, hspec: HostSpec, spec: InventoryFile,
-                  groups: dict[str, tuple[str, ...]], base_dir: Path,
-                  source: yamlsrc.Source, problems: list[Problem], trail: set[str]) -> Host | None:
+def _resolve_jump(
+    name: str,
+    hspec: HostSpec,
+    spec: InventoryFile,
+    groups: dict[str, tuple[str, ...]],
+    base_dir: Path,
+    source: yamlsrc.Source,
+    problems: list[Problem],
+    trail: set[str],
+) -> Host | None:
     if not hspec.jump:
         return None
     if hspec.jump in spec.hosts:
         if hspec.jump in trail or hspec.jump == name:
-            problems.append(source.problem(("hosts", name, "jump"), "jump host cycle",
-                                           "a bastion cannot reach itself through itself"))
+            problems.append(
+                source.problem(
+                    ("hosts", name, "jump"),
+                    "jump host cycle",
+                    "a bastion cannot reach itself through itself",
+                )
+            )
             return None
-        return _resolve_host(hspec.jump, spec, groups, base_dir, source, problems,
-                             {*trail, name})
+        return _resolve_host(hspec.jump, spec, groups, base_dir, source, problems, {*trail, name})
     user, _, rest = hspec.jump.rpartition("@")
     try:
         address = _parse_address(rest, 22)
     except ValueError:
-        problems.append(source.problem(("hosts", name, "jump"),
-                                       f"invalid jump host {hspec.jump!r}",
-                                       "name an inventory host or write user@host:port"))
+        problems.append(
+            source.problem(
+                ("hosts", name, "jump"),
+                f"invalid jump host {hspec.jump!r}",
+                "name an inventory host or write user@host:port",
+            )
+        )
         return None
     conn = spec.defaults.model_dump(exclude_none=True)
-    return Host(name=hspec.jump, address=address.host, port=address.port,
-                user=user or conn.get("user"), key=_expand(conn.get("key"), base_dir),
-                known_hosts=_expand(conn.get("known_hosts") or spec.known_hosts, base_dir))
+    return Host(
+        name=hspec.jump,
+        address=address.host,
+        port=address.port,
+        user=user or conn.get("user"),
+        key=_expand(conn.get("key"), base_dir),
+        known_hosts=_expand(conn.get("known_hosts") or spec.known_hosts, base_dir),
+    )
 
 
 __all__ = ["GroupSpec", "Inventory", "load_inventory"]

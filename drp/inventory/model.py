@@ -35,7 +35,8 @@ class BecomeSpec(BaseModel):
     method: str = Field(default="sudo", pattern=r"^sudo$")
     user: str = "root"
     password_env: str | None = Field(
-        default=None, description="environment variable holding the sudo password")
+        default=None, description="environment variable holding the sudo password"
+    )
 
 
 class ConnectionSpec(BaseModel):
@@ -59,7 +60,8 @@ class HostSpec(ConnectionSpec):
     address: str | None = Field(default=None, description="defaults to the host's name")
     fallback: list[str] = Field(
         default_factory=list,
-        description="out-of-band addresses ('addr' or 'addr:port'), tried in order")
+        description="out-of-band addresses ('addr' or 'addr:port'), tried in order",
+    )
     jump: str | None = Field(default=None, description="bastion: inventory host or user@host:port")
     vars: dict[str, Any] = Field(default_factory=dict)
 
@@ -127,5 +129,11 @@ class Host:
 
     def template_view(self) -> dict[str, Any]:
         """What runbook templates see as ``host``."""
-        return {"name": self.name, "address": self.address, "port": self.port,
-                "user": self.user, "groups": list(self.groups), "vars": dict(self.vars)}
+        return {
+            "name": self.name,
+            "address": self.address,
+            "port": self.port,
+            "user": self.user,
+            "groups": list(self.groups),
+            "vars": dict(self.vars),
+        }

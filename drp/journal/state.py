@@ -125,6 +125,8 @@ def _step_event(state: StepState, rec: Record) -> StepState:  # noqa: PLR0911
         more = 1 if phase in (None, "action") else 0
         return replace(state, attempts=state.attempts + more, waiting=False)
     if kind == T.STEP_WAITING:
+        if rec.data.get("kind") == "in-doubt":  # asking about a step in doubt settles nothing
+            return replace(state, in_doubt=True, waiting=False)
         return replace(state, status=StepStatus.PAUSED, waiting=True)
     if kind == T.STEP_APPROVED:
         by = rec.data.get("by")

@@ -123,11 +123,6 @@ def test_resume_after_kill_without_a_policy_pauses_on_the_step_in_doubt(lab: Lab
     assert (lab.root / "nap-runs").read_text().count("x") == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drp/journal/state.py: a step.waiting of kind 'in-doubt' clears in_doubt, so the "
-    "next plain resume re-runs the step without asking",
-)
 def test_a_step_stays_in_doubt_after_pausing_on_it(lab: Lab) -> None:
     run_id = _kill_during_nap(lab, "sleeper")
     (lab.root / "nap-short").touch()
