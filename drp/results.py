@@ -34,6 +34,7 @@ class HostStatus(StrEnum):
     REJECTED = "rejected"
     INTERRUPTED = "interrupted"
     HALTED = "halted"
+    LOCKED = "locked"
     NOT_RUN = "not-run"
 
 
@@ -47,6 +48,7 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"
     REJECTED = "rejected"
     UNREACHABLE = "unreachable"
+    LOCKED = "locked"
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,8 @@ class ConsoleSink:
         self.host_status[event.host or ""] = event.outcome or ""
 
     def _lock_acquired(self, event: Event) -> None:
-        return None
+        if event.outcome == "refused":
+            self.print(f" [red]🔒[/] {self._host(event)}  {escape(event.message)}")
 
     # -- steps --------------------------------------------------------------
     def _step_started(self, event: Event) -> None:

@@ -55,7 +55,7 @@ from drp.journal import (
     run_dir,
     state_dir,
 )
-from drp.results import HostStatus, RunStatus
+from drp.results import RunStatus
 from drp.runbook import Runbook, load_runbook
 from drp.transport.base import Transport
 
@@ -67,6 +67,7 @@ EXIT_FOR = {
     RunStatus.REJECTED: ExitCode.REJECTED,
     RunStatus.PAUSED: ExitCode.PAUSED,
     RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
+    RunStatus.LOCKED: ExitCode.LOCKED,
 }
 UNFINISHED = (RunStatus.PAUSED, RunStatus.INTERRUPTED, RunStatus.RUNNING)
 
@@ -164,7 +165,6 @@ def _sinks(
     output: Output,
     operator: str,
     interactive_ok: bool,
-    locked_out: set[str] | None = None,
 ) -> tuple[Sink, Operator]:
     console = make_console()
     shown: Sink
@@ -180,9 +180,6 @@ def _sinks(
     def emit(event: Event) -> None:
         if not event.transient:
             writer.append(event)  # journal first: fsynced before the side effect
-        locked = event.type is EventType.HOST_UNREACHABLE and event.data.get("locked")
-        if locked_out is not None and locked and event.host:
-            locked_out.add(event.host)
         shown(event)
 
     return emit, gatekeeper
@@ -211,8 +208,7 @@ def _execute(
     resumed: bool = False,
     extra: dict[str, object] | None = None,
 ) -> RunResult:
-    locked_out: set[str] = set()
-    emit, gatekeeper = _sinks(writer, output, options.operator, interactive(), locked_out)
+    emit, gatekeeper = _sinks(writer, output, options.operator, interactive())
     factory, local = _transports(options)
     executor = Executor(
         plan,
@@ -224,13 +220,9 @@ def _execute(
         resume=resume,
     )
     try:
-        result = executor.execute(resumed=resumed, extra=extra)
+        return executor.execute(resumed=resumed, extra=extra)
     finally:
         writer.close()
-    failed = {h for h, s in result.hosts.items() if s is HostStatus.FAILED}
-    if result.status is RunStatus.FAILED and failed and failed <= locked_out:
-        raise typer.Exit(int(ExitCode.LOCKED))  # refused by another run's host lock
-    return result
 
 
 def _finish(result: RunResult) -> None:

@@ -26,7 +26,7 @@ from drp.results import HostStatus, RunStatus
 from drp.transport.base import Transport
 
 TransportFactory = Callable[[Host], Transport]
-FAILED_STATES = (HostStatus.FAILED, HostStatus.UNREACHABLE)
+FAILED_STATES = (HostStatus.FAILED, HostStatus.UNREACHABLE, HostStatus.LOCKED)
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ def run_status(hosts: dict[str, HostStatus]) -> RunStatus:
         (HostStatus.FAILED, RunStatus.FAILED),
         (HostStatus.HALTED, RunStatus.FAILED),
         (HostStatus.UNREACHABLE, RunStatus.UNREACHABLE),
+        (HostStatus.LOCKED, RunStatus.LOCKED),
         (HostStatus.REJECTED, RunStatus.REJECTED),
         (HostStatus.PAUSED, RunStatus.PAUSED),
     ):

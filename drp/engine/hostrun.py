@@ -217,8 +217,8 @@ class HostRun:
         except Cancelled:
             status = HostStatus.INTERRUPTED
         except LockedError as exc:
-            self.emit(EventType.HOST_UNREACHABLE, message=str(exc), data={"locked": True})
-            status = HostStatus.FAILED
+            self.emit(EventType.LOCK_ACQUIRED, outcome="refused", message=str(exc))
+            status = HostStatus.LOCKED
         if status in (HostStatus.OK, HostStatus.FAILED, HostStatus.REJECTED):
             self.drop_lock()
         self.emit(EventType.HOST_FINISHED, outcome=status.value)

@@ -1,6 +1,6 @@
 """The lock on a target host: two runs must not change one host at once.
 
-An atomic ``mkdir`` on the host (``/var/lib/drp/lock`` unless the host var
+An atomic rename of a directory on the host (``/var/lib/drp/lock`` unless the host var
 ``drp_lock_dir`` says otherwise) holding who took it. The same run may take it
 again (resume); anyone else is refused with the holder's name. It survives
 reboots on purpose: a run paused for a disk swap still owns the host.
@@ -31,11 +31,14 @@ class Holder:
 
 
 def _acquire_script(lock_dir: str, info: str) -> str:
+    """Atomic: the lock appears with its holder file already inside (rename of a full dir)."""
     q_dir, q_info = shlex.quote(lock_dir), shlex.quote(info)
     return (
-        f'mkdir -p "$(dirname {q_dir})" && '
-        f"if mkdir {q_dir} 2>/dev/null; then printf '%s\\n' {q_info} > {q_dir}/holder; "
-        f"echo ACQUIRED; else echo HELD; cat {q_dir}/holder 2>/dev/null; fi"
+        f'parent="$(dirname {q_dir})" && mkdir -p "$parent" && '
+        f'tmp="$(mktemp -d "$parent/.lock.XXXXXX")" && '
+        f"printf '%s\\n' {q_info} > \"$tmp/holder\" && "
+        f'if mv -T "$tmp" {q_dir} 2>/dev/null; then echo ACQUIRED; '
+        f'else rm -rf "$tmp"; echo HELD; cat {q_dir}/holder 2>/dev/null; fi'
     )
 
 
