@@ -118,6 +118,7 @@ stage)
 	serial_of "$src" >/dev/null
 	old=$(serial_of "$dest")
 	new=$(next_serial "$(max_of "$old" "$min")")
+	rm -f "$dest.drp-new"            # never write through a planted link
 	cp -p "$dest" "$dest.drp-new"    # owner, group and mode of the live file
 	soa rewrite "$new" <"$src" >"$dest.drp-new" || { rm -f "$dest.drp-new"; die "cannot stage $src"; }
 	echo "serial $old -> $new"
