@@ -12,19 +12,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from drp import yamlsrc
 from drp.cli.common import RunbookPathOption, open_runbook
 from drp.cli.console import make_console
 from drp.errors import ExitCode, InputError, Problem
-from drp.inventory import load_inventory
-from drp.inventory.model import InventoryFile
-from drp.runbook import load_runbook
-from drp.runbook.catalog import entries
-from drp.runbook.model import RunbookSpec
 
 
 def _kind(path: Path) -> str:
     """'runbook', 'inventory' or 'steps' (an include file), judged from the top-level keys."""
+    from drp import yamlsrc
+
     try:
         data = yamlsrc.load(path).data
     except InputError:
@@ -58,6 +54,10 @@ def validate(
 
     Example: drp validate runbooks/ inventory/example.yaml
     """
+    from drp.inventory import load_inventory
+    from drp.runbook import load_runbook
+    from drp.runbook.catalog import entries
+
     console = make_console()
     files = _files(paths) if paths else [e.path for e in entries(search)]
     problems: list[Problem] = []
@@ -85,6 +85,9 @@ def list_runbooks(search: list[str] = RunbookPathOption) -> None:
 
     Example: drp list
     """
+    from drp.runbook import load_runbook
+    from drp.runbook.catalog import entries
+
     console = make_console()
     table = Table("runbook", "summary", "origin", "path")
     for entry in entries(search):
@@ -150,6 +153,9 @@ def schema(
 
     Example: drp schema > drp-runbook.schema.json
     """
+    from drp.inventory.model import InventoryFile
+    from drp.runbook.model import RunbookSpec
+
     model = InventoryFile if inventory else RunbookSpec
     document = model.model_json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"

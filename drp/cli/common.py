@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-import yaml
 
 from drp.errors import InventoryError, ParamError, Problem
-from drp.inventory import Inventory, load_inventory
-from drp.runbook import Params, Runbook, load_runbook, parse_assignments, resolve_params
-from drp.runbook.catalog import locate
-from drp.runbook.model import Param
+
+if TYPE_CHECKING:  # the models import pydantic and Jinja2: loaded when a command needs them
+    from drp.inventory import Inventory
+    from drp.runbook import Params, Runbook
+    from drp.runbook.model import Param
 
 ENV_INVENTORY = "DRP_INVENTORY"
 DEFAULT_INVENTORY = "inventory.yaml"
@@ -58,10 +58,15 @@ def inventory_path(value: Path | None) -> Path:
 
 
 def open_inventory(value: Path | None) -> Inventory:
+    from drp.inventory import load_inventory
+
     return load_inventory(inventory_path(value))
 
 
 def open_runbook(name: str, search: list[str] | None = None) -> Runbook:
+    from drp.runbook import load_runbook
+    from drp.runbook.catalog import locate
+
     return load_runbook(locate(name, search))
 
 
@@ -83,6 +88,8 @@ def gather_params(
     base: dict[str, Any] | None = None,
 ) -> Params:
     """Params from (lowest first) ``base``, a params file, ``--param``; prompt when interactive."""
+    from drp.runbook import parse_assignments, resolve_params
+
     given: dict[str, Any] = dict(base or {})
     if params_file is not None:
         given.update(_read_params_file(params_file))
@@ -106,4 +113,6 @@ def _read_params_file(path: Path) -> dict[str, Any]:
 
 
 def dump_yaml(data: Any) -> str:
+    import yaml
+
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

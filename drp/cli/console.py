@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -32,7 +32,9 @@ from rich.table import Table
 from drp.durations import format_duration
 from drp.engine.events import Event
 from drp.engine.options import Decision, GateAnswer, GateRequest
-from drp.engine.plan import Plan
+
+if TYPE_CHECKING:
+    from drp.engine.plan import Plan
 
 GLYPH = {
     "ok": "[green]✓[/]",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -11,7 +12,9 @@ from rich.table import Table
 from drp.cli.common import InventoryOption, dump_yaml, interactive, open_inventory
 from drp.cli.console import make_console
 from drp.errors import HostKeyError, InputError
-from drp.inventory import Address, Host
+
+if TYPE_CHECKING:
+    from drp.inventory import Host
 
 app = typer.Typer(help="Inspect the inventory and trust host keys.", no_args_is_help=True)
 
@@ -101,6 +104,7 @@ def trust(
 
     Example: drp inventory trust db1 --expect SHA256:abc... -i inventory/example.yaml
     """
+    from drp.inventory import Address
     from drp.transport.hostkeys import known_hosts_path, record_host_key, scan_host_key
 
     target = open_inventory(inventory).get(host)

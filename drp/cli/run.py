@@ -13,7 +13,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -37,11 +37,15 @@ from drp.cli.console import (
     print_plan,
 )
 from drp.engine.events import Event, EventType, Sink
-from drp.engine.executor import Executor, RunResult
-from drp.engine.options import HostResume, InDoubtPolicy, NoOperator, Operator, RunOptions
-from drp.engine.plan import Plan, build_plan, default_operator
+from drp.engine.options import (
+    HostResume,
+    InDoubtPolicy,
+    NoOperator,
+    Operator,
+    RunOptions,
+    default_operator,
+)
 from drp.errors import ExitCode, InputError, JournalError, LockedError
-from drp.inventory import Host, Inventory
 from drp.journal import (
     JournalWriter,
     RunState,
@@ -56,8 +60,13 @@ from drp.journal import (
     state_dir,
 )
 from drp.results import RunStatus
-from drp.runbook import Runbook, load_runbook
 from drp.transport.base import Transport
+
+if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not for --help
+    from drp.engine.executor import RunResult
+    from drp.engine.plan import Plan
+    from drp.inventory import Host, Inventory
+    from drp.runbook import Runbook
 
 ENV_BECOME_PASSWORD = "DRP_BECOME_PASSWORD"  # noqa: S105 - a variable name, not a secret
 EXIT_FOR = {
@@ -112,6 +121,8 @@ def _prepare(
     search: list[str] | None,
     password: str | None = None,
 ) -> Plan:
+    from drp.engine.plan import build_plan
+
     book = open_runbook(runbook, search)
     inv = open_inventory(inventory)
     values = gather_params(book, params, params_file, inv)
@@ -208,6 +219,8 @@ def _execute(
     resumed: bool = False,
     extra: dict[str, object] | None = None,
 ) -> RunResult:
+    from drp.engine.executor import Executor
+
     emit, gatekeeper = _sinks(writer, output, options.operator, interactive())
     factory, local = _transports(options)
     executor = Executor(
@@ -331,6 +344,8 @@ def _serial(text: str | None) -> int | str | None:
 
 
 def _load_for_resume(run_state: RunState, allow_changed: bool) -> Runbook:
+    from drp.runbook import load_runbook
+
     path = Path(run_state.runbook_path)
     if not path.is_file():
         raise JournalError(f"the runbook of run {run_state.run_id} is gone: {path}")
@@ -385,6 +400,8 @@ def resume(
     from drp.redact import MASK
 
     base = {k: v for k, v in run_state.params.items() if v != MASK and v is not None}
+    from drp.engine.plan import build_plan
+
     password = _become_password(ask_become_pass)
     values = gather_params(book, param, None, inv, base=base)
     the_plan = build_plan(

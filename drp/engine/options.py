@@ -6,6 +6,8 @@ with scripted answers. The engine only ever calls ``decide``.
 
 from __future__ import annotations
 
+import getpass
+import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -78,3 +80,12 @@ class HostResume:
     done: frozenset[str] = frozenset()
     in_doubt: frozenset[str] = frozenset()
     captures: dict[str, object] = field(default_factory=dict)
+
+
+def default_operator() -> str:
+    """``user@machine`` of whoever runs drp (overridable with ``--operator``)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

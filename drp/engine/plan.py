@@ -9,8 +9,6 @@ just before they run.
 from __future__ import annotations
 
 import fnmatch
-import getpass
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +20,6 @@ from drp.runbook.model import RetryPolicy, Step
 from drp.runbook.params import Params
 from drp.runbook.template import Placeholder, TemplateProblem, evaluate, references, render
 from drp.runbook.template import compile_check as _compile
-
-
-def default_operator() -> str:
-    """``user@machine`` of whoever runs drp (overridable with ``--operator``)."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from drp.durations import Duration
+from drp.fields import Duration
 
 _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drp.durations import Duration
+from drp.fields import Duration
 
 STEP_ID = r"^[a-z0-9][a-z0-9_.-]*$"
 NAME = r"^[a-z0-9][a-z0-9_-]*$"
