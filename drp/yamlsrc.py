@@ -218,8 +218,8 @@ def problems_from(
     """Turn a pydantic ValidationError into located Problems, one per error."""
     problems: list[Problem] = []
     for error in exc.errors(include_url=False):
-        loc: Loc = (*prefix, *(p for p in error["loc"] if not _is_union_tag(p)))
         kind = error["type"]
+        loc: Loc = (*prefix, *_data_loc(source.data, prefix, error["loc"], kind == "missing"))
         message = str(error["msg"])
         hint = ""
         if kind == "extra_forbidden":
@@ -265,8 +265,33 @@ def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
     return merged
 
 
-def _is_union_tag(part: str | int) -> bool:
-    """pydantic puts union member names in ``loc`` (e.g. ``function-after[...]``)."""
-    return isinstance(part, str) and (
-        "[" in part or part in {"str", "int", "list", "dict", "bool", "float"}
-    )
+def _data_loc(data: Any, prefix: Loc, raw: tuple[str | int, ...], missing: bool) -> Loc:
+    """Keep the parts of pydantic's ``loc`` that name keys and indexes in the data.
+
+    pydantic also puts union member names in ``loc`` (``str``, ``literal['a']``,
+    ``function-after[...]``); they are not in the document, so they are dropped.
+    A "missing" error ends with a key that is, by definition, not there: kept.
+    """
+    node = data
+    for part in prefix:
+        node = _child(node, part)
+    kept: list[str | int] = []
+    for index, part in enumerate(raw):
+        child = _child(node, part)
+        if child is not _ABSENT:
+            kept.append(part)
+            node = child
+        elif missing and index == len(raw) - 1:
+            kept.append(part)
+    return tuple(kept)
+
+
+_ABSENT = object()
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict) and part in node:
+        return node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _ABSENT
