@@ -21,7 +21,7 @@ from drp.engine.options import Decision
 from drp.engine.plan import PlannedStep
 from drp.engine.retry import AttemptFailed
 from drp.results import CommandResult, HostStatus
-from drp.runbook.model import Until
+from drp.runbook.model import PutSpec, Until
 
 if TYPE_CHECKING:
     from drp.engine.hostrun import HostRun
@@ -294,28 +294,41 @@ def _put(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     return ActionOutcome(result, f"{dest}: {'written' if changed else 'already up to date'}")
 
 
-def _install_script(spec: object, dest: str, staging: str, run_id: str) -> str:
-    from drp.runbook.model import PutSpec
+def _install_script(spec: PutSpec, dest: str, staging: str, run_id: str) -> str:
+    """Shell that installs the uploaded file: backup, mode, owner, then an atomic rename.
 
-    assert isinstance(spec, PutSpec)
+    Every intermediate file is made by ``mktemp`` in the destination's directory, so a
+    symlink planted at a predictable name cannot redirect a write made as root.
+    """
     q_dest, q_tmp = shlex.quote(dest), shlex.quote(staging)
-    q_new = shlex.quote(dest + ".drp-new")
     lines = [
         "set -e",
         f"if [ -f {q_dest} ] && cmp -s {q_tmp} {q_dest}; then rm -f {q_tmp}; "
         "echo UNCHANGED; exit 0; fi",
+        f'dir="$(dirname {q_dest})"',
+        'mkdir -p "$dir"',
     ]
     if spec.backup:
         q_bak = shlex.quote(backup_path(dest, run_id))
-        lines.append(f"if [ -e {q_dest} ] && [ ! -e {q_bak} ]; then cp -p {q_dest} {q_bak}; fi")
-    lines.append(f'mkdir -p "$(dirname {q_dest})"')
-    lines.append(f"cp {q_tmp} {q_new}")
+        lines.append(
+            f'if [ -e {q_dest} ]; then old="$(mktemp "$dir/.drp-bak.XXXXXX")"; '
+            f'cp -p {q_dest} "$old"; mv -n "$old" {q_bak}; rm -f "$old"; fi'
+        )
+    lines.append('new="$(mktemp "$dir/.drp-new.XXXXXX")"')
+    lines.append(f'cat {q_tmp} > "$new"')
+    # without mode/owner, a replaced file keeps its own; a new one gets 0644
+    lines.append(f'[ ! -e {q_dest} ] || chown --reference={q_dest} "$new" 2>/dev/null || true')
     if spec.mode:
-        lines.append(f"chmod {shlex.quote(spec.mode)} {q_new}")
+        lines.append(f'chmod {shlex.quote(spec.mode)} "$new"')
+    else:
+        lines.append(
+            f'if [ -e {q_dest} ]; then chmod --reference={q_dest} "$new"; '
+            'else chmod 0644 "$new"; fi'
+        )
     if spec.owner or spec.group:
         owner = f"{spec.owner or ''}:{spec.group or ''}".rstrip(":")
-        lines.append(f"chown {shlex.quote(owner)} {q_new}")
-    lines += [f"mv -f {q_new} {q_dest}", f"rm -f {q_tmp}", "echo WRITTEN"]
+        lines.append(f'chown {shlex.quote(owner)} "$new"')
+    lines += [f'mv -f "$new" {q_dest}', f"rm -f {q_tmp}", "echo WRITTEN"]
     return "\n".join(lines)
 
 
@@ -328,5 +341,5 @@ def rollback_command(hr: HostRun, ps: PlannedStep) -> str | None:
         dest = hr.render(spec.dest, shell=False)
         q_dest = shlex.quote(dest)
         q_bak = shlex.quote(backup_path(dest, hr.shared.options.run_id))
-        return f"if [ -e {q_bak} ]; then cp -p {q_bak} {q_dest}; fi"
+        return f"if [ -f {q_bak} ] && [ ! -L {q_bak} ]; then cp -p {q_bak} {q_dest}; fi"
     return None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sshd import SshServer
 
-from integration.test_run_support import Lab, combined, new_lab
+from integration.support import Lab, combined, new_lab
 
 pytestmark = pytest.mark.integration
 

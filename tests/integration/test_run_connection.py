@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sshd import SshServer
 
-from integration.test_run_support import Lab, alive, new_lab, read_pid, stop, wait_until
+from integration.support import Lab, alive, new_lab, read_pid, stop, wait_until
 
 pytestmark = pytest.mark.integration
 

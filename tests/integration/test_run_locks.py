@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sshd import SshServer
 
-from integration.test_run_support import Lab, combined, new_lab, read_pid, stop
+from integration.support import Lab, combined, new_lab, read_pid, stop
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from sshd import SshServer
 from typer.testing import CliRunner
 
 from drp.cli.app import app
-from integration.test_run_support import Lab, alive, combined, new_lab, read_pid, wait_until
+from integration.support import Lab, alive, combined, new_lab, read_pid, wait_until
 
 pytestmark = pytest.mark.integration
 

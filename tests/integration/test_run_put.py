@@ -1,0 +1,72 @@
+"""``put`` over real SSH: atomic install, mode, backup, idempotence, rollback, no symlink games."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from sshd import SshServer
+
+from integration.support import Lab, combined, new_lab
+
+pytestmark = pytest.mark.integration
+
+BOOK = """\
+name: put-demo
+targets: all
+params:
+  motd: {type: string, default: hello}
+  fail: {type: bool, default: false}
+steps:
+  - id: config
+    put:
+      dest: "{{ vars.dir }}/etc/app.conf"
+      content: "motd={{ params.motd }}\\nhost={{ host.name }}\\n"
+      template: true
+      mode: "0640"
+  - id: boom
+    run: "test {{ params.fail }} = false"
+    on_failure: rollback
+"""
+
+
+@pytest.fixture
+def lab(tmp_path: Path, sshd: SshServer) -> Lab:
+    return new_lab(tmp_path, sshd)
+
+
+def test_put_installs_backs_up_is_idempotent_and_rolls_back(lab: Lab) -> None:
+    book = lab.runbook(BOOK)
+    conf = lab.root / "etc" / "app.conf"
+    first = lab.run(book)
+    assert first.returncode == 0, combined(first)
+    assert conf.read_text() == "motd=hello\nhost=h1\n"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o640
+
+    again = lab.run(book, "--new")
+    assert again.returncode == 0, combined(again)
+    assert "already up to date" in again.stdout
+    assert not list(conf.parent.glob("app.conf.drp-bak-*"))  # nothing replaced, nothing saved
+
+    changed = lab.run(book, "--new", "-p", "motd=bye", "-p", "fail=true")
+    assert changed.returncode == 1, combined(changed)
+    backups = list(conf.parent.glob("app.conf.drp-bak-*"))
+    assert len(backups) == 1 and backups[0].read_text() == "motd=hello\nhost=h1\n"
+    assert conf.read_text() == "motd=hello\nhost=h1\n"  # the rollback restored the backup
+    assert not list(conf.parent.glob(".drp-*")), "no temporary file left behind"
+
+
+def test_put_does_not_write_through_a_planted_symlink(lab: Lab) -> None:
+    book = lab.runbook(BOOK)
+    assert lab.run(book).returncode == 0
+    victim = lab.root / "victim"
+    victim.write_text("precious\n")
+    conf = lab.root / "etc" / "app.conf"
+    # a predictable staging name next to the destination would be written through as root
+    os.symlink(victim, conf.parent / "app.conf.drp-new")
+    result = lab.run(book, "--new", "-p", "motd=changed")
+    assert result.returncode == 0, combined(result)
+    assert victim.read_text() == "precious\n"
+    assert conf.read_text().startswith("motd=changed") and not conf.is_symlink()
