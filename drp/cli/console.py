@@ -89,6 +89,7 @@ class ConsoleSink:
         )
 
     def _run_resumed(self, event: Event) -> None:
+        self.width = max([len(h) for h in event.data.get("targets", [])] + [4])
         self.print(f"[bold]resuming[/] run [bold]{event.run_id}[/]")
 
     def _host_connected(self, event: Event) -> None:

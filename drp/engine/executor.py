@@ -71,7 +71,11 @@ def start_event(
         return Event(
             EventType.RUN_RESUMED,
             options.run_id,
-            data={"command_line": plan.redactor.text(options.command_line), **(extra or {})},
+            data={
+                "command_line": plan.redactor.text(options.command_line),
+                "targets": [h.name for h in plan.hosts],
+                **(extra or {}),
+            },
         )
     book = plan.runbook
     return Event(
