@@ -246,18 +246,30 @@ def _finish(result: RunResult) -> None:
     raise typer.Exit(int(EXIT_FOR.get(result.status, ExitCode.STEP_FAILED)))
 
 
+def _started_with(path: Path) -> dict[str, Any]:
+    """The data of a journal's first record (run.started), read without the whole file."""
+    try:
+        with path.open("rb") as handle:
+            first = json.loads(handle.readline())
+    except (OSError, ValueError):
+        return {}
+    data = first.get("data") if isinstance(first, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 def _unfinished(state: Path, plan: Plan) -> str | None:
     """An unfinished run of the same runbook on one of the same hosts, if there is one."""
     wanted = {h.name for h in plan.hosts}
     for run_id in reversed(list_run_ids(state)):
         folder = run_dir(state, run_id)
+        header = _started_with(journal_path(folder))
+        if header.get("runbook") != plan.runbook.name or not wanted & set(
+            header.get("targets") or []
+        ):
+            continue  # only the journals that may matter are read whole
         journal = read_journal(journal_path(folder))
         status = replay(journal.records, locked=lock_holder(folder) is not None)
-        if (
-            status.runbook == plan.runbook.name
-            and wanted & set(status.targets)
-            and status.status in UNFINISHED
-        ):
+        if status.status in UNFINISHED:
             return run_id
     return None
 

@@ -73,14 +73,14 @@ def acquire(run: Runner, host: str, lock_dir: str, holder: Holder) -> None:
 
 
 def release(run: Runner, lock_dir: str, run_id: str) -> bool:
-    """Release the lock if this run holds it; True when released."""
+    """Release the lock if this run holds it (one command); True when released."""
     q_dir = shlex.quote(lock_dir)
-    result = run(f"cat {q_dir}/holder 2>/dev/null")
-    current = parse_holder(result.stdout) if result.stdout.strip() else None
-    if current is None or current.run_id != run_id:
-        return False
-    run(f"rm -f {q_dir}/holder && rmdir {q_dir}")
-    return True
+    mine = shlex.quote(json.dumps({"run": run_id})[1:-1])  # '"run": "ID"' as acquire wrote it
+    result = run(
+        f"grep -qF {mine} {q_dir}/holder 2>/dev/null && rm -f {q_dir}/holder && rmdir {q_dir} "
+        "&& echo RELEASED"
+    )
+    return "RELEASED" in result.stdout
 
 
 def force_release(run: Runner, lock_dir: str) -> Holder | None:

@@ -12,12 +12,13 @@ steps), ``run`` (id, runbook, operator, dry_run).
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 NAMESPACES = ("params", "host", "vars", "captures", "run")
@@ -104,11 +105,16 @@ def references(tree: nodes.Template) -> Iterator[Reference]:
             yield Reference(name_node.name, None)
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str, shell: bool) -> Template:
+    """Templates compile once per process: a plan renders each one for every host."""
+    return (SHELL if shell else TEXT).from_string(source)
+
+
 def render(source: str, context: Mapping[str, Any], *, shell: bool) -> str:
     """Render a template; shell templates quote every substituted value."""
-    env = SHELL if shell else TEXT
     try:
-        return env.from_string(source).render(context)
+        return _compiled(source, shell).render(context)
     except TemplateError as exc:
         raise TemplateProblem(f"cannot render {source!r}: {exc.message}") from None
 
