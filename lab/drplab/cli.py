@@ -80,11 +80,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     image = build_image(BuildConfig())
     built = time.monotonic() - started
     guest = Guest(image, name=name, detached=True, memory_mib=args.memory)
-    guest.start(wait=True, timeout=args.timeout)
+    guest.start(wait=False)
     assert guest.workdir is not None
     assert guest.proc is not None
     inventory = Path(args.inventory).expanduser().resolve()
-    guest.write_inventory(inventory)
     state = {
         "name": name,
         "pid": guest.proc.pid,
@@ -99,10 +98,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         "image": str(image.path),
         "started": time.time(),
     }
+    # Recorded before the wait, so `down` can clean up an interrupted `up`.
     _state_path(name).write_text(json.dumps(state, indent=2), encoding="utf-8")
+    try:
+        guest.wait_ssh(args.timeout)
+    except BaseException:
+        guest.stop()
+        _state_path(name).unlink(missing_ok=True)
+        raise
+    boot = time.monotonic() - started - built
+    guest.write_inventory(inventory)
     guest.release()
     ssh = " ".join(_ssh_argv(state))
-    boot = guest.timings["boot_to_ssh"]
     print(
         f"lab host {name} is up: image {built:.0f}s, boot to SSH {boot:.0f}s\n"
         f"  inventory:   {inventory}  (host {name!r}, port {guest.port})\n"

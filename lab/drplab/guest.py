@@ -539,8 +539,7 @@ class Guest:
 
     def _check_alive(self) -> None:
         if not self.alive():
-            tail = self.console_log.read_text(errors="replace")[-2000:] if self.workdir else ""
-            raise LabError(f"QEMU exited; console tail:\n{tail}")
+            raise LabError(f"QEMU exited; console tail:\n{self.console_tail()}")
 
     def wait_ssh(self, timeout: float = 600.0) -> None:
         """Wait until ``ssh true`` succeeds."""
@@ -549,7 +548,21 @@ class Guest:
             self._check_alive()
             return self.ssh("true", timeout=20, connect_timeout=5).returncode == 0
 
-        wait_until(ready, timeout, interval=1.0, what=f"SSH on {ADDRESS}:{self.port}")
+        try:
+            wait_until(ready, timeout, interval=1.0, what=f"SSH on {ADDRESS}:{self.port}")
+        except WaitTimeoutError as exc:
+            last = self.ssh("true", timeout=20, connect_timeout=5)
+            raise LabError(
+                f"{exc}\nlast ssh error: {last.stderr.strip()}\n"
+                f"console tail:\n{self.console_tail()}"
+            ) from exc
+
+    def console_tail(self, chars: int = 3000) -> str:
+        """The end of the console transcript (for error messages)."""
+        try:
+            return self.console_log.read_text(errors="replace")[-chars:]
+        except (OSError, LabError):
+            return ""
 
     def boot_id(self) -> str:
         """The guest kernel's boot id (changes at every boot)."""

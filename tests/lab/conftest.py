@@ -36,7 +36,8 @@ _TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "ssh", "
 def _missing() -> str | None:
     missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
     if missing:
-        return f"lab needs {', '.join(missing)} (apt-get install qemu-system-x86 qemu-utils debootstrap)"
+        hint = "apt-get install qemu-system-x86 qemu-utils debootstrap"
+        return f"lab needs {', '.join(missing)} ({hint})"
     if os.geteuid() != 0:
         return "lab image build needs root (debootstrap, chroot)"
     return None
