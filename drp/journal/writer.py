@@ -4,6 +4,13 @@
 ``os.fsync``), so the engine can emit an event *before* the side effect it
 announces: the journal is the checkpoint and the audit log.
 
+One exception: a ``step.attempt`` record (the result of a command that already ran)
+is flushed but its fsync is left to the next record, which always comes before the
+next command with side effects (``step.finished``, ``step.started``,
+``rollback.started``); only read-only ``verify`` and guard commands may run in
+between. A crash in that window leaves the step *in doubt*, exactly as a crash
+during the command does. It saves one fsync per step.
+
 One process at a time writes a run's journal. The writer holds a non-blocking
 ``fcntl.flock`` on ``<run dir>/.lock`` and writes its holder (pid, operator, start
 time) into that file; a second writer gets :class:`LockedError` naming the holder.
@@ -26,13 +33,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from drp.engine.events import Event
+from drp.engine.events import Event, EventType
 from drp.errors import JournalError, LockedError
 from drp.journal.paths import EVENTS, LOCK, validate_run_id
 from drp.journal.reader import parse_bytes, verify
 from drp.journal.record import GENESIS, build_record, dump_line, format_ts
 
 _LOCK_TRIES = 5
+_FSYNC_WITH_NEXT = frozenset({EventType.STEP_ATTEMPT})
 
 
 @dataclass(frozen=True)
@@ -220,7 +228,7 @@ class JournalWriter:
         return self._seq
 
     def append(self, event: Event) -> dict[str, Any]:
-        """Write ``event`` as the next record, fsync it, and return the stored dict."""
+        """Write ``event`` as the next record, fsync it (see above), return the stored dict."""
         with self._mutex:
             if self._lock_fd is None:
                 raise JournalError(f"journal of run {self.run_id} is closed")
@@ -233,7 +241,8 @@ class JournalWriter:
             try:
                 self._handle.write(data)
                 self._handle.flush()
-                os.fsync(self._handle.fileno())
+                if event.type not in _FSYNC_WITH_NEXT:
+                    os.fsync(self._handle.fileno())
             except OSError as err:
                 raise JournalError(f"cannot write journal {self.path}: {err}") from None
             self._seq = record["seq"]
@@ -248,6 +257,7 @@ class JournalWriter:
             if self._lock_fd is None:
                 return
             with contextlib.suppress(OSError):
+                os.fsync(self._handle.fileno())
                 self._handle.close()
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
