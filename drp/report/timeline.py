@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from drp.durations import format_duration
 from drp.engine.events import EventType as T
 from drp.journal import LOCAL_HOST, Record
 
@@ -128,20 +129,8 @@ def first_line(text: str) -> str:
 
 
 def fmt_seconds(seconds: float | None) -> str:
-    """``0.9s``, ``4m 10s``, ``20h 0m``, ``2d 3h``."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    s = round(seconds)
-    d, rem = divmod(s, 86400)
-    h, rem = divmod(rem, 3600)
-    m, sec = divmod(rem, 60)
-    if d:
-        return f"{d}d {h}h"
-    if h:
-        return f"{h}h {m}m"
-    return f"{m}m {sec}s"
+    """A duration as the console writes it (``0.9s``, ``4m10s``, ``20h00m``); ``-`` if unknown."""
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def union_seconds(waits: Sequence[Wait]) -> float:

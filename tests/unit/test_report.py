@@ -48,14 +48,14 @@ def state(tmp_path: Path) -> Path:
 def test_md_has_milestones_with_times(state: Path) -> None:
     md = report(load_run(state, SAMPLE_RUN), "md")
     assert "Sat 21 Nov 23:41  db1  fail-and-remove     changed (0.9s)" in md
-    assert "Sun 22 Nov 19:41  db1  datacenter-swap     approved by bob@desk after 20h 0m" in md
+    assert "Sun 22 Nov 19:41  db1  datacenter-swap     approved by bob@desk after 20h00m" in md
     assert "run resumed by bob@desk" in md and "run finished: failed" in md
-    assert "Sun 22 Nov 19:42  db1  reboot              ok (1m 0s)" in md
+    assert "Sun 22 Nov 19:42  db1  reboot              ok (1m00s)" in md
     assert "hash chain verified (32 records)" in md
     assert "token=********" in md and "9c1e" in md
     assert "drp resume 20261121 --approve datacenter-swap" in md
     assert "exit 255" in md and "Connection timed out" in md  # the retry
-    assert "approved by **bob@desk** after waiting 20h 0m: new disk in bay 2" in md
+    assert "approved by **bob@desk** after waiting 20h00m: new disk in bay 2" in md
 
 
 def test_human_vs_machine_split(state: Path) -> None:
