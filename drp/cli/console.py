@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -66,10 +67,15 @@ class ConsoleSink:
         self.host_status: dict[str, str] = {}
         self.started = time.monotonic()
         self.names: dict[str, str] = {}
+        self.host_began: dict[str, datetime] = {}
+        self.host_last: dict[str, datetime] = {}
         self.width = 12
 
     def __call__(self, event: Event) -> None:
         with self.lock:
+            if event.host:
+                self.host_began.setdefault(event.host, event.ts)
+                self.host_last[event.host] = event.ts
             handler = getattr(self, "_" + event.type.value.replace(".", "_"), None)
             if handler is not None:
                 handler(event)
@@ -236,16 +242,19 @@ class ConsoleSink:
             self.progress = None
         hosts: dict[str, str] = dict(event.data.get("hosts", {}))
         table = Table(title=f"run {event.run_id}: {event.outcome}", title_justify="left")
-        for column in ("host", "status", "ok", "skipped", "failed"):
+        for column in ("host", "status", "ok", "skipped", "failed", "duration"):
             table.add_column(column)
         for host, status in hosts.items():
             counts = self.counts[host]
+            began, last = self.host_began.get(host), self.host_last.get(host)
+            took = format_duration((last - began).total_seconds()) if began and last else "-"
             table.add_row(
                 host,
                 status,
                 str(counts["ok"] + counts["changed"]),
                 str(counts["skipped"]),
                 str(counts["failed"]),
+                took,
             )
         self.console.print(table)
         self.console.print(f"elapsed {format_duration(time.monotonic() - self.started)}")
