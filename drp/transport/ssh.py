@@ -216,7 +216,13 @@ class SshTransport:
         started = datetime.now(UTC)
         clock = time.monotonic()
         transport = self._transport()
-        run = _Running(self._open_exec(transport, command))
+        try:
+            channel = self._open_session(transport)
+        except ConnectError:  # the command never left: an idle link died; reopen it once
+            self.connect()
+            transport = self._transport()
+            channel = self._open_session(transport)
+        run = _Running(self._exec(channel, transport, command))
         with self._lock:
             self._runs[id(run)] = run
         try:
@@ -242,9 +248,17 @@ class SshTransport:
             duration=time.monotonic() - clock,
         )
 
-    def _open_exec(self, transport: paramiko.Transport, command: str) -> paramiko.Channel:
+    def _open_session(self, transport: paramiko.Transport) -> paramiko.Channel:
         try:
-            channel = transport.open_session(timeout=self._host.connect_timeout)
+            return transport.open_session(timeout=self._host.connect_timeout)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self._dropped(transport)
+            raise ConnectError(self.host, f"connection lost: {exc}") from None
+
+    def _exec(
+        self, channel: paramiko.Channel, transport: paramiko.Transport, command: str
+    ) -> paramiko.Channel:
+        try:
             channel.exec_command(wrap_with_pid(command))
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self._dropped(transport)

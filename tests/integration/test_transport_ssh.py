@@ -184,6 +184,19 @@ def test_dropped_connection_raises_connect_error_then_reconnects(sshd_fresh: Ssh
         transport.close()
 
 
+def test_idle_connection_that_died_is_reopened_without_an_error(sshd_fresh: SshServer) -> None:
+    sshd = sshd_fresh
+    transport = SshTransport(sshd.host())
+    try:
+        assert transport.run("echo one").stdout == "one\n"
+        before = sshd.accepted_logins()
+        assert sshd.kill_sessions() >= 1  # the link dies while nothing runs
+        assert transport.run("echo two").stdout == "two\n"  # no ConnectError: it never left
+        assert sshd.accepted_logins() == before + 1
+    finally:
+        transport.close()
+
+
 def test_connect_refused_everywhere_lists_each_address(sshd: SshServer) -> None:
     host = sshd.host(address="127.0.0.9", fallback=(Address("127.0.0.8", sshd.port),))
     with pytest.raises(ConnectError) as caught:
