@@ -98,7 +98,7 @@ def chart(t: Timeline, tz: tzinfo = UTC) -> str:
             f'<rect class="gap" x="{x0:.1f}" y="0" width="{GAP_PX:.0f}" height="{height - 20:.0f}"'
             ' fill="#fff4d6" stroke="#e0a000" stroke-dasharray="4 3"/>'
             f'<text x="{x0 + GAP_PX / 2:.1f}" y="{height - 6:.0f}" font-size="11" '
-            f'text-anchor="middle">⏸ {_e(fmt_seconds((b - a).total_seconds()))}</text>'
+            f'text-anchor="middle">human wait {_e(fmt_seconds((b - a).total_seconds()))}</text>'
         )
     for i, row in enumerate(t.rows):
         y = 10 + i * LANE_PX
