@@ -119,7 +119,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"  console:     socat -,raw,echo=0 UNIX-CONNECT:{guest.console_socket}"
         f"  (root password: {image.root_password})\n"
         f"  QMP:         {guest.qmp_socket}\n"
-        f"  run drp:     drp ... --inventory {inventory}  (target host {name})\n"
+        f"  run drp:     drp run RUNBOOK --inventory {inventory} --host {name} [--dry-run]\n"
+        f"               (e.g. drp run raid-rebuild -i {inventory} -H {name} -n)\n"
         f"  stop:        python -m drplab down {name}"
     )
     return 0
