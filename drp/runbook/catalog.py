@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from drp.errors import Problem, RunbookError
@@ -25,13 +24,10 @@ class Entry:
 
 
 def builtin_dir() -> Path:
-    """Built-in runbooks: the ``drp.builtin_runbooks`` package, or ``runbooks/`` in a checkout."""
-    try:
-        packaged = Path(str(resources.files("drp.builtin_runbooks")))
-        if packaged.is_dir():
-            return packaged
-    except ModuleNotFoundError:
-        pass
+    """Built-in runbooks: installed as ``drp/builtin_runbooks``, or ``runbooks/`` in a checkout."""
+    installed = Path(__file__).resolve().parents[1] / "builtin_runbooks"
+    if installed.is_dir():
+        return installed
     return Path(__file__).resolve().parents[2] / "runbooks"
 
 
