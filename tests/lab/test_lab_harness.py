@@ -159,3 +159,39 @@ def test_inventory_known_hosts_and_link(
     assert guest.ssh("true", timeout=30, connect_timeout=5).returncode != 0
     guest.set_link(True)
     guest.wait_ssh(120)
+
+
+def test_replaced_disk_boots_alone(lab_guest: Guest) -> None:
+    """The lab supports the whole disk swap: a hot-inserted disk, once partitioned,
+    resynced and given GRUB, boots the machine with the other disk pulled."""
+    guest = lab_guest
+    survivor = "/dev/disk/by-id/virtio-" + guest.image.disk_serials[0]
+    guest.pull_disk("disk1")
+    guest.ssh("echo swap > /root/swap && sync", check=True)
+    wait_until(lambda: "[U_]" in mdstat(guest), 60, what="md0 degraded")
+    guest.ssh("mdadm /dev/md0 --remove detached", check=True)
+
+    new = guest.insert_blank_disk("disk2", size="2G", serial="DRPLAB-NEW0")
+    wait_until(lambda: guest.ssh(f"test -b {new.by_id}").returncode == 0, 60, what=new.by_id)
+    guest.ssh(
+        f"sgdisk -R {new.by_id} {survivor} && sgdisk -G {new.by_id}"
+        f" && blockdev --rereadpt {new.by_id}; udevadm settle",
+        check=True,
+    )
+    wait_until(
+        lambda: guest.ssh(f"test -b {new.by_id}-part2").returncode == 0, 60, what="new partitions"
+    )
+    guest.ssh(f"mdadm /dev/md0 --add {new.by_id}-part2", check=True)
+    guest.ssh("mdadm --wait /dev/md0; true", timeout=900)
+    assert "[UU]" in mdstat(guest)
+    guest.ssh(f"grub-install {new.by_id}", check=True, timeout=300)
+
+    old_boot = guest.boot_id()
+    guest.pull_disk("disk0")
+    guest.power_cycle(timeout=900)
+    assert guest.boot_id() != old_boot
+    disks = guest.ssh("ls /dev/disk/by-id/", check=True).stdout.split()
+    assert "virtio-DRPLAB-NEW0" in disks
+    assert not any(d.startswith("virtio-DRPLAB-DISK") for d in disks)
+    assert guest.ssh("cat /root/swap", check=True).stdout.strip() == "swap"
+    assert guest.ssh("findmnt -no SOURCE /", check=True).stdout.strip() == "/dev/md0"
