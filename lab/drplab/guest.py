@@ -312,6 +312,8 @@ class Guest:
             write_known_hosts(
                 self.known_hosts, [known_hosts_line(self.image.host_key, self.port, ADDRESS)]
             )
+            for stale in (self.qmp_socket, self.console_socket):
+                stale.unlink(missing_ok=True)
             qemu_log = self._path("qemu.log").open("ab")
             try:
                 self.proc = subprocess.Popen(
@@ -323,18 +325,10 @@ class Guest:
                 )
             finally:
                 qemu_log.close()
-            try:
-                wait_until(
-                    self._qemu_up,
-                    30,
-                    interval=0.05,
-                    what="QEMU's QMP socket",
-                )
-                if self.alive():
-                    self._qmp = QMP(self.qmp_socket)
-                    return
-            except WaitTimeoutError:
-                pass
+            with contextlib.suppress(WaitTimeoutError):
+                wait_until(self._qmp_connected, 30, interval=0.05, what="QEMU's QMP socket")
+            if self._qmp is not None:
+                return
             text = self._path("qemu.log").read_text(errors="replace")
             self._kill()
             if "hostfwd" not in text and "Could not set up host forwarding" not in text:
@@ -342,8 +336,17 @@ class Guest:
             log.info("port %d was taken, retrying", self.port)
         raise LabError("could not start QEMU on a free port")
 
-    def _qemu_up(self) -> bool:
-        return self.proc is None or self.proc.poll() is not None or self.qmp_socket.exists()
+    def _qmp_connected(self) -> bool:
+        """Poll: connect QMP once QEMU listens; True also when QEMU has exited."""
+        if not self.alive():
+            return True
+        if not self.qmp_socket.exists():
+            return False
+        try:
+            self._qmp = QMP(self.qmp_socket)
+        except (OSError, QMPError):
+            return False
+        return True
 
     def _kill(self) -> None:
         proc = self.proc
