@@ -14,6 +14,12 @@ Fixtures:
     ``write_lab_inventory(guest, path=None, host=None) -> Path`` for tests that
     start guests of their own or want another host name.
 
+pytest-timeout (``timeout = 300`` in pyproject) counts fixture setup: the first
+test of a session may build the image (~3 min) and every guest boots in ~45 s
+(minutes on a loaded machine), so lab test modules set their own limit::
+
+    pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+
 Without QEMU/debootstrap (or not root) lab tests skip, unless
 ``DRP_LAB_REQUIRED=1`` (CI) turns that into a failure.
 """
