@@ -301,7 +301,8 @@ class HostRun:
                 ps.id,
                 outcome=StepStatus.SKIPPED.value,
                 message="already done in an earlier session of this run",
-                data={"reason": "done"},
+                # carried forward: the journal fold keeps a step's captures from its last end
+                data={"reason": "done", "captures": self._step_captures(ps)},
             )
             return
         if ps.step.when and not self._when(ps):
@@ -353,10 +354,15 @@ class HostRun:
         except AttemptFailed as exc:
             return f"<cannot render: {exc}>"
 
-    def _finish(self, ps: PlannedStep, status: StepStatus, started: float, message: str) -> None:
+    def _step_captures(self, ps: PlannedStep) -> dict[str, Any]:
+        """The captures of ``ps`` as the journal records them (masked when sensitive)."""
         captures = {k: v for k, v in self.captures.items() if k in ps.step.capture}
         if ps.step.sensitive:
             captures = dict.fromkeys(captures, SENSITIVE)
+        return captures
+
+    def _finish(self, ps: PlannedStep, status: StepStatus, started: float, message: str) -> None:
+        captures = self._step_captures(ps)
         self.emit(
             EventType.STEP_FINISHED,
             ps.id,
