@@ -18,9 +18,10 @@ from rich.table import Table
 from drp.errors import ExitCode, InputError
 from drp.journal import list_run_ids, read_journal, resolve_run, state_dir, verify
 from drp.journal.paths import journal_path, run_dir
-from drp.journal.record import format_ts
+from drp.journal.record import Record, format_ts
 from drp.report import EXPORT_FORMATS, FORMATS, RunFilter, export, list_runs, load_run, report
-from drp.report.timeline import fmt_seconds
+from drp.report.summary import RunData
+from drp.report.timeline import build_timeline, fmt_seconds
 from drp.results import RunStatus
 
 app = typer.Typer(
@@ -124,19 +125,80 @@ def list_cmd(
 def show_cmd(
     run: RunArg,
     state: StateDir = None,
-    step: Annotated[str | None, typer.Option(help="Only events of this step.")] = None,
+    step: Annotated[str | None, typer.Option(help="Only this step.")] = None,
     output: Annotated[bool, typer.Option("--output", help="Show captured stdout/stderr.")] = False,
+    events: Annotated[bool, typer.Option("--events", help="Every journal record.")] = False,
 ) -> None:
-    """Show the events of a run, one per line.
+    """Show a run: each step per host with outcome, attempts, times and who approved.
 
     Example: drp log show 20261121-2341 --step fail-and-remove --output
     """
     data = load_run(state_dir(state), run)
+    console = _console()
+    records = [r for r in data.journal.records if step is None or r.step == step]
+    table = _events_table(records) if events else _steps_table(data, step)
+    console.print(table)
+    if output:
+        for r in records:
+            for stream in ("stdout", "stderr"):
+                text = r.data.get(stream)
+                if isinstance(text, str) and text:
+                    console.rule(
+                        escape(
+                            f"seq {r.seq} {r.host or ''} {r.step or ''} "
+                            f"attempt {r.attempt or '?'} {stream}"
+                        )
+                    )
+                    console.print(text, markup=False)
+    for warning in data.journal.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _steps_table(data: RunData, step: str | None) -> Table:
+    timeline = build_timeline(data.journal.records)
+    table = Table(
+        "host",
+        "step",
+        "kind",
+        "outcome",
+        "tries",
+        "started (UTC)",
+        "took",
+        "notes",
+        title=f"run {data.state.run_id}: {data.state.runbook} ({data.state.status})",
+        title_justify="left",
+    )
+    for row in timeline.rows:
+        if step is not None and row.step != step:
+            continue
+        notes = []
+        if row.waited:
+            notes.append(f"waited {fmt_seconds(row.waited)} for a person")
+        if row.approved_by:
+            notes.append(f"approved by {row.approved_by}")
+        started = format_ts(row.start)[:-8].replace("T", " ") if row.start else ""
+        table.add_row(
+            *(
+                escape(x)
+                for x in (
+                    row.host,
+                    row.step,
+                    row.kind,
+                    row.outcome or "(not finished)",
+                    str(row.attempts or ""),
+                    started,
+                    fmt_seconds(row.duration),
+                    "; ".join(notes),
+                )
+            )
+        )
+    return table
+
+
+def _events_table(records: list[Record]) -> Table:
     table = Table(
         "seq", "time (UTC)", "type", "host", "step", "try", "outcome", "exit", "took", "message"
     )
-    console = _console()
-    records = [r for r in data.journal.records if step is None or r.step == step]
     for r in records:
         table.add_row(
             *(
@@ -155,21 +217,7 @@ def show_cmd(
                 )
             )
         )
-    console.print(table)
-    if output:
-        for r in records:
-            for stream in ("stdout", "stderr"):
-                text = r.data.get(stream)
-                if isinstance(text, str) and text:
-                    console.rule(
-                        escape(
-                            f"seq {r.seq} {r.host or ''} {r.step or ''} "
-                            f"attempt {r.attempt or '?'} {stream}"
-                        )
-                    )
-                    console.print(text, markup=False)
-    for warning in data.journal.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    return table
 
 
 @app.command("report")

@@ -145,6 +145,15 @@ def test_cli_list_show_report(state: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0 and "# Run " + OTHER in res.output
 
 
+def test_cli_show_steps_by_default_and_events_on_demand(state: Path) -> None:
+    steps = runner.invoke(app, ["show", "20261121", "--state-dir", str(state)])
+    assert steps.exit_code == 0
+    assert "waited 20h00m for a person; approved by bob@desk" in steps.output
+    assert "step.approved" not in steps.output
+    events = runner.invoke(app, ["show", "20261121", "--state-dir", str(state), "--events"])
+    assert events.exit_code == 0 and "step.approved" in events.output
+
+
 def test_cli_verify_and_export(state: Path) -> None:
     res = runner.invoke(app, ["verify", "--all", "--state-dir", str(state)])
     assert res.exit_code == 0 and res.output.count("ok ") == 2
