@@ -20,6 +20,7 @@ from drp.engine.events import EventType
 from drp.engine.options import Decision
 from drp.engine.plan import PlannedStep
 from drp.engine.retry import AttemptFailed
+from drp.errors import ConnectError, StepFailed
 from drp.results import CommandResult, HostStatus
 from drp.runbook.model import PutSpec, Until
 
@@ -176,8 +177,6 @@ def _report_progress(
 
 
 def _try_connect(hr: HostRun) -> bool:
-    from drp.errors import ConnectError
-
     try:
         hr.transport.connect()
     except ConnectError:
@@ -280,7 +279,9 @@ def _put(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     staging = f"/tmp/.drp-put-{secrets.token_hex(6)}"  # noqa: S108 - random name, mode 0600
     try:
         hr.transport.put(data, staging, mode=0o600)
-    except OSError as exc:
+    except ConnectError as exc:
+        raise AttemptFailed("connection", f"upload failed: {exc}") from None
+    except (StepFailed, OSError) as exc:
         raise AttemptFailed("exit", f"upload failed: {exc}") from None
     result = hr.exec(
         _install_script(spec, dest, staging, hr.shared.options.run_id),

@@ -219,6 +219,11 @@ class HostRun:
         except LockedError as exc:
             self.emit(EventType.LOCK_ACQUIRED, outcome="refused", message=str(exc))
             status = HostStatus.LOCKED
+        except DrpError as exc:  # a failure no step handled: this host stops, the others go on
+            self.emit(
+                EventType.HOST_FINISHED, outcome=HostStatus.FAILED.value, message=f"stopped: {exc}"
+            )
+            return HostStatus.FAILED
         if status in (HostStatus.OK, HostStatus.FAILED, HostStatus.REJECTED):
             self.drop_lock()
         self.emit(EventType.HOST_FINISHED, outcome=status.value)

@@ -23,6 +23,7 @@ from drp.engine.options import (
 )
 from drp.engine.plan import Plan, build_plan
 from drp.engine.retry import AttemptFailed, is_retryable
+from drp.errors import StepFailed
 from drp.inventory import load_inventory
 from drp.results import CommandResult, HostStatus, RunStatus
 from drp.runbook import load_runbook, resolve_params
@@ -541,3 +542,33 @@ def test_resume_runs_a_sensitive_capture_step_again_to_recover_its_value(tmp_pat
     }
     assert w.execute(resume=resume).status is RunStatus.OK
     assert w.fakes["h1"].commands == ["read-token", "use s3cret 7"]  # plain is not re-run
+
+
+# -- failures outside any step's handling ----------------------------------------------
+
+
+class RefusingPut(FakeTransport):
+    """A host whose file transfers fail (a full disk, a read-only file system)."""
+
+    def put(self, data: bytes, dest: str, *, mode: int | None = None) -> None:
+        raise StepFailed(f"{self.name}: put {dest} failed: No space left on device")
+
+
+def test_a_failed_upload_fails_the_step_not_the_run(tmp_path: Path) -> None:
+    w = world(
+        tmp_path,
+        """
+        name: t
+        targets: all
+        steps:
+          - {id: upload, put: {dest: /etc/x.conf, content: "x=1"}}
+          - {id: after, run: echo after}
+        """,
+        hosts=("h1", "h2"),
+    )
+    w.fakes["h1"] = RefusingPut("h1")
+    result = w.execute()
+    assert result.hosts == {"h1": HostStatus.FAILED, "h2": HostStatus.OK}
+    failed = w.of(EventType.STEP_FINISHED, host="h1", step="upload")
+    assert failed[0].outcome == "failed" and "No space left" in failed[0].message
+    assert "after" not in w.finished("h1") and w.finished("h2")["after"] == "ok"
