@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drp.engine import gates
 from drp.engine.events import EventType
 from drp.engine.options import Decision
 from drp.engine.plan import PlannedStep
 from drp.engine.retry import AttemptFailed
+from drp.engine.stops import HostStopped
 from drp.errors import ConnectError, StepFailed
 from drp.results import CommandResult, HostStatus
 from drp.runbook.model import PutSpec, Until
@@ -239,10 +241,8 @@ def _reboot(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
 def _manual(hr: HostRun, ps: PlannedStep) -> ActionOutcome:
     spec = ps.step.manual
     assert spec is not None
-    from drp.engine.hostrun import HostStopped
-
     text = hr.render(spec.instructions, shell=False)
-    answer = hr.gate(ps, "manual", text)
+    answer = gates.ask(hr, ps, "manual", text)
     if answer.decision is Decision.REJECT:
         raise HostStopped(
             HostStatus.REJECTED,

@@ -13,20 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drp.engine import actions
+from drp.engine import actions, gates
 from drp.engine.events import Event, EventType, Sink
 from drp.engine.lock import DEFAULT_LOCK_DIR, Holder, acquire, release
 from drp.engine.options import (
-    Decision,
-    GateAnswer,
-    GateKind,
-    GateRequest,
     HostResume,
     Operator,
     RunOptions,
 )
 from drp.engine.plan import Plan, PlannedStep
 from drp.engine.retry import AttemptFailed, RetryHooks, retrying
+from drp.engine.stops import HostStopped
 from drp.errors import Cancelled, CommandTimeout, ConnectError, DrpError, LockedError
 from drp.inventory import Host
 from drp.redact import Redactor
@@ -37,14 +34,6 @@ from drp.transport.command import wrap_become
 
 MAX_STORED_OUTPUT = 32 * 1024
 SENSITIVE = "<sensitive>"  # what the journal stores instead of a sensitive step's captures
-
-
-class HostStopped(Exception):
-    """Unwinds a host's run with the status it ended in."""
-
-    def __init__(self, status: HostStatus, message: str = "") -> None:
-        self.status = status
-        super().__init__(message)
 
 
 def clip(text: str) -> str:
@@ -319,7 +308,7 @@ class HostRun:
                 data={"reason": "when"},
             )
             return
-        if ps.id in self.resume.in_doubt and not self._settle_in_doubt(ps):
+        if ps.id in self.resume.in_doubt and not gates.settle_in_doubt(self, ps):
             return
         started = time.monotonic()
         self.emit(
@@ -383,77 +372,11 @@ class HostRun:
         except TemplateProblem as exc:
             raise HostStopped(HostStatus.FAILED, f"step {ps.id}: {exc}") from None
 
-    def _settle_in_doubt(self, ps: PlannedStep) -> bool:
-        """A step started in an earlier session but never finished: decide, never guess."""
-        if ps.step.unless:
-            return True  # its guard runs first and decides
-        policy = self.shared.options.in_doubt
-        if policy == "retry":
-            return True
-        if policy == "skip":
-            self.emit(
-                EventType.STEP_SKIPPED,
-                ps.id,
-                outcome=StepStatus.SKIPPED.value,
-                message="in doubt; skipped by the operator (--skip-in-doubt)",
-                data={"reason": "in-doubt"},
-            )
-            return False
-        text = (
-            f"Step {ps.id!r} started in an earlier session but its end was never recorded. "
-            "It may have run, partly or fully. Approve to run it again, reject to mark it "
-            "done and go on (non-interactively: drp resume "
-            f"{self.shared.options.run_id} --retry-in-doubt or --skip-in-doubt)."
-        )
-        answer = self.gate(ps, "in-doubt", text)
-        if answer.decision is Decision.APPROVE:
-            return True
-        if answer.decision is Decision.REJECT:
-            self.emit(
-                EventType.STEP_SKIPPED,
-                ps.id,
-                outcome=StepStatus.SKIPPED.value,
-                message=f"in doubt; marked done by {answer.by}",
-                data={"reason": "in-doubt"},
-            )
-            return False
-        raise HostStopped(
-            HostStatus.PAUSED,
-            f"step {ps.id} is in doubt: resume with --retry-in-doubt or --skip-in-doubt",
-        )
-
-    def gate(self, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
-        opts = self.shared.options
-        if ps.id in opts.approve:
-            answer = GateAnswer(Decision.APPROVE, opts.operator, f"--approve {ps.id}")
-        elif kind == "confirm" and opts.yes:
-            answer = GateAnswer(Decision.APPROVE, opts.operator, "--yes")
-        else:
-            self.emit(EventType.STEP_WAITING, ps.id, message=text, data={"kind": kind})
-            with self.shared.gate_lock:
-                self.check_cancel()
-                answer = self.shared.operator.decide(
-                    GateRequest(kind, self.host.name, ps.id, ps.step.title, text)
-                )
-        if answer.decision is Decision.APPROVE:
-            self.emit(
-                EventType.STEP_APPROVED,
-                ps.id,
-                data={"by": answer.by, "note": answer.note, "kind": kind},
-            )
-        elif answer.decision is Decision.REJECT:
-            self.emit(
-                EventType.STEP_REJECTED,
-                ps.id,
-                data={"by": answer.by, "note": answer.note, "kind": kind},
-            )
-        return answer
-
     def _attempt_all(self, ps: PlannedStep) -> tuple[StepStatus, str, CommandResult | None]:
         if ps.step.unless and self._guard_says_done(ps):
             return StepStatus.SKIPPED, "guard: already done", None
         if ps.destructive:
-            self._confirm(ps)
+            gates.confirm(self, ps)
         last: list[CommandResult | None] = [None]
         attempt = [0]
 
@@ -492,21 +415,6 @@ class HostRun:
                 raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
             raise HostStopped(HostStatus.FAILED, f"guard of {ps.id} failed: {exc}") from None
         return result.exit_code == 0
-
-    def _confirm(self, ps: PlannedStep) -> None:
-        prompt = (
-            ps.step.confirm
-            if isinstance(ps.step.confirm, str)
-            else (f"{ps.step.title} is destructive on {self.host.name}. Run it?")
-        )
-        answer = self.gate(ps, "confirm", self.render(prompt, shell=False))
-        if answer.decision is Decision.REJECT:
-            raise HostStopped(HostStatus.REJECTED, f"{ps.id}: refused by {answer.by}")
-        if answer.decision is Decision.PAUSE:
-            raise HostStopped(
-                HostStatus.PAUSED,
-                f"{ps.id} needs confirmation: resume with --yes or --approve {ps.id}",
-            )
 
     def _verify(self, ps: PlannedStep, attempt: int) -> None:
         for command in ps.step.verify:

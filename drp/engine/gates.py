@@ -1,0 +1,105 @@
+"""Gates: where a run waits for a person: manual steps, destructive steps, steps in doubt.
+
+A gate is answered by ``--approve STEP`` (any gate), ``--yes`` (confirmations only:
+a manual step is never approved in bulk), or the :class:`drp.engine.options.Operator`
+at the terminal. Every question and every answer is journaled with who gave it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from drp.engine.events import EventType
+from drp.engine.options import Decision, GateAnswer, GateKind, GateRequest
+from drp.engine.plan import PlannedStep
+from drp.engine.stops import HostStopped
+from drp.results import HostStatus, StepStatus
+
+if TYPE_CHECKING:
+    from drp.engine.hostrun import HostRun
+
+
+def ask(hr: HostRun, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
+    """Put a question to the operator (unless the command line answered it) and journal both."""
+    opts = hr.shared.options
+    if ps.id in opts.approve:
+        answer = GateAnswer(Decision.APPROVE, opts.operator, f"--approve {ps.id}")
+    elif kind == "confirm" and opts.yes:
+        answer = GateAnswer(Decision.APPROVE, opts.operator, "--yes")
+    else:
+        hr.emit(EventType.STEP_WAITING, ps.id, message=text, data={"kind": kind})
+        with hr.shared.gate_lock:
+            hr.check_cancel()
+            answer = hr.shared.operator.decide(
+                GateRequest(kind, hr.host.name, ps.id, ps.step.title, text)
+            )
+    if answer.decision is Decision.APPROVE:
+        hr.emit(
+            EventType.STEP_APPROVED,
+            ps.id,
+            data={"by": answer.by, "note": answer.note, "kind": kind},
+        )
+    elif answer.decision is Decision.REJECT:
+        hr.emit(
+            EventType.STEP_REJECTED,
+            ps.id,
+            data={"by": answer.by, "note": answer.note, "kind": kind},
+        )
+    return answer
+
+
+def confirm(hr: HostRun, ps: PlannedStep) -> None:
+    """A destructive step runs only once confirmed; a refusal or a pause stops the host."""
+    prompt = (
+        ps.step.confirm
+        if isinstance(ps.step.confirm, str)
+        else (f"{ps.step.title} is destructive on {hr.host.name}. Run it?")
+    )
+    answer = ask(hr, ps, "confirm", hr.render(prompt, shell=False))
+    if answer.decision is Decision.REJECT:
+        raise HostStopped(HostStatus.REJECTED, f"{ps.id}: refused by {answer.by}")
+    if answer.decision is Decision.PAUSE:
+        raise HostStopped(
+            HostStatus.PAUSED,
+            f"{ps.id} needs confirmation: resume with --yes or --approve {ps.id}",
+        )
+
+
+def settle_in_doubt(hr: HostRun, ps: PlannedStep) -> bool:
+    """A step started in an earlier session but never finished: decide, never guess."""
+    if ps.step.unless:
+        return True  # its guard runs first and decides
+    policy = hr.shared.options.in_doubt
+    if policy == "retry":
+        return True
+    if policy == "skip":
+        hr.emit(
+            EventType.STEP_SKIPPED,
+            ps.id,
+            outcome=StepStatus.SKIPPED.value,
+            message="in doubt; skipped by the operator (--skip-in-doubt)",
+            data={"reason": "in-doubt"},
+        )
+        return False
+    text = (
+        f"Step {ps.id!r} started in an earlier session but its end was never recorded. "
+        "It may have run, partly or fully. Approve to run it again, reject to mark it "
+        "done and go on (non-interactively: drp resume "
+        f"{hr.shared.options.run_id} --retry-in-doubt or --skip-in-doubt)."
+    )
+    answer = ask(hr, ps, "in-doubt", text)
+    if answer.decision is Decision.APPROVE:
+        return True
+    if answer.decision is Decision.REJECT:
+        hr.emit(
+            EventType.STEP_SKIPPED,
+            ps.id,
+            outcome=StepStatus.SKIPPED.value,
+            message=f"in doubt; marked done by {answer.by}",
+            data={"reason": "in-doubt"},
+        )
+        return False
+    raise HostStopped(
+        HostStatus.PAUSED,
+        f"step {ps.id} is in doubt: resume with --retry-in-doubt or --skip-in-doubt",
+    )
