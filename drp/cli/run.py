@@ -36,26 +36,23 @@ from drp.cli.console import (
     plan_json,
     print_plan,
 )
-from drp.engine.events import Event, EventType, Sink
+from drp.engine.events import Event, Sink
 from drp.engine.options import (
     HostResume,
-    InDoubtPolicy,
     NoOperator,
     Operator,
     RunOptions,
     default_operator,
 )
-from drp.errors import ExitCode, InputError, JournalError, LockedError
+from drp.errors import ExitCode, InputError, LockedError
 from drp.journal import (
     JournalWriter,
-    RunState,
     journal_path,
     list_run_ids,
     lock_holder,
     new_run_id,
     read_journal,
     replay,
-    resolve_run,
     run_dir,
     state_dir,
 )
@@ -66,7 +63,6 @@ if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not
     from drp.engine.executor import RunResult
     from drp.engine.plan import Plan
     from drp.inventory import Host, Inventory
-    from drp.runbook import Runbook
 
 ENV_BECOME_PASSWORD = "DRP_BECOME_PASSWORD"  # noqa: S105 - a variable name, not a secret
 EXIT_FOR = {
@@ -95,7 +91,7 @@ def _targets(hosts: list[str] | None, targets: str | None) -> str | None:
     return ",".join(hosts) if hosts else targets
 
 
-def _secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
+def known_secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
     values = [password] if password else []
     for host in inventory.hosts.values():
         env = host.become.password_env if host.become else None
@@ -104,7 +100,7 @@ def _secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
     return tuple(v for v in values if v)
 
 
-def _become_password(ask: bool) -> str | None:
+def become_password(ask: bool) -> str | None:
     if ask:
         return str(typer.prompt("sudo password", hide_input=True))
     return os.environ.get(ENV_BECOME_PASSWORD) or None
@@ -132,7 +128,7 @@ def _prepare(
         values,
         targets=_targets(hosts, targets),
         limit=limit,
-        extra_secrets=_secrets(inv, password),
+        extra_secrets=known_secrets(inv, password),
     )
 
 
@@ -209,7 +205,7 @@ def _transports(options: RunOptions) -> tuple[Any, Transport]:
     return factory, LocalTransport()
 
 
-def _execute(
+def execute_plan(
     plan: Plan,
     options: RunOptions,
     writer: JournalWriter,
@@ -238,7 +234,7 @@ def _execute(
         writer.close()
 
 
-def _finish(result: RunResult) -> None:
+def exit_with_status(result: RunResult) -> None:
     if result.status is RunStatus.PAUSED:
         sys.stderr.write(f"run paused; continue with: drp resume {result.run_id}\n")
     elif result.status is RunStatus.INTERRUPTED:
@@ -315,7 +311,7 @@ def run(
 
     Example: drp run dns-failover -t dns --dry-run
     """
-    password = None if dry_run else _become_password(ask_become_pass)
+    password = None if dry_run else become_password(ask_become_pass)
     the_plan = _prepare(
         runbook, inventory, host, targets, limit, param, params_file, search, password
     )
@@ -342,7 +338,7 @@ def run(
         command_line=shlex.join(["drp", *sys.argv[1:]]),
     )
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
-    _finish(_execute(the_plan, options, writer, Output(fmt, quiet)))
+    exit_with_status(execute_plan(the_plan, options, writer, Output(fmt, quiet)))
 
 
 def _serial(text: str | None) -> int | str | None:
@@ -355,174 +351,6 @@ def _serial(text: str | None) -> int | str | None:
     raise InputError(f"--serial {text!r}: give a host count (2) or a percentage (25%)")
 
 
-def _load_for_resume(run_state: RunState, allow_changed: bool) -> Runbook:
-    from drp.runbook import load_runbook
-
-    path = Path(run_state.runbook_path)
-    if not path.is_file():
-        raise JournalError(f"the runbook of run {run_state.run_id} is gone: {path}")
-    book = load_runbook(path)
-    if book.sha256 != run_state.runbook_sha256 and not allow_changed:
-        raise JournalError(
-            f"runbook {book.name} changed since run {run_state.run_id} started "
-            f"(sha256 {run_state.runbook_sha256[:12]}… → {book.sha256[:12]}…). Review the "
-            "change; resume anyway with --allow-changed (recorded in the journal)."
-        )
-    return book
-
-
-def resume(
-    run_id: str = typer.Argument(..., help="Run id (or a unique prefix, or 'latest')."),
-    approve: list[str] = typer.Option(
-        None, "--approve", help="Approve this manual step (repeatable)."
-    ),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Confirm destructive steps."),
-    retry_in_doubt: bool = typer.Option(
-        False, "--retry-in-doubt", help="Run again steps whose end was never recorded."
-    ),
-    skip_in_doubt: bool = typer.Option(
-        False, "--skip-in-doubt", help="Treat steps in doubt as done."
-    ),
-    allow_changed: bool = typer.Option(
-        False, "--allow-changed", help="Resume although the runbook changed."
-    ),
-    param: list[str] = ParamOption,
-    inventory: Path = InventoryOption,
-    operator: str = typer.Option(None, "--operator", help="Who resumes (default user@host)."),
-    ask_become_pass: bool = typer.Option(False, "--ask-become-pass", "-K"),
-    state: Path = StateDirOption,
-    fmt: str = FormatOption,
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
-    """Continue an interrupted or paused run where it stopped; done steps are not run again.
-
-    Example: drp resume 20261121-234112-disk-replace-7f3a --approve datacenter-swap
-    """
-    if retry_in_doubt and skip_in_doubt:
-        raise InputError("--retry-in-doubt and --skip-in-doubt exclude each other")
-    folder = state_dir(state)
-    the_id = resolve_run(folder, run_id)
-    directory = run_dir(folder, the_id)
-    journal = read_journal(journal_path(directory))
-    run_state = replay(journal.records, locked=lock_holder(directory) is not None)
-    if run_state.status is RunStatus.OK:
-        raise JournalError(f"run {the_id} finished ok; nothing to resume")
-    book = _load_for_resume(run_state, allow_changed)
-    inv = open_inventory(inventory or Path(run_state.inventory))
-    from drp.redact import MASK
-
-    base = {k: v for k, v in run_state.params.items() if v != MASK and v is not None}
-    from drp.engine.plan import build_plan
-
-    password = _become_password(ask_become_pass)
-    values = gather_params(book, param, None, inv, base=base)
-    the_plan = build_plan(
-        book,
-        inv,
-        values,
-        targets=",".join(run_state.targets),
-        extra_secrets=_secrets(inv, password),
-    )
-    policy: InDoubtPolicy = "retry" if retry_in_doubt else "skip" if skip_in_doubt else "ask"
-    options = RunOptions(
-        run_id=the_id,
-        operator=operator or default_operator(),
-        yes=yes,
-        approve=frozenset(approve or []),
-        in_doubt=policy,
-        sudo_password=password,
-        command_line=shlex.join(["drp", *sys.argv[1:]]),
-    )
-    hosts = {
-        h.name: HostResume(
-            frozenset(run_state.done_steps(h.name)),
-            frozenset(run_state.in_doubt(h.name)),
-            run_state.captures(h.name),
-        )
-        for h in the_plan.hosts
-    }
-    writer = JournalWriter.open_existing(directory, options.operator)
-    for warning in [*journal.warnings, *writer.warnings]:
-        sys.stderr.write(f"warning: {warning}\n")
-    extra: dict[str, object] = {
-        "allow_changed": allow_changed,
-        "approvals": sorted(approve or []),
-        "runbook_sha256": book.sha256,
-        "in_doubt": policy,
-    }
-    _finish(
-        _execute(
-            the_plan, options, writer, Output(fmt, quiet), resume=hosts, resumed=True, extra=extra
-        )
-    )
-
-
-def unlock(
-    host: str = typer.Argument(..., help="Inventory host whose lock to remove."),
-    force: bool = typer.Option(
-        False, "--force", help="Required: you checked the holder is dead or finished."
-    ),
-    inventory: Path = InventoryOption,
-    state: Path = StateDirOption,
-    operator: str = typer.Option(None, "--operator"),
-) -> None:
-    """Remove a stale lock from a host (journaled as its own run).
-
-    Example: drp unlock db1 --force
-    """
-    if not force:
-        raise InputError(
-            "unlock removes another run's lock: pass --force once you have "
-            "checked that run is dead or finished"
-        )
-    from drp.engine.lock import DEFAULT_LOCK_DIR, force_release
-    from drp.transport.ssh import SshTransport
-
-    inv = open_inventory(inventory)
-    target = inv.get(host)
-    who = operator or default_operator()
-    run_id = new_run_id("unlock")
-    writer = JournalWriter.create(run_dir(state_dir(state), run_id), who)
-    transport = SshTransport(target)
-    try:
-        writer.append(
-            Event(
-                EventType.RUN_STARTED,
-                run_id,
-                data={
-                    "runbook": "unlock",
-                    "targets": [host],
-                    "inventory": inv.path,
-                    "inventory_sha256": inv.sha256,
-                    "command_line": shlex.join(["drp", *sys.argv[1:]]),
-                },
-            )
-        )
-        transport.connect()
-        lock_dir = str(target.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
-        previous = force_release(lambda c: transport.run(c, timeout=30), lock_dir)
-        held = previous.describe() if previous else "nobody"
-        writer.append(
-            Event(
-                EventType.LOCK_FORCED,
-                run_id,
-                host=host,
-                outcome="ok",
-                message=f"lock removed (was held by {held})",
-                data={"holder": previous.run_id if previous else None},
-            )
-        )
-        writer.append(
-            Event(EventType.RUN_FINISHED, run_id, outcome="ok", data={"hosts": {host: "ok"}})
-        )
-        typer.echo(f"{host}: lock removed (was held by {held}); journaled as {run_id}")
-    finally:
-        transport.close()
-        writer.close()
-
-
 def register(app: typer.Typer) -> None:
     app.command("plan")(plan)
     app.command("run")(run)
-    app.command("resume")(resume)
-    app.command("unlock")(unlock)
