@@ -120,10 +120,11 @@ if [ -z "$failed" ]; then
         echo "no faulty member in /proc/mdstat nor in the kernel log: name the disk with --param failed=/dev/sdX" >&2
         exit 2
     fi
-    failed=$(disk_of "$part")
-    echo "discovered: failed disk /dev/$failed ($how)"
+    failed=/dev/$(disk_of "$part")
+    echo "discovered: failed disk $failed ($how)"
 fi
-failed=$(readlink -f "$failed" 2>/dev/null || echo "$failed")
+case "$failed" in /dev/*) ;; *) failed=/dev/$failed ;; esac
+failed=$(readlink -f "$failed" 2>/dev/null || echo "$failed")  # by-id links name the disk
 failed=${failed#/dev/}
 gone=no
 [ -b "/dev/$failed" ] || gone=yes

@@ -102,6 +102,11 @@ def test_disk_replace_then_boot_from_the_new_disk_alone(
     assert f"survivor_serial={survivor_serial}" in journal
     assert "datacenter-swap" in journal
     assert "[U_]" in md0_status(guest)
+    # Without the parameter the failed disk is found too: its member left /proc/mdstat
+    # with the disk, the kernel log still names it.
+    found = guest.ssh("/var/lib/drp/md-inspect.sh", check=True).stdout
+    assert "failed=/dev/vdb" in found and "arrays=md0" in found, found
+    assert "survivor=/dev/vda" in found, found
 
     # The datacenter first slots in a used disk: refused, nothing written to it.
     used = guest.insert_blank_disk("disk2", size="2G", serial="DRPLAB-USED")
