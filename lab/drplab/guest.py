@@ -616,6 +616,9 @@ class Guest:
     def console_login(self, *, timeout: float = 120.0) -> None:
         """Log in as root on the serial console (like IPMI serial-over-LAN)."""
         deadline = time.monotonic() + timeout
+        # Forget what the console printed so far: a login prompt from an earlier boot
+        # must not be answered while this boot is still under way.
+        self.console_read()
 
         def left() -> float:
             return max(1.0, deadline - time.monotonic())
