@@ -172,7 +172,13 @@ def test_replaced_disk_boots_alone(lab_guest: Guest) -> None:
     guest.pull_disk("disk1")
     guest.ssh("echo swap > /root/swap && sync", check=True)
     wait_until(lambda: "[U_]" in mdstat(guest), 60, what="md0 degraded")
-    guest.ssh("mdadm /dev/md0 --remove detached", check=True)
+    # udev may already have removed the vanished member: either way, none may be left
+    guest.ssh("mdadm /dev/md0 --fail detached --remove detached")
+    wait_until(
+        lambda: "faulty" not in guest.ssh("mdadm --detail /dev/md0", check=True).stdout,
+        60,
+        what="the pulled member gone from md0",
+    )
 
     new = guest.insert_blank_disk("disk2", size="2G", serial="DRPLAB-NEW0")
     wait_until(lambda: guest.ssh(f"test -b {new.by_id}").returncode == 0, 60, what=new.by_id)
