@@ -57,8 +57,9 @@ def format_loc(loc: Iterable[str | int]) -> str:
     return out
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (a silent override is a bug in a runbook)."""
+# libyaml's parser when PyYAML was built with it (the wheels are): same nodes and
+# marks, several times faster than the pure-Python one on a 200-step runbook.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _walk(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> None:
@@ -140,8 +141,9 @@ def parse(text: str, path: str) -> Source:
     """Parse YAML text into a :class:`Source`; syntax errors become an InputError."""
     from drp.errors import InputError
 
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -152,14 +154,16 @@ def parse(text: str, path: str) -> Source:
         ) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(path, None, None, "", f"invalid YAML: {exc}", "")]) from None
+    finally:
+        loader.dispose()
     if node is None:
         raise _input_error(path, "file holds no YAML document", "a YAML mapping is expected")
     problems: list[Problem] = []
     _duplicate_keys(node, path, (), problems)
     if problems:
         raise InputError(problems)
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    try:  # build the data from the node already composed: one parse, not two
+        data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise _input_error(path, f"invalid YAML: {exc}", "") from None
     positions: dict[Loc, tuple[int, int]] = {}
