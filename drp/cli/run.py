@@ -36,7 +36,7 @@ from drp.cli.console import (
     plan_json,
     print_plan,
 )
-from drp.engine.events import Event, Sink
+from drp.engine.events import Event, EventType, Sink
 from drp.engine.options import (
     HostResume,
     NoOperator,
@@ -253,9 +253,24 @@ def _started_with(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _ended_with(path: Path) -> str | None:
+    """The outcome of a journal's last record if it is ``run.finished`` (read from the tail)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - 4096))
+            last = json.loads(handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1])
+    except (OSError, ValueError):
+        return None
+    if isinstance(last, dict) and last.get("type") == EventType.RUN_FINISHED:
+        return str(last.get("outcome"))
+    return None
+
+
 def _unfinished(state: Path, plan: Plan) -> str | None:
     """An unfinished run of the same runbook on one of the same hosts, if there is one."""
     wanted = {h.name for h in plan.hosts}
+    ended = {status.value for status in RunStatus if status not in UNFINISHED}
     for run_id in reversed(list_run_ids(state)):
         folder = run_dir(state, run_id)
         header = _started_with(journal_path(folder))
@@ -263,6 +278,8 @@ def _unfinished(state: Path, plan: Plan) -> str | None:
             header.get("targets") or []
         ):
             continue  # only the journals that may matter are read whole
+        if _ended_with(journal_path(folder)) in ended:
+            continue  # the common case, a run that ended: its last line says so
         journal = read_journal(journal_path(folder))
         status = replay(journal.records, locked=lock_holder(folder) is not None)
         if status.status in UNFINISHED:
