@@ -8,6 +8,7 @@ debug log.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -98,6 +99,17 @@ def _debug_log(error: BaseException) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point: the one place that turns errors into exit codes."""
+    try:
+        _main(argv)
+    finally:
+        # The process ends here. Freezing puts every object out of the cyclic
+        # collector's reach, so interpreter shutdown skips its final walk over all
+        # of them (~60 ms, a tenth of a short run). Nothing relies on that walk:
+        # journals and files are closed explicitly, standard streams flushed at exit.
+        gc.freeze()
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         code = app(args=argv, prog_name="drp", standalone_mode=False)
     except DrpError as error:
