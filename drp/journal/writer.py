@@ -11,6 +11,10 @@ next command with side effects (``step.finished``, ``step.started``,
 between. A crash in that window leaves the step *in doubt*, exactly as a crash
 during the command does. It saves one fsync per step.
 
+Hosts run in parallel threads, and their records share fsyncs (group commit,
+see :meth:`JournalWriter._sync_through`): the guarantee per record is the same,
+the disk is asked far fewer times.
+
 One process at a time writes a run's journal. The writer holds a non-blocking
 ``fcntl.flock`` on ``<run dir>/.lock`` and writes its holder (pid, operator, start
 time) into that file; a second writer gets :class:`LockedError` naming the holder.
@@ -170,7 +174,9 @@ class JournalWriter:
         self._handle = handle
         self._seq = seq
         self._prev = last_hash
-        self._mutex = threading.Lock()
+        self._mutex = threading.Lock()  # guards the file, seq and hash chain
+        self._sync = threading.Lock()  # one fsync at a time (taken before _mutex)
+        self._synced = seq  # the last record known to be on disk
         self.warnings: tuple[str, ...] = tuple(warnings)
 
     @classmethod
@@ -241,19 +247,41 @@ class JournalWriter:
             try:
                 self._handle.write(data)
                 self._handle.flush()
-                if event.type not in _FSYNC_WITH_NEXT:
-                    os.fsync(self._handle.fileno())
             except OSError as err:
                 raise JournalError(f"cannot write journal {self.path}: {err}") from None
             self._seq = record["seq"]
             self._prev = record["hash"]
-            return record
+        if event.type not in _FSYNC_WITH_NEXT:
+            self._sync_through(record["seq"])
+        return record
+
+    def _sync_through(self, seq: int) -> None:
+        """Return once record ``seq`` is on disk: group commit.
+
+        One fsync makes durable every record written before it. While one host's
+        thread waits for the disk, the others write their records; the next fsync
+        covers them all, and a thread whose record is already covered returns at
+        once. With 20 hosts this turns hundreds of serialized fsyncs into a few
+        dozen, with the same guarantee for every record.
+        """
+        with self._sync:
+            if self._synced >= seq:
+                return
+            with self._mutex:
+                if self._lock_fd is None:
+                    raise JournalError(f"journal of run {self.run_id} is closed")
+                target, fd = self._seq, self._handle.fileno()
+            try:
+                os.fsync(fd)
+            except OSError as err:
+                raise JournalError(f"cannot write journal {self.path}: {err}") from None
+            self._synced = target
 
     __call__ = append  # a writer is an event sink
 
     def close(self) -> None:
         """Close the file and release the lock (idempotent)."""
-        with self._mutex:
+        with self._sync, self._mutex:
             if self._lock_fd is None:
                 return
             with contextlib.suppress(OSError):

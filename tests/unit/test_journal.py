@@ -226,6 +226,48 @@ def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
     assert len(journal.records) == 80 and verify(journal).ok
 
 
+def test_concurrent_appends_share_fsyncs_and_each_returns_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: fewer fsyncs than records, yet no append returns before its fsync."""
+    synced_size = 0  # bytes of the journal covered by the last completed fsync
+    fsyncs = 0
+    real = os.fsync
+
+    def slow_fsync(fd: int) -> None:  # a slow disk, so that writers overlap
+        nonlocal synced_size, fsyncs
+        size = os.fstat(fd).st_size
+        threading.Event().wait(0.002)
+        real(fd)
+        fsyncs += 1
+        synced_size = max(synced_size, size)
+
+    rdir = run_dir(tmp_path, RUN)
+    seen: list[tuple[int, int]] = []  # (seq, bytes durable when append returned)
+    with JournalWriter.create(rdir, "ana") as w:
+        monkeypatch.setattr(os, "fsync", slow_fsync)
+
+        def work(host: str) -> None:
+            for i in range(25):
+                record = w.append(ev(EventType.STEP_STARTED, i, host=host, step=f"s{i}"))
+                seen.append((int(record["seq"]), synced_size))
+
+        threads = [threading.Thread(target=work, args=(f"h{i}",)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        appended = fsyncs
+    ends: dict[int, int] = {}
+    offset = 0
+    for line in journal_path(rdir).read_bytes().splitlines(keepends=True):
+        offset += len(line)
+        ends[json.loads(line)["seq"]] = offset
+    assert len(seen) == 200 and verify(read_journal(journal_path(rdir))).ok
+    assert all(ends[seq] <= durable for seq, durable in seen)
+    assert appended < 100  # 200 records, shared fsyncs
+
+
 def test_run_ids() -> None:
     rid = new_run_id("runbooks/Disk Replace.yaml", T0)
     assert rid.startswith("20261121-234112-disk-replace-") and validate_run_id(rid) == rid
