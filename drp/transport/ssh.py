@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import posixpath
 import select
 import socket
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import NoReturn
 
 import paramiko
@@ -470,11 +472,46 @@ def _open_socket(address: Address, timeout: float, jump: SshTransport | None) ->
     return sock
 
 
+class _Client(paramiko.SSHClient):
+    """An SSHClient that verifies against an already parsed known_hosts file.
+
+    ``SSHClient.load_host_keys`` parses the file again for every client, and
+    paramiko's parser is quadratic (each line is checked against every earlier
+    one, with an HMAC per hashed name): 0.16 s for 1,000 hashed lines, paid by
+    every host of a fan-out and on every reconnect. drp parses each version of
+    the file once and shares the result, which is only read: the missing-key
+    policy never adds a key. Should paramiko rename the attribute, the client
+    would know no keys and refuse every host: it fails closed.
+    """
+
+    def __init__(self, known: paramiko.HostKeys) -> None:
+        super().__init__()
+        self._host_keys = known
+
+
+_parsed: dict[str, tuple[bytes, paramiko.HostKeys]] = {}  # path -> (content hash, keys)
+_parsed_lock = threading.Lock()
+
+
+def _known_host_keys(path: str) -> paramiko.HostKeys:
+    """The parsed known_hosts at ``path``, parsed again whenever its content changed."""
+    try:
+        version = hashlib.sha256(Path(path).read_bytes()).digest()
+    except FileNotFoundError:
+        return paramiko.HostKeys()
+    with _parsed_lock:
+        cached = _parsed.get(path)
+        if cached is None or cached[0] != version:
+            cached = _parsed[path] = (version, paramiko.HostKeys(path))
+        return cached[1]
+
+
 def _new_client(host: Host) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
     path = known_hosts_path(host)
-    if path.exists():
-        client.load_host_keys(str(path))
+    try:
+        client = _Client(_known_host_keys(str(path)))
+    except OSError as exc:
+        raise HostKeyError(host.name, f"cannot read {path}: {exc.strerror or exc}") from None
     client.set_missing_host_key_policy(_RefuseUnknown())
     return client
 

@@ -248,6 +248,33 @@ def test_changed_host_key_is_refused(sshd: SshServer, tmp_path: Path) -> None:
     assert fingerprint(sshd.host_public_key.split()[1]) in message
 
 
+def test_known_hosts_edited_during_a_run_is_read_again(sshd: SshServer, tmp_path: Path) -> None:
+    """The parsed file is shared between connections, but never outlives an edit."""
+    other = paramiko.Ed25519Key.from_private_key_file(str(sshd.client_key))
+    name = f"[127.0.0.1]:{sshd.port}"
+    right = f"{name} {sshd.host_public_key}\n"
+    wrong = f"{name} ssh-ed25519 {other.get_base64()}\n"
+    assert len(right) == len(wrong)  # an edit in place that keeps the size
+    known = tmp_path / "known_hosts"
+    host = sshd.host(known_hosts=str(known))
+    for content, trusted in ((right, True), (wrong, False), (right, True)):
+        known.write_text(content)
+        transport = SshTransport(host)
+        try:
+            if trusted:
+                transport.connect()
+            else:
+                with pytest.raises(HostKeyError, match="CHANGED"):
+                    transport.connect()
+        finally:
+            transport.close()
+
+
+def test_unreadable_known_hosts_is_a_host_key_error(sshd: SshServer, tmp_path: Path) -> None:
+    with pytest.raises(HostKeyError, match="cannot read"):
+        SshTransport(sshd.host(known_hosts=str(tmp_path))).connect()  # a directory
+
+
 def test_host_key_error_does_not_fall_back(sshd: SshServer, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.2]:{sshd.port} {sshd.host_public_key}\n")  # only the fallback
