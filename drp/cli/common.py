@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,20 @@ ParamsFileOption = typer.Option(None, "--params-file", help="YAML mapping of par
 RunbookPathOption = typer.Option(
     None, "--runbook-path", help="Extra directory to search for runbooks (repeatable)."
 )
+
+
+def startup_done() -> None:
+    """Start-up is over: what exists now lives until the end, so the collector may resume.
+
+    ``main()`` runs with the cyclic garbage collector off. A command that goes
+    on for long (a run, a resume) calls this once everything is imported and
+    loaded: the objects so far are frozen (later collections skip them) and
+    collection resumes for the hours a run may last. A no-op when the collector
+    was on (the command runs inside another program, e.g. the tests).
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def inventory_path(value: Path | None) -> Path:

@@ -27,6 +27,7 @@ from drp.cli.common import (
     interactive,
     open_inventory,
     open_runbook,
+    startup_done,
 )
 from drp.cli.console import (
     ConsoleOperator,
@@ -228,6 +229,7 @@ def execute_plan(
         local=local,
         resume=resume,
     )
+    startup_done()
     try:
         return executor.execute(resumed=resumed, extra=extra)
     finally:

@@ -6,6 +6,7 @@ Some run through typer's runner (fast), some as a subprocess of the installed ``
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from drp.cli.app import app
+from drp.cli.common import startup_done
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "inventory" / "example.yaml")
@@ -222,3 +224,20 @@ def test_python_dash_m_works() -> None:
         ["python3", "-m", "drp", "--version"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and result.stdout.startswith("drp ")
+
+
+def test_startup_done_resumes_collection_after_main_turned_it_off() -> None:
+    gc.disable()  # as main() does
+    try:
+        startup_done()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # start-up objects are skipped from now on
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_startup_done_leaves_a_host_program_collector_alone() -> None:
+    assert gc.isenabled()
+    startup_done()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
