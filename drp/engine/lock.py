@@ -9,7 +9,9 @@ reboots on purpose: a run paused for a disk swap still owns the host.
 from __future__ import annotations
 
 import json
+import posixpath
 import shlex
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,14 +33,16 @@ class Holder:
 
 
 def _acquire_script(lock_dir: str, info: str) -> str:
-    """Atomic: the lock appears with its holder file already inside (rename of a full dir)."""
-    q_dir, q_info = shlex.quote(lock_dir), shlex.quote(info)
+    """Atomic: the lock appears with its holder file already inside (rename of a full dir).
+
+    Two programs run on the host (``mkdir``, ``mv``); the rest is shell built-ins.
+    """
+    tmp = posixpath.join(posixpath.dirname(lock_dir), f".lock.{uuid.uuid4().hex[:12]}")
+    q_dir, q_tmp, q_info = shlex.quote(lock_dir), shlex.quote(tmp), shlex.quote(info)
     return (
-        f'parent="$(dirname {q_dir})" && mkdir -p "$parent" && '
-        f'tmp="$(mktemp -d "$parent/.lock.XXXXXX")" && '
-        f"printf '%s\\n' {q_info} > \"$tmp/holder\" && "
-        f'if mv -T "$tmp" {q_dir} 2>/dev/null; then echo ACQUIRED; '
-        f'else rm -rf "$tmp"; echo HELD; cat {q_dir}/holder 2>/dev/null; fi'
+        f"mkdir -p {q_tmp} && printf '%s\\n' {q_info} > {q_tmp}/holder && "
+        f"if mv -T {q_tmp} {q_dir} 2>/dev/null; then echo ACQUIRED; "
+        f"else rm -rf {q_tmp}; echo HELD; cat {q_dir}/holder 2>/dev/null; fi"
     )
 
 
@@ -76,9 +80,9 @@ def release(run: Runner, lock_dir: str, run_id: str) -> bool:
     """Release the lock if this run holds it (one command); True when released."""
     q_dir = shlex.quote(lock_dir)
     mine = shlex.quote(json.dumps({"run": run_id})[1:-1])  # '"run": "ID"' as acquire wrote it
-    result = run(
-        f"grep -qF {mine} {q_dir}/holder 2>/dev/null && rm -f {q_dir}/holder && rmdir {q_dir} "
-        "&& echo RELEASED"
+    result = run(  # the holder check is built-in: one program (rm) runs on the host
+        f"holder=; IFS= read -r holder 2>/dev/null < {q_dir}/holder; "
+        f'case "$holder" in *{mine}*) rm -rf {q_dir} && echo RELEASED;; esac'
     )
     return "RELEASED" in result.stdout
 

@@ -61,3 +61,27 @@ def test_paused_run_keeps_the_lock_until_forced_unlock(lab: Lab) -> None:
     fresh = lab.run(lab.book("gate"), "--new")
     assert fresh.returncode == 5, combined(fresh)
     assert (lab.root / "order").read_text().split() == ["prepared", "prepared"]
+
+
+def test_lock_scripts_in_a_real_shell(tmp_path: Path) -> None:
+    """acquire/release/force_release as the host's /bin/sh runs them."""
+    from drp.engine.lock import Holder, acquire, force_release, release
+    from drp.errors import LockedError
+    from drp.transport.local import LocalTransport
+
+    shell = LocalTransport()
+    lock_dir = str(tmp_path / "var" / "lib" / "drp" / "lock")  # parents do not exist yet
+    mine = Holder("run-1", "ana@laptop", "2026-11-22T03:00:00Z")
+    acquire(shell.run, "db1", lock_dir, mine)
+    acquire(shell.run, "db1", lock_dir, mine)  # the same run (a resume) keeps it
+    with pytest.raises(LockedError, match="run run-1 by ana@laptop") as refused:
+        acquire(shell.run, "db1", lock_dir, Holder("run-2", "bob@desk", "now"))
+    assert "drp unlock db1 --force" in str(refused.value)
+    assert not release(shell.run, lock_dir, "run-2")  # not its lock: left alone
+    assert Path(lock_dir, "holder").is_file()
+    assert release(shell.run, lock_dir, "run-1")
+    assert not Path(lock_dir).exists()
+    assert sorted(p.name for p in Path(lock_dir).parent.iterdir()) == []  # no temp dirs left
+    acquire(shell.run, "db1", lock_dir, Holder("run-3", "bob@desk", "now"))
+    assert force_release(shell.run, lock_dir) == Holder("run-3", "bob@desk", "now")
+    assert not Path(lock_dir).exists()
