@@ -10,47 +10,29 @@ power-cycled: it must boot through GRUB from the new disk alone with the data in
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
+from drp_cli import RUNBOOKS, events, run_drp, runs
 from drplab import Guest
 from drplab.util import wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
-RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "disk-replace.yaml"
+RUNBOOK = RUNBOOKS / "disk-replace.yaml"
 DRP_TIMEOUT = 900
 
 
 def drp(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
-    """The installed ``drp`` as a subprocess, journal in ``state_dir``; output echoed."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    result = subprocess.run(
-        ["drp", *args, "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=DRP_TIMEOUT,
-        env=env,
-        check=False,
-    )
-    print(f"$ drp {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}{result.stderr}")
-    return result
-
-
-def events(state_dir: Path, run_id: str) -> list[dict[str, Any]]:
-    path = state_dir / "runs" / run_id / "events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return run_drp(*args, state_dir=state_dir, timeout=DRP_TIMEOUT)
 
 
 def only_run(state_dir: Path) -> str:
-    runs = [p.name for p in (state_dir / "runs").iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
+    found = runs(state_dir)
+    assert len(found) == 1, found
+    return found[0]
 
 
 def md0_status(guest: Guest) -> str:

@@ -12,36 +12,23 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
+from drp_cli import RUNBOOKS, events, run_drp, runs
 from drplab import Guest
 from drplab.util import wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
-RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "raid-rebuild.yaml"
+RUNBOOK = RUNBOOKS / "raid-rebuild.yaml"
 DRP_TIMEOUT = 1200
 
 
 def drp(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
-    """The installed ``drp`` as a subprocess, journal in ``state_dir``; output echoed."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    result = subprocess.run(
-        ["drp", *args, "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=DRP_TIMEOUT,
-        env=env,
-        check=False,
-    )
-    print(f"$ drp {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}{result.stderr}")
-    return result
+    return run_drp(*args, state_dir=state_dir, timeout=DRP_TIMEOUT)
 
 
 def rebuild(inventory: Path, state_dir: Path) -> tuple[subprocess.CompletedProcess[str], str]:
@@ -53,16 +40,6 @@ def rebuild(inventory: Path, state_dir: Path) -> tuple[subprocess.CompletedProce
     new = set(runs(state_dir)) - before
     assert len(new) == 1, new
     return result, new.pop()
-
-
-def runs(state_dir: Path) -> list[str]:
-    root = state_dir / "runs"
-    return [p.name for p in root.iterdir() if p.is_dir()] if root.exists() else []
-
-
-def events(state_dir: Path, run_id: str) -> list[dict[str, Any]]:
-    path = state_dir / "runs" / run_id / "events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def outcomes(state_dir: Path, run_id: str) -> dict[str, str]:
