@@ -49,23 +49,36 @@ def kill_group_command(pgid: int, grace: float = 2.0) -> str:
     )
 
 
+# With a password: read it (stdin's first line) into a variable and give it to sudo
+# through a one-shot SUDO_ASKPASS helper. The helper holds no secret (it prints a
+# variable only sudo's environment has), lives in $HOME (CIS-hardened hosts mount
+# /tmp noexec) and deletes itself when run: a wrong password costs one attempt.
+_SUDO_ASKPASS_SCRIPT = r"""IFS= read -r drp_pw || exit 125
+askpass="$(mktemp "${{HOME:-/tmp}}/.drp-askpass.XXXXXX" 2>/dev/null || mktemp)" || exit 125
+helper='#!/bin/sh\nrm -f "$0"\nprintf "%%s\\n" "$DRP_BECOME_PW"\n'
+printf "$helper" > "$askpass" && chmod 700 "$askpass" || {{ rm -f "$askpass"; exit 125; }}
+DRP_BECOME_PW="$drp_pw" SUDO_ASKPASS="$askpass" sudo -k -A -u {user} -- {inner}
+rc=$?; rm -f "$askpass"; exit $rc"""
+
+
 def wrap_become(
     command: str, become: Become, password: str | None, *, stdin: str | None = None
 ) -> tuple[str, str | None]:
     """Wrap ``command`` in sudo; return the command line and the stdin to send.
 
-    With a password, sudo reads it from stdin (``-S``, empty prompt) and ``-k``
-    makes it ignore cached credentials, so the password line is always consumed
-    by sudo and never reaches the command (unless sudoers says NOPASSWD: do not
-    configure a password for such hosts). Without one, ``-n`` makes sudo fail
-    instead of waiting for a prompt. ``stdin`` is the command's own input,
-    sent after the password line.
+    Without a password, ``-n`` makes sudo fail instead of waiting for a prompt.
+    With one, the password travels as the first line of stdin but reaches only
+    sudo, and only if sudo asks (see ``_SUDO_ASKPASS_SCRIPT``): on a NOPASSWD
+    host, or when already root, it is never used, and the command's stdin is
+    exactly ``stdin`` either way. ``-k`` ignores cached credentials, so what
+    happens does not depend on an earlier command.
     """
     user = shlex.quote(become.user)
-    inner = f"/bin/sh -c {shlex.quote(command)}"
     if password is None:
-        return f"sudo -n -u {user} -- {inner}", stdin
-    return f"sudo -k -S -p '' -u {user} -- {inner}", password + "\n" + (stdin or "")
+        return f"sudo -n -u {user} -- /bin/sh -c {shlex.quote(command)}", stdin
+    inner = "/bin/sh -c " + shlex.quote("unset DRP_BECOME_PW; " + command)
+    line = _SUDO_ASKPASS_SCRIPT.format(user=user, inner=inner)
+    return line, password + "\n" + (stdin or "")
 
 
 def first_line(command: str, limit: int = 80) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import secrets
 import shlex
+import shutil
 import subprocess
 import threading
 import time
@@ -18,6 +21,7 @@ from sshd import SshServer, process_gone
 from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError
 from drp.inventory.loader import load_inventory
 from drp.inventory.model import Address, Become
+from drp.results import CommandResult
 from drp.transport.command import take_pid_marker, wrap_become, wrap_with_pid
 from drp.transport.hostkeys import fingerprint, record_host_key, scan_host_key
 from drp.transport.ssh import SshTransport
@@ -484,7 +488,7 @@ def test_pid_marker_round_trip() -> None:
 
 def test_wrap_become_with_and_without_password() -> None:
     line, stdin = wrap_become("echo 'hi'", Become(user="postgres"), "s3cret")
-    assert line == "sudo -k -S -p '' -u postgres -- /bin/sh -c 'echo '\"'\"'hi'\"'\"''"
+    assert "sudo -k -A -u postgres -- /bin/sh -c" in line and "s3cret" not in line
     assert stdin == "s3cret\n"
     line, stdin = wrap_become("id -u", Become(), None)
     assert line == "sudo -n -u root -- /bin/sh -c 'id -u'"
@@ -493,12 +497,63 @@ def test_wrap_become_with_and_without_password() -> None:
     assert stdin == "pw\ndata\n"
 
 
-def test_wrap_become_runs_through_sudo(ssh: SshTransport) -> None:
+def _needs_sudo(ssh: SshTransport) -> None:
     if ssh.run("command -v sudo").exit_code != 0:
         pytest.skip("sudo is not installed on this host")
+
+
+def test_wrap_become_runs_through_sudo(ssh: SshTransport) -> None:
+    _needs_sudo(ssh)
     line, stdin = wrap_become("id -un; cat", Become(user="root"), None, stdin="payload\n")
     result = ssh.run(line, stdin=stdin)
     assert result.stdout == "root\npayload\n", result
+
+
+def test_become_password_never_reaches_the_command_when_sudo_needs_none(
+    ssh: SshTransport,
+) -> None:
+    """Root (like a NOPASSWD rule) is not asked: the command's stdin is its own, whole."""
+    _needs_sudo(ssh)
+    line, stdin = wrap_become("id -un; cat", Become(user="root"), "pw-123", stdin="payload\n")
+    result = ssh.run(line, stdin=stdin)
+    assert result.stdout == "root\npayload\n", result
+    assert "pw-123" not in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def sudo_user() -> Iterator[tuple[str, str]]:
+    """A local user whose sudo rule asks for its password (needs root, like CI)."""
+    if os.geteuid() != 0 or shutil.which("sudo") is None or shutil.which("useradd") is None:
+        pytest.skip("needs root, sudo and useradd")
+    name, password = "drp-sudo-test", secrets.token_urlsafe(12)
+    subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+    rule = Path("/etc/sudoers.d/drp-sudo-test")
+    rule.write_text(f"{name} ALL=(ALL) ALL\n")
+    rule.chmod(0o440)
+    try:
+        yield name, password
+    finally:
+        rule.unlink(missing_ok=True)
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
+def test_become_password_through_real_sudo(ssh: SshTransport, sudo_user: tuple[str, str]) -> None:
+    """As a user that sudo asks: the right password works once, a wrong one fails once."""
+    name, password = sudo_user
+
+    def as_user(pw: str) -> CommandResult:
+        line, stdin = wrap_become("id -un; cat", Become(user="root"), pw, stdin="payload\n")
+        return ssh.run(f"su -l {name} -s /bin/sh -c {shlex.quote(line)}", stdin=stdin)
+
+    ok = as_user(password)
+    assert (ok.exit_code, ok.stdout) == (0, "root\npayload\n"), ok
+    wrong = as_user("not-" + password)
+    assert wrong.exit_code != 0 and "root" not in wrong.stdout, wrong
+    assert "1 incorrect password attempt" in wrong.stderr, wrong  # one try, no lockout
+    left = ssh.run(f"ls -A ~{name}").stdout
+    assert ".drp-askpass" not in left, left  # the helper is gone, run or not
 
 
 def test_sudo_password_is_masked_in_output(sshd: SshServer) -> None:
