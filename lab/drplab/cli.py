@@ -201,14 +201,27 @@ def cmd_image(_args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    parser = argparse.ArgumentParser(prog="python -m drplab", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build (or reuse) the cached guest image").set_defaults(
-        func=cmd_build
+    parser = argparse.ArgumentParser(
+        prog="python -m drplab",
+        description=__doc__,
+        epilog="Example: python -m drplab up --name lab1 && "
+        "drp run raid-rebuild -i ~/.cache/drp-lab/inventory.yaml -H lab1 --dry-run",
     )
-    up = sub.add_parser("up", help="start a lab host and write its drp inventory entry")
-    up.add_argument("--name", default="lab1")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary, epilog=f"Example: {example}")
+
+    command(
+        "build", "build (or reuse) the cached guest image", "python -m drplab build"
+    ).set_defaults(func=cmd_build)
+    up = command(
+        "up",
+        "start a lab host and write its drp inventory entry",
+        "python -m drplab up --name lab1 --inventory inventory/lab.yaml",
+    )
+    up.add_argument("--name", default="lab1", help="host name in the inventory")
     up.add_argument(
         "--inventory",
         default=str(cache_dir() / "inventory.yaml"),
@@ -217,17 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for SSH")
     up.set_defaults(func=cmd_up)
-    down = sub.add_parser("down", help="stop a lab host")
+    down = command("down", "stop a lab host", "python -m drplab down lab1")
     down.add_argument("name")
     down.set_defaults(func=cmd_down)
-    status = sub.add_parser("status", help="list lab hosts")
+    status = command("status", "list lab hosts", "python -m drplab status")
     status.add_argument("name", nargs="?")
     status.set_defaults(func=cmd_status)
-    ssh = sub.add_parser("ssh", help="ssh into a lab host")
+    ssh = command("ssh", "ssh into a lab host", "python -m drplab ssh lab1 cat /proc/mdstat")
     ssh.add_argument("name")
     ssh.add_argument("command", nargs=argparse.REMAINDER)
     ssh.set_defaults(func=cmd_ssh)
-    sub.add_parser("image", help="show cached image metadata").set_defaults(func=cmd_image)
+    command("image", "show cached image metadata", "python -m drplab image").set_defaults(
+        func=cmd_image
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -213,6 +213,18 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     assert "Example" in result.output, result.output
 
 
+@pytest.mark.parametrize("command", ["", "build", "up", "down", "status", "ssh", "image"])
+def test_every_lab_command_has_help_with_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from drplab.cli import main as lab_main
+
+    with pytest.raises(SystemExit) as done:
+        lab_main([command, "--help"] if command else ["--help"])
+    assert done.value.code == 0
+    assert "Example: python -m drplab" in capsys.readouterr().out
+
+
 def test_top_level_help_documents_exit_codes() -> None:
     result = drp("--help")
     assert result.returncode == 0
