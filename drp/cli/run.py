@@ -260,7 +260,7 @@ def _ended_with(path: Path) -> str | None:
     try:
         with path.open("rb") as handle:
             size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - 4096))
+            handle.seek(max(0, size - 65536))  # a longer last line: None, replayed whole
             last = json.loads(handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1])
     except (OSError, ValueError):
         return None

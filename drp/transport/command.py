@@ -53,10 +53,12 @@ def kill_group_command(pgid: int, grace: float = 2.0) -> str:
 # through a one-shot SUDO_ASKPASS helper. The helper holds no secret (it prints a
 # variable only sudo's environment has), lives in $HOME (CIS-hardened hosts mount
 # /tmp noexec) and deletes itself when run: a wrong password costs one attempt.
-_SUDO_ASKPASS_SCRIPT = r"""IFS= read -r drp_pw || exit 125
+_SUDO_ASKPASS_SCRIPT = r"""IFS= read -r drp_pw || {{
+  echo "drp: no sudo password on stdin" >&2; exit 125; }}
 askpass="$(mktemp "${{HOME:-/tmp}}/.drp-askpass.XXXXXX" 2>/dev/null || mktemp)" || exit 125
 helper='#!/bin/sh\nrm -f "$0"\nprintf "%%s\\n" "$DRP_BECOME_PW"\n'
-printf "$helper" > "$askpass" && chmod 700 "$askpass" || {{ rm -f "$askpass"; exit 125; }}
+printf "$helper" > "$askpass" && chmod 700 "$askpass" || {{
+  rm -f "$askpass"; echo "drp: cannot write the sudo askpass helper" >&2; exit 125; }}
 DRP_BECOME_PW="$drp_pw" SUDO_ASKPASS="$askpass" sudo -k -A -u {user} -- {inner}
 rc=$?; rm -f "$askpass"; exit $rc"""
 
