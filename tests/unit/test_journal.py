@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -326,3 +328,32 @@ def test_state_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_unfinished_run_without_lock_is_interrupted(tmp_path: Path) -> None:
     path = write(tmp_path, 3)
     assert replay(read_journal(path).records).status is RunStatus.INTERRUPTED
+
+
+def test_unfinished_run_is_found_behind_newer_ended_ones(tmp_path: Path) -> None:
+    """drp run's check: ended runs are recognised from their last line, the others replayed."""
+    from types import SimpleNamespace
+
+    from drp.cli.run import _unfinished
+
+    def journal(run_id: str, *, ended: str | None, runbook: str = "disk-replace") -> None:
+        with JournalWriter.create(run_dir(tmp_path, run_id), "ana") as w:
+            start = Event(EventType.RUN_STARTED, run_id, ts=T0)
+            w.append(dataclasses.replace(start, data={"runbook": runbook, "targets": ["db1"]}))
+            w.append(Event(EventType.STEP_STARTED, run_id, ts=T0, host="db1", step="s1"))
+            if ended:
+                w.append(Event(EventType.RUN_FINISHED, run_id, ts=T0, outcome=ended))
+
+    plan = SimpleNamespace(
+        runbook=SimpleNamespace(name="disk-replace"), hosts=[SimpleNamespace(name="db1")]
+    )
+    journal("20261121-230000-disk-replace-aaaa", ended="paused")  # waits at a manual gate
+    journal("20261121-231000-disk-replace-bbbb", ended=None)  # killed: interrupted
+    journal("20261121-232000-disk-replace-cccc", ended="ok")
+    journal("20261121-233000-disk-replace-dddd", ended="failed")
+    journal("20261121-234000-kernel-rollback-eeee", ended=None, runbook="kernel-rollback")
+    assert _unfinished(tmp_path, plan) == "20261121-231000-disk-replace-bbbb"  # type: ignore[arg-type]
+    shutil.rmtree(run_dir(tmp_path, "20261121-231000-disk-replace-bbbb"))
+    assert _unfinished(tmp_path, plan) == "20261121-230000-disk-replace-aaaa"  # type: ignore[arg-type]
+    shutil.rmtree(run_dir(tmp_path, "20261121-230000-disk-replace-aaaa"))
+    assert _unfinished(tmp_path, plan) is None  # type: ignore[arg-type]
