@@ -573,6 +573,8 @@ def main() -> None:
         "--serve", action="store_true", help="only start sshd and write the files; wait for Ctrl-C"
     )
     args = parser.parse_args()
+    # kill (SIGTERM) stops like Ctrl-C: the finally blocks stop the private sshd processes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark starts sshd and logs in as the drpbench user")
     if args.serve:
