@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -228,10 +229,10 @@ def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
     assert len(journal.records) == 80 and verify(journal).ok
 
 
-def test_concurrent_appends_share_fsyncs_and_each_returns_durable(
+def test_concurrent_appends_each_return_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Group commit: fewer fsyncs than records, yet no append returns before its fsync."""
+    """Group commit never lets an append return before an fsync covered its record."""
     synced_size = 0  # bytes of the journal covered by the last completed fsync
     fsyncs = 0
     real = os.fsync
@@ -259,7 +260,6 @@ def test_concurrent_appends_share_fsyncs_and_each_returns_durable(
             t.start()
         for t in threads:
             t.join()
-        appended = fsyncs
     ends: dict[int, int] = {}
     offset = 0
     for line in journal_path(rdir).read_bytes().splitlines(keepends=True):
@@ -267,7 +267,42 @@ def test_concurrent_appends_share_fsyncs_and_each_returns_durable(
         ends[json.loads(line)["seq"]] = offset
     assert len(seen) == 200 and verify(read_journal(journal_path(rdir))).ok
     assert all(ends[seq] <= durable for seq, durable in seen)
-    assert appended < 100  # 200 records, shared fsyncs
+
+
+def test_records_written_during_an_fsync_share_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight hosts append while the disk is busy: two fsyncs cover all eight records.
+
+    The first fsync is held until every thread has written its record (a deadline,
+    not a sleep), so the schedule is the same on any machine; without group
+    commit each record would take its own fsync.
+    """
+    real = os.fsync
+    fsyncs = 0
+
+    def gated_fsync(fd: int) -> None:
+        nonlocal fsyncs
+        fsyncs += 1
+        deadline = time.monotonic() + 30
+        while fsyncs == 1 and w.seq < 8:  # the disk is "busy" until all have written
+            assert time.monotonic() < deadline, f"only {w.seq} of 8 records written"
+            threading.Event().wait(0.001)
+        real(fd)
+
+    rdir = run_dir(tmp_path, RUN)
+    with JournalWriter.create(rdir, "ana") as w:
+        monkeypatch.setattr(os, "fsync", gated_fsync)
+        threads = [
+            threading.Thread(target=w.append, args=(ev(EventType.STEP_STARTED, 0, host=f"h{i}"),))
+            for i in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert w.seq == 8 and fsyncs <= 2
+    assert verify(read_journal(journal_path(rdir))).ok
 
 
 def test_run_ids() -> None:
