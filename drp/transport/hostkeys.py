@@ -4,7 +4,7 @@ These back ``drp inventory trust HOST``: scan the key the server presents
 (without authenticating), show its SHA256 fingerprint, and, once the operator
 agrees, record it in the known_hosts file that :class:`SshTransport` verifies
 against. Only the scan needs the network; it goes through ``ssh.py``, the one
-module that imports paramiko.
+module that uses paramiko.
 """
 
 from __future__ import annotations

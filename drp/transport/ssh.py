@@ -1,6 +1,7 @@
 """The SSH transport: one verified paramiko connection per host, reused for every command.
 
-This is the only module that imports paramiko. It implements
+This is the only module that uses paramiko (imported through
+:mod:`drp.transport.paramiko_import`). It implements
 :class:`drp.transport.base.Transport`:
 
 - connect to the primary address, else each fallback address in order, directly
@@ -30,8 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-import paramiko
-
 from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError, StepFailed
 from drp.inventory.model import Address, Host
 from drp.results import CommandResult
@@ -44,6 +43,7 @@ from drp.transport.command import (
     wrap_with_pid,
 )
 from drp.transport.hostkeys import entry_name, fingerprint, known_hosts_path
+from drp.transport.paramiko_import import paramiko
 
 KEEPALIVE_SECONDS = 15
 KILL_GRACE_SECONDS = 2.0
