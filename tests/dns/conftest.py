@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -61,19 +62,37 @@ status  IN  TXT "degraded: backup site"
 """
 
 
+def _below_ephemeral_ports() -> range:
+    """Ports the kernel never hands out on its own: below ``ip_local_port_range``.
+
+    A listening port taken from the ephemeral range (``bind(port 0)``) can also be
+    picked as the *source* port of a query: by dig, or by the other named (its
+    NOTIFY and refresh queries use random ports of that range, on sockets with
+    SO_REUSEADDR/SO_REUSEPORT). Then a query meant for one server is delivered to
+    the wrong socket, and dig gets no answer or ";; Warning: query response not
+    set" (a flaky CI failure we had). Below the range, no such collision exists.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return range(max(1024, low - 20000), max(1025, low))
+
+
 def _free_port(address: str) -> int:
-    """A port free for both TCP and UDP on ``address`` (named binds both)."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind((address, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((address, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError(f"no free port on {address}")
+    """A port free for both TCP and UDP on ``address`` (named binds both), outside the
+    ephemeral range (see :func:`_below_ephemeral_ports`)."""
+    ports = _below_ephemeral_ports()
+    for _ in range(200):
+        port = random.choice(ports)
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind((address, port))
+                udp.bind((address, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port on {address} in {ports}")
 
 
 def dig(address: str, port: int, name: str, rtype: str = "A") -> list[str]:
