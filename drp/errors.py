@@ -95,6 +95,10 @@ class HostKeyError(ConnectError):
     """The host's SSH key is unknown or changed: refused, never auto-accepted."""
 
 
+class AuthError(ConnectError):
+    """The host refused our credentials: retrying the same ones cannot help."""
+
+
 class CommandTimeout(DrpError):
     """A command ran longer than its timeout and was killed on the host."""
 

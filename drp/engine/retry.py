@@ -38,6 +38,22 @@ class AttemptFailed(DrpError):
         super().__init__(message)
 
 
+CONNECT_ATTEMPTS = 3
+
+
+def connect_policy(defaults: RetryPolicy) -> RetryPolicy:
+    """How to open a host's connection: no command has been sent, so retrying is always safe.
+
+    The runbook's default policy when it retries connections at least
+    ``CONNECT_ATTEMPTS`` times, else ``CONNECT_ATTEMPTS`` tries with backoff.
+    """
+    if "connection" in defaults.failures and defaults.attempts >= CONNECT_ATTEMPTS:
+        return defaults
+    return RetryPolicy(
+        attempts=CONNECT_ATTEMPTS, delay=1.0, backoff=2.0, max_delay=10.0, failures=["connection"]
+    )
+
+
 def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
     """True when ``policy`` names the kind of ``error`` (or its exit code)."""
     if not isinstance(error, AttemptFailed):

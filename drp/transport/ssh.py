@@ -31,7 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError, StepFailed
+from drp.errors import (
+    AuthError,
+    Cancelled,
+    CommandTimeout,
+    ConnectError,
+    HostKeyError,
+    StepFailed,
+)
 from drp.inventory.model import Address, Host
 from drp.results import CommandResult
 from drp.transport.base import ConnectInfo, OutputCallback
@@ -537,7 +544,7 @@ def _raise_connect_failure(host: Host, address: Address, exc: BaseException) -> 
         ) from None
     if isinstance(exc, paramiko.AuthenticationException) or "authentication" in str(exc).lower():
         user = host.user or getpass.getuser()
-        raise ConnectError(host.name, f"authentication failed for {user}@{name}: {exc}") from None
+        raise AuthError(host.name, f"authentication failed for {user}@{name}: {exc}") from None
     if isinstance(exc, (OSError, EOFError, paramiko.SSHException)):
         raise _UnreachableError(str(exc) or type(exc).__name__) from None
     raise exc
