@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,3 +31,26 @@ def sshd_fresh(tmp_path: Path) -> Iterator[SshServer]:
         yield server
     finally:
         stop_sshd(process)
+
+
+@pytest.fixture(scope="session")
+def sudo_user() -> Iterator[tuple[str, str]]:
+    """A local user whose sudo rule asks for its password (needs root, like CI).
+
+    It logs in to the test sshd with the same client key as root (one
+    AuthorizedKeysFile for every user).
+    """
+    if os.geteuid() != 0 or shutil.which("sudo") is None or shutil.which("useradd") is None:
+        pytest.skip("needs root, sudo and useradd")
+    name, password = "drp-sudo-test", secrets.token_urlsafe(12)
+    subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+    rule = Path("/etc/sudoers.d/drp-sudo-test")
+    rule.write_text(f"{name} ALL=(ALL) ALL\n")
+    rule.chmod(0o440)
+    try:
+        yield name, password
+    finally:
+        rule.unlink(missing_ok=True)
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)

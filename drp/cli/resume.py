@@ -28,11 +28,12 @@ from drp.cli.run import (
     become_password,
     execute_plan,
     exit_with_status,
+    host_passwords,
     known_secrets,
 )
 from drp.engine.events import Event, EventType
 from drp.engine.options import HostResume, InDoubtPolicy, RunOptions, default_operator
-from drp.errors import InputError, JournalError
+from drp.errors import InputError, JournalError, LockedError
 from drp.journal import (
     JournalWriter,
     RunState,
@@ -48,6 +49,7 @@ from drp.journal import (
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
+    from drp.results import CommandResult
     from drp.runbook import Runbook
 
 
@@ -127,17 +129,25 @@ def resume(
         approve=frozenset(approve or []),
         in_doubt=policy,
         sudo_password=password,
+        host_sudo_passwords=host_passwords(inv),
         command_line=shlex.join(["drp", *sys.argv[1:]]),
     )
     hosts = {
         h.name: HostResume(
-            frozenset(run_state.done_steps(h.name)),
-            frozenset(run_state.in_doubt(h.name)),
-            run_state.captures(h.name),
+            done=frozenset(run_state.done_steps(h.name)),
+            in_doubt=frozenset(run_state.in_doubt(h.name)),
+            acted=frozenset(run_state.acted_steps(h.name)),
+            captures=run_state.captures(h.name),
         )
         for h in the_plan.hosts
     }
     writer = JournalWriter.open_existing(directory, options.operator)
+    if writer.seq != run_state.last_seq:  # another session wrote while we got ready
+        writer.close()
+        raise LockedError(
+            f"run {the_id} changed while this resume got ready (another drp resumed it): "
+            f"check 'drp log show {the_id}' and resume again"
+        )
     for warning in [*journal.warnings, *writer.warnings]:
         sys.stderr.write(f"warning: {warning}\n")
     extra: dict[str, object] = {
@@ -172,14 +182,24 @@ def unlock(
             "checked that run is dead or finished"
         )
     from drp.engine.lock import DEFAULT_LOCK_DIR, force_release
+    from drp.transport.command import wrap_become
     from drp.transport.ssh import SshTransport
 
     inv = open_inventory(inventory)
     target = inv.get(host)
     who = operator or default_operator()
+    password = host_passwords(inv).get(host) or become_password(ask=False)
     run_id = new_run_id("unlock")
     writer = JournalWriter.create(run_dir(state_dir(state), run_id), who)
-    transport = SshTransport(target)
+    transport = SshTransport(target, sudo_password=password)
+
+    def on_host(command: str) -> CommandResult:  # the lock is root's when the host has become
+        line, stdin = command, None
+        if target.become is not None and target.user != target.become.user:
+            line, stdin = wrap_become(command, target.become, password)
+        return transport.run(line, timeout=30, stdin=stdin)
+
+    outcome = "failed"
     try:
         writer.append(
             Event(
@@ -196,7 +216,13 @@ def unlock(
         )
         transport.connect()
         lock_dir = str(target.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
-        previous = force_release(lambda c: transport.run(c, timeout=30), lock_dir)
+        try:
+            previous = force_release(on_host, host, lock_dir)
+        except LockedError as exc:
+            writer.append(
+                Event(EventType.LOCK_FORCED, run_id, host=host, outcome="failed", message=str(exc))
+            )
+            raise
         held = previous.describe() if previous else "nobody"
         writer.append(
             Event(
@@ -208,11 +234,12 @@ def unlock(
                 data={"holder": previous.run_id if previous else None},
             )
         )
-        writer.append(
-            Event(EventType.RUN_FINISHED, run_id, outcome="ok", data={"hosts": {host: "ok"}})
-        )
+        outcome = "ok"
         typer.echo(f"{host}: lock removed (was held by {held}); journaled as {run_id}")
     finally:
+        writer.append(
+            Event(EventType.RUN_FINISHED, run_id, outcome=outcome, data={"hosts": {host: outcome}})
+        )
         transport.close()
         writer.close()
 

@@ -75,7 +75,8 @@ EXIT_FOR = {
     RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
     RunStatus.LOCKED: ExitCode.LOCKED,
 }
-UNFINISHED = (RunStatus.PAUSED, RunStatus.INTERRUPTED, RunStatus.RUNNING)
+# a run that lost a host still owns its lock there: it is continued, not started again
+UNFINISHED = (RunStatus.PAUSED, RunStatus.INTERRUPTED, RunStatus.RUNNING, RunStatus.UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,19 @@ def _targets(hosts: list[str] | None, targets: str | None) -> str | None:
     return ",".join(hosts) if hosts else targets
 
 
-def known_secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
-    values = [password] if password else []
+def host_passwords(inventory: Inventory) -> dict[str, str]:
+    """Each host's own sudo password, from the variable its ``become.password_env`` names."""
+    found: dict[str, str] = {}
     for host in inventory.hosts.values():
         env = host.become.password_env if host.become else None
         if env and os.environ.get(env):
-            values.append(os.environ[env])
+            found[host.name] = os.environ[env]
+    return found
+
+
+def known_secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
+    values = [password] if password else []
+    values.extend(host_passwords(inventory).values())
     return tuple(v for v in values if v)
 
 
@@ -198,10 +206,7 @@ def _transports(options: RunOptions) -> tuple[Any, Transport]:
     from drp.transport.ssh import SshTransport
 
     def factory(host: Host) -> Transport:
-        password = options.sudo_password
-        if host.become and host.become.password_env:
-            password = os.environ.get(host.become.password_env) or password
-        return SshTransport(host, sudo_password=password)
+        return SshTransport(host, sudo_password=options.password_for(host.name))
 
     return factory, LocalTransport()
 
@@ -241,6 +246,10 @@ def exit_with_status(result: RunResult) -> None:
         sys.stderr.write(f"run paused; continue with: drp resume {result.run_id}\n")
     elif result.status is RunStatus.INTERRUPTED:
         sys.stderr.write(f"run interrupted; continue with: drp resume {result.run_id}\n")
+    elif result.status is RunStatus.UNREACHABLE:
+        sys.stderr.write(
+            f"a host was unreachable; once it answers, continue with: drp resume {result.run_id}\n"
+        )
     raise typer.Exit(int(EXIT_FOR.get(result.status, ExitCode.STEP_FAILED)))
 
 
@@ -354,6 +363,7 @@ def run(
         yes=yes,
         approve=frozenset(approve or []),
         sudo_password=password,
+        host_sudo_passwords=host_passwords(the_plan.inventory),
         command_line=shlex.join(["drp", *sys.argv[1:]]),
     )
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)

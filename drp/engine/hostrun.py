@@ -22,10 +22,10 @@ from drp.engine.options import (
     RunOptions,
 )
 from drp.engine.plan import Plan, PlannedStep
-from drp.engine.retry import AttemptFailed, RetryHooks, retrying
+from drp.engine.retry import AttemptFailed, RetryHooks, connect_policy, retrying
 from drp.engine.stops import HostStopped
 from drp.errors import Cancelled, CommandTimeout, ConnectError, DrpError, LockedError
-from drp.inventory import Host
+from drp.inventory import Become, Host
 from drp.redact import Redactor
 from drp.results import CommandResult, HostStatus, StepStatus
 from drp.runbook.template import TemplateProblem, evaluate, render
@@ -118,16 +118,19 @@ class HostRun:
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         record: bool = True,
+        become: Become | None = None,
     ) -> CommandResult:
-        """Run one command (with sudo when the step needs it) and journal the attempt."""
+        """Run one command (with sudo when the step needs it) and journal the attempt.
+
+        ``become`` overrides the step's setting (the lock commands, which belong to no step).
+        """
         transport = self.shared.local if local else self.transport
         line, send = command, stdin
-        if not local and ps is not None and ps.become and self.host.user != "root":
+        if become is None and ps is not None and ps.become:
+            become = self.host.become or Become()
+        if not local and become is not None and self.host.user != become.user:
             line, send = wrap_become(
-                command,
-                self.host.become or _default_become(),
-                self.shared.options.sudo_password,
-                stdin=stdin,
+                command, become, self.shared.options.password_for(self.host.name), stdin=stdin
             )
         self.check_cancel()
         try:
@@ -193,6 +196,15 @@ class HostRun:
 
     # -- the host's run -----------------------------------------------------
     def execute(self) -> HostStatus:
+        if self.resume.done and all(
+            ps.id in self.resume.done for ps in self.shared.plan.steps[self.host.name]
+        ):  # finished in an earlier session: no connection, no lock
+            self.emit(
+                EventType.HOST_FINISHED,
+                outcome=HostStatus.OK.value,
+                message="nothing left to do: every step done in an earlier session",
+            )
+            return HostStatus.OK
         status = HostStatus.OK
         try:
             self.connect()
@@ -209,20 +221,20 @@ class HostRun:
             self.emit(EventType.LOCK_ACQUIRED, outcome="refused", message=str(exc))
             status = HostStatus.LOCKED
         except DrpError as exc:  # a failure no step handled: this host stops, the others go on
+            self.drop_lock()
             self.emit(
                 EventType.HOST_FINISHED, outcome=HostStatus.FAILED.value, message=f"stopped: {exc}"
             )
             return HostStatus.FAILED
-        if status in (HostStatus.OK, HostStatus.FAILED, HostStatus.REJECTED):
+        # paused, interrupted or unreachable: the run goes on later and still owns the host
+        if status in (HostStatus.OK, HostStatus.FAILED, HostStatus.REJECTED, HostStatus.HALTED):
             self.drop_lock()
         self.emit(EventType.HOST_FINISHED, outcome=status.value)
         return status
 
     def connect(self) -> None:
-        """Open the connection; retried only when the runbook's default policy says so."""
-        policy = self.shared.plan.runbook.defaults.retry
-        if "connection" not in policy.failures:
-            policy = policy.model_copy(update={"attempts": 1})
+        """Open the connection, retried with backoff (see :func:`connect_policy`)."""
+        policy = connect_policy(self.shared.plan.runbook.defaults.retry)
 
         def before_sleep(number: int, delay: float, error: BaseException) -> None:
             self.emit(
@@ -236,9 +248,9 @@ class HostRun:
                 with trial:
                     try:
                         info = self.transport.connect()
-                    except ConnectError as exc:  # a refused host key is never retried
+                    except ConnectError as exc:  # a refused key or login is never retried
                         raise AttemptFailed(
-                            "exit" if _is_host_key_error(exc) else "connection", str(exc)
+                            "exit" if _refused(exc) else "connection", str(exc)
                         ) from None
         except AttemptFailed as exc:
             self.emit(EventType.HOST_UNREACHABLE, message=str(exc))
@@ -257,7 +269,11 @@ class HostRun:
         return str(self.host.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
 
     def _lock_runner(self, command: str) -> CommandResult:
-        return self.exec(command, ps=None, phase="lock", record=False)
+        # the lock lives in a directory of root's: through sudo when the host or runbook has it
+        host_become, root = self.host.become, None
+        if host_become is not None or self.shared.plan.runbook.defaults.become:
+            root = Become(password_env=host_become.password_env if host_become else None)
+        return self.exec(command, ps=None, phase="lock", record=False, become=root)
 
     def take_lock(self) -> None:
         if not self.shared.options.lock:
@@ -298,6 +314,8 @@ class HostRun:
                 # carried forward: the journal fold keeps a step's captures from its last end
                 data={"reason": "done", "captures": self._step_captures(ps)},
             )
+            if ps.id in self.resume.acted:  # undone too if a later step rolls back
+                self.completed.append(ps)
             return
         if ps.step.when and not self._when(ps):
             self.emit(
@@ -459,16 +477,10 @@ def _first(command: str) -> str:
     return line[:100]
 
 
-def _default_become() -> Any:
-    from drp.inventory import Become
+def _refused(exc: ConnectError) -> bool:
+    from drp.errors import AuthError, HostKeyError
 
-    return Become()
-
-
-def _is_host_key_error(exc: ConnectError) -> bool:
-    from drp.errors import HostKeyError
-
-    return isinstance(exc, HostKeyError)
+    return isinstance(exc, (AuthError, HostKeyError))
 
 
 def _step_status(status: HostStatus) -> StepStatus:

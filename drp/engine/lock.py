@@ -87,8 +87,19 @@ def release(run: Runner, lock_dir: str, run_id: str) -> bool:
     return "RELEASED" in result.stdout
 
 
-def force_release(run: Runner, lock_dir: str) -> Holder | None:
-    """Remove the lock whoever holds it; returns the previous holder."""
+def force_release(run: Runner, host: str, lock_dir: str) -> Holder | None:
+    """Remove the lock whoever holds it; returns the previous holder.
+
+    LockedError when the lock is still there afterwards (e.g. no permission).
+    """
     q_dir = shlex.quote(lock_dir)
-    result = run(f"cat {q_dir}/holder 2>/dev/null; rm -rf {q_dir}")
+    result = run(
+        f"cat {q_dir}/holder 2>/dev/null; rm -rf {q_dir}; "
+        f"if [ -e {q_dir} ]; then echo 'drp: the lock is still there' >&2; exit 1; fi"
+    )
+    if result.exit_code != 0:
+        raise LockedError(
+            f"{host}: could not remove the lock {lock_dir}: "
+            f"{result.stderr.strip() or 'exit ' + str(result.exit_code)}"
+        )
     return parse_holder(result.stdout) if result.stdout.strip() else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -69,8 +70,13 @@ class RunOptions:
     approve: frozenset[str] = field(default_factory=frozenset)
     in_doubt: InDoubtPolicy = "ask"
     sudo_password: str | None = None
+    host_sudo_passwords: Mapping[str, str] = field(default_factory=dict)
     lock: bool = True
     command_line: str = ""
+
+    def password_for(self, host: str) -> str | None:
+        """The sudo password for ``host``: its own (inventory ``password_env``), else the run's."""
+        return self.host_sudo_passwords.get(host) or self.sudo_password
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class HostResume:
 
     done: frozenset[str] = frozenset()
     in_doubt: frozenset[str] = frozenset()
+    acted: frozenset[str] = frozenset()  # done by running (not skipped): what rollback undoes
     captures: dict[str, object] = field(default_factory=dict)
 
 

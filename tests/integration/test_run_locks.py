@@ -83,5 +83,5 @@ def test_lock_scripts_in_a_real_shell(tmp_path: Path) -> None:
     assert not Path(lock_dir).exists()
     assert sorted(p.name for p in Path(lock_dir).parent.iterdir()) == []  # no temp dirs left
     acquire(shell.run, "db1", lock_dir, Holder("run-3", "bob@desk", "now"))
-    assert force_release(shell.run, lock_dir) == Holder("run-3", "bob@desk", "now")
+    assert force_release(shell.run, "db1", lock_dir) == Holder("run-3", "bob@desk", "now")
     assert not Path(lock_dir).exists()
