@@ -10,6 +10,12 @@ Per host and step:
 - **paused**: a ``step.waiting`` not yet answered, or a ``step.finished`` with
   outcome ``paused``.
 
+A step that ended *interrupted* or *unreachable* while it was acting (not while it
+waited for a human) is in doubt too: Ctrl-C or a dropped link may have stopped it
+half-way. A step whose rollback succeeded is *rolled back*, no longer done; one
+whose rollback failed is in doubt. A step skipped on resume as already done keeps
+the outcome it had, so what an earlier session ran can still be rolled back.
+
 The run status is the outcome of the last ``run.finished`` (if no ``run.resumed``
 follows it); otherwise ``running`` when the journal's lock is held, else
 ``interrupted`` (something is in doubt) or ``paused`` (a host waits at a gate).
@@ -31,6 +37,8 @@ LOCAL_HOST = "(local)"
 """Host key for step events that name no host (local steps)."""
 
 DONE = frozenset({StepStatus.OK, StepStatus.CHANGED, StepStatus.SKIPPED})
+ACTED = frozenset({StepStatus.OK, StepStatus.CHANGED})
+CUT_SHORT = frozenset({StepStatus.INTERRUPTED, StepStatus.UNREACHABLE})
 
 
 _E = TypeVar("_E", StepStatus, HostStatus, RunStatus)
@@ -55,6 +63,7 @@ class StepState:
     finished: datetime | None = None
     waiting: bool = False
     approved_by: str | None = None
+    kind: str = ""
 
     @property
     def done(self) -> bool:
@@ -99,6 +108,11 @@ class RunState:
         """Steps finished ok / changed / skipped on ``host``: not to be run again."""
         return {name for name, s in self.host(host).steps.items() if s.done}
 
+    def acted_steps(self, host: str) -> set[str]:
+        """Done steps of ``host`` that ran (not skipped): what a later rollback undoes."""
+        steps = self.host(host).steps.items()
+        return {name for name, s in steps if s.done and s.status in ACTED}
+
     def in_doubt(self, host: str) -> set[str]:
         """Steps started on ``host`` whose end was never recorded."""
         return {name for name, s in self.host(host).steps.items() if s.in_doubt}
@@ -119,7 +133,10 @@ class RunState:
 def _step_event(state: StepState, rec: Record) -> StepState:  # noqa: PLR0911
     kind = rec.type
     if kind == T.STEP_STARTED:
-        return replace(state, started=rec.ts, finished=None, in_doubt=True, waiting=False)
+        step_kind = str(rec.data.get("kind") or state.kind)
+        return replace(
+            state, started=rec.ts, finished=None, in_doubt=True, waiting=False, kind=step_kind
+        )
     if kind == T.STEP_ATTEMPT:
         phase = rec.data.get("phase")
         more = 1 if phase in (None, "action") else 0
@@ -133,14 +150,21 @@ def _step_event(state: StepState, rec: Record) -> StepState:  # noqa: PLR0911
         return replace(state, waiting=False, approved_by=str(by) if by is not None else "")
     if kind == T.STEP_REJECTED:
         return replace(state, status=StepStatus.REJECTED, waiting=False, in_doubt=False)
+    if kind == T.ROLLBACK_FINISHED:  # undone: to run again; a failed undo leaves it unknown
+        if rec.outcome == "ok":
+            return replace(state, status=StepStatus.ROLLED_BACK, in_doubt=False)
+        return replace(state, in_doubt=True)
     if kind in (T.STEP_FINISHED, T.STEP_SKIPPED):
         status = StepStatus.SKIPPED if kind == T.STEP_SKIPPED else _enum(StepStatus, rec.outcome)
+        if kind == T.STEP_SKIPPED and rec.data.get("reason") == "done" and state.status in DONE:
+            status = state.status  # carried forward from the session that ran it
+        cut_short = status in CUT_SHORT and not state.waiting and state.kind != "manual"
         caps = rec.data.get("captures")
         captures = dict(caps) if isinstance(caps, Mapping) else {}
         return replace(
             state,
             status=status,
-            in_doubt=False,
+            in_doubt=cut_short,
             waiting=status is StepStatus.PAUSED,
             finished=rec.ts,
             captures=MappingProxyType(captures),
@@ -223,7 +247,9 @@ def replay(records: Iterable[Record | Mapping[str, Any]], *, locked: bool = Fals
             final, ended = _enum(RunStatus, rec.outcome) or RunStatus.FAILED, rec.ts
         elif rec.type == T.HOST_FINISHED and rec.host is not None:
             host_final[host] = _enum(HostStatus, rec.outcome)
-        elif rec.type.startswith("step.") and rec.step is not None:
+        elif (
+            rec.type.startswith("step.") or rec.type == T.ROLLBACK_FINISHED
+        ) and rec.step is not None:
             host_final.pop(host, None)  # the host is active again
             per_host = steps.setdefault(host, {})
             per_host[rec.step] = _step_event(per_host.get(rec.step, StepState()), rec)

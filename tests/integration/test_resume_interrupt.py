@@ -60,10 +60,16 @@ def test_ctrl_c_kills_the_remote_command_and_resume_completes(lab: Lab) -> None:
     assert lab.outcome(run_id) == "interrupted"
     assert lab.of(run_id, "step.finished", step="nap")[-1]["outcome"] == "interrupted"
 
+    # Ctrl-C stopped nap half-way: it is in doubt, never silently run again
     (lab.root / "nap-short").touch()
-    result = lab.drp("resume", run_id)
+    asked = lab.drp("resume", run_id)
+    assert asked.returncode == 5, combined(asked)
+    assert "in doubt" in combined(asked) and "--retry-in-doubt" in combined(asked)
+    assert (lab.root / "nap-runs").read_text().split() == ["x"]
+    result = lab.drp("resume", run_id, "--retry-in-doubt")
     assert result.returncode == 0, combined(result)
     assert _first_count(lab) == 1
+    assert (lab.root / "nap-runs").read_text().split() == ["x", "x"]
     assert (lab.root / "nap-done").exists() and (lab.root / "last-done").exists()
     assert lab.outcome(run_id) == "ok"
     assert lab.drp("log", "verify", run_id).returncode == 0
