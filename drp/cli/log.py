@@ -6,7 +6,7 @@ Only this module prints; the work is done by :mod:`drp.journal` and
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -43,7 +43,12 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def _when(text: str | None, name: str) -> datetime | None:
+def _when(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
+    """A ``--since``/``--until`` value (UTC unless it says otherwise).
+
+    A bare date given as ``--until`` means the end of that day: ``--until 2026-11-21``
+    keeps the runs started on the 21st.
+    """
     if text is None:
         return None
     try:
@@ -52,6 +57,8 @@ def _when(text: str | None, name: str) -> datetime | None:
         raise InputError(
             f"{name}: not a date/time: {text!r} (e.g. 2026-11-21 or 2026-11-21T23:00)"
         ) from None
+    if end_of_day and len(text.strip()) == len("2026-11-21"):
+        when += timedelta(days=1, microseconds=-1)
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
@@ -90,7 +97,12 @@ def list_cmd(
     Example: drp log list --runbook disk-replace --host db1 --since 2026-11-01
     """
     filters = RunFilter(
-        runbook, host, status, operator, _when(since, "--since"), _when(until, "--until")
+        runbook,
+        host,
+        status,
+        operator,
+        _when(since, "--since"),
+        _when(until, "--until", end_of_day=True),
     )
     runs = list_runs(state_dir(state), filters)
     table = Table(

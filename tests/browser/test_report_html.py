@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import zlib
@@ -10,13 +11,17 @@ from pathlib import Path
 import pytest
 
 from drp.report import load_run, report
+from drp.report.html import COLORS
 from drp.report.sample import SAMPLE_RUN, write_sample
 
 CHROMIUM = Path("/usr/bin/chromium")
+# scripts/test (CI) sets DRP_BROWSER_REQUIRED=1: a missing browser fails instead of skipping
+REQUIRED = os.environ.get("DRP_BROWSER_REQUIRED") == "1"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt install chromium)"
+        not CHROMIUM.exists() and not REQUIRED,
+        reason="needs /usr/bin/chromium (apt install chromium)",
     ),
 ]
 FLAGS = [
@@ -108,3 +113,6 @@ def test_screenshot_is_not_blank(html_file: Path, tmp_path: Path) -> None:
     width, height, colors = png_pixels(data)
     assert (width, height) == (1280, 900)
     assert len(colors) > 20  # text, table borders, coloured bars: not one flat colour
+    # the timeline's bars were painted: ok (green), changed (blue), failed (red)
+    for status in ("ok", "changed", "failed"):
+        assert bytes.fromhex(COLORS[status][1:]) in colors, status

@@ -173,3 +173,13 @@ def test_cli_errors_propagate(state: Path) -> None:
     for cmd in ("list", "show", "report", "verify", "export"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and "Example: drp log " + cmd in res.output
+
+
+def test_until_a_bare_date_keeps_that_whole_day(state: Path) -> None:
+    """The sample run started on 2026-11-21 at 23:41: ``--until 2026-11-21`` lists it."""
+    base = ["list", "--state-dir", str(state), "--runbook", "disk-replace", "--until"]
+    day = runner.invoke(app, [*base, "2026-11-21"])
+    assert day.exit_code == 0, day.output
+    assert "no runs" not in day.output and "ok:4" in day.output
+    before = runner.invoke(app, [*base, "2026-11-21T23:00"])
+    assert "no runs" in before.output and "ok:4" not in before.output
