@@ -175,6 +175,7 @@ def _time_table(t: Timeline) -> str:
             ["elapsed", _e(fmt_seconds(t.total)), "100%"],
             ["waiting on humans", _e(fmt_seconds(t.human_wait)), share(t.human_wait)],
             ["machine time", _e(fmt_seconds(t.machine_time)), share(t.machine_time)],
+            ["between sessions", _e(fmt_seconds(t.idle)), share(t.idle)],
         ],
     )
 

@@ -103,6 +103,8 @@ def _md_body(t: Timeline, tz: tzinfo) -> list[str]:
         f"{_share(t.human_wait, t.total)})",
         f"- Machine time: {fmt_seconds(t.machine_time)} ({t.machine_time:.1f}s, "
         f"{_share(t.machine_time, t.total)})",
+        f"- Between sessions (drp not running, nobody asked): {fmt_seconds(t.idle)} "
+        f"({t.idle:.1f}s, {_share(t.idle, t.total)})",
         "",
         f"## Timeline ({tz})",
         "",
@@ -188,7 +190,12 @@ def report_dict(run: RunData) -> dict[str, Any]:
         "command_lines": command_lines(run),
         "started": iso(s.started),
         "ended": iso(s.ended),
-        "time": {"total": t.total, "human_wait": t.human_wait, "machine": t.machine_time},
+        "time": {
+            "total": t.total,
+            "human_wait": t.human_wait,
+            "machine": t.machine_time,
+            "idle": t.idle,
+        },
         "integrity": {
             "ok": v.ok,
             "records": v.records,

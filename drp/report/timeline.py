@@ -109,10 +109,11 @@ class Timeline:
     ended: datetime | None
     human_wait: float
     machine_time: float
+    idle: float = 0.0  # between sessions (a crash, a lost laptop) not spent waiting on a human
 
     @property
     def total(self) -> float:
-        return self.human_wait + self.machine_time
+        return self.human_wait + self.machine_time + self.idle
 
 
 def excerpt(text: object) -> str:
@@ -265,7 +266,10 @@ class _Builder:
 def build_timeline(records: Sequence[Record]) -> Timeline:
     """Fold a run's records (file order) into its :class:`Timeline`."""
     b = _Builder()
-    for r in records:
+    gaps: list[Wait] = []  # from the last record of a session to the resume that follows it
+    for previous, r in zip([None, *records], records, strict=False):
+        if r.type == T.RUN_RESUMED and previous is not None:
+            gaps.append(Wait("", "", previous.ts, r.ts, True))
         if r.type.startswith("step.") and r.step is not None:
             b.step_event(r, r.host if r.host is not None else LOCAL_HOST, r.step)
         else:
@@ -277,6 +281,7 @@ def build_timeline(records: Sequence[Record]) -> Timeline:
             b.waits.append(Wait(host, step, since, ended, False))
     total = (ended - started).total_seconds() if started and ended else 0.0
     human = union_seconds(b.waits)
+    idle = union_seconds([*b.waits, *gaps]) - human
     rows = tuple(
         StepRow(host, step, v.kind, v.outcome, v.attempts, v.start, v.end, v.waited, v.approved_by)
         for (host, step), v in b.rows.items()
@@ -290,5 +295,6 @@ def build_timeline(records: Sequence[Record]) -> Timeline:
         started=started,
         ended=ended,
         human_wait=human,
-        machine_time=max(0.0, total - human),
+        machine_time=max(0.0, total - human - idle),
+        idle=idle,
     )

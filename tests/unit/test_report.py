@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -183,3 +183,45 @@ def test_until_a_bare_date_keeps_that_whole_day(state: Path) -> None:
     assert "no runs" not in day.output and "ok:4" in day.output
     before = runner.invoke(app, [*base, "2026-11-21T23:00"])
     assert "no runs" in before.output and "ok:4" not in before.output
+
+
+def test_time_between_sessions_is_neither_human_nor_machine(tmp_path: Path) -> None:
+    """drp was killed mid-run and resumed a day later, with no gate: that day is idle."""
+    run_id = "20261201-030000-raid-rebuild-00bb"
+    t0 = datetime(2026, 12, 1, 3, tzinfo=UTC)
+    later = t0 + timedelta(days=1)
+    with JournalWriter.create(run_dir(tmp_path, run_id), "ana@laptop") as w:
+        for event in (
+            Event(EventType.RUN_STARTED, run_id, ts=t0, data={"runbook": "raid-rebuild"}),
+            Event(EventType.STEP_STARTED, run_id, ts=t0, host="h1", step="a"),
+            Event(
+                EventType.STEP_FINISHED,
+                run_id,
+                ts=t0 + timedelta(seconds=30),
+                host="h1",
+                step="a",
+                outcome="ok",
+            ),
+            Event(
+                EventType.STEP_STARTED, run_id, ts=t0 + timedelta(seconds=40), host="h1", step="b"
+            ),
+            # kill -9 here; resumed the next day
+            Event(EventType.RUN_RESUMED, run_id, ts=later),
+            Event(EventType.STEP_STARTED, run_id, ts=later, host="h1", step="b"),
+            Event(
+                EventType.STEP_FINISHED,
+                run_id,
+                ts=later + timedelta(seconds=20),
+                host="h1",
+                step="b",
+                outcome="ok",
+            ),
+            Event(EventType.RUN_FINISHED, run_id, ts=later + timedelta(seconds=20), outcome="ok"),
+        ):
+            w.append(event)
+    t = build_timeline(load_run(tmp_path, run_id).journal.records)
+    assert t.human_wait == 0
+    assert t.idle == pytest.approx(86400 - 40)
+    assert t.machine_time == pytest.approx(60)
+    md = report(load_run(tmp_path, run_id), "md")
+    assert "Between sessions" in md and "23h59m" in md
