@@ -155,6 +155,10 @@ def resume(
         "approvals": sorted(approve or []),
         "runbook_sha256": book.sha256,
         "in_doubt": policy,
+        # what this session runs with: the params may differ (--param), the inventory too
+        "params": the_plan.params.masked(),
+        "inventory": inv.path,
+        "inventory_sha256": inv.sha256,
     }
     exit_with_status(
         execute_plan(

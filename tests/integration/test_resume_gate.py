@@ -55,3 +55,25 @@ def test_sensitive_capture_is_recovered_on_resume_not_replaced_by_its_mask(lab: 
     assert (lab.root / "used").read_text() == token  # not "<sensitive>"
     assert token not in combined(done)
     assert token.encode() not in lab.journal_file(run_id).read_bytes()
+
+
+def test_a_changed_runbook_is_refused_unless_allowed_and_then_recorded(lab: Lab) -> None:
+    book = lab.runbook(lab.book("gate").read_text(), "gate.yaml")
+    assert lab.run(book).returncode == 5
+    run_id = lab.only_run()
+    book.write_text(book.read_text().replace("echo finished", "echo FINISHED"))
+
+    refused = lab.drp("resume", run_id, "--approve", "swap-disk")
+    assert refused.returncode == 6, combined(refused)
+    assert "changed since run" in combined(refused) and "--allow-changed" in combined(refused)
+    assert (lab.root / "order").read_text().split() == ["prepared"]
+
+    allowed = lab.drp("resume", run_id, "--approve", "swap-disk", "--allow-changed")
+    assert allowed.returncode == 0, combined(allowed)
+    assert (lab.root / "order").read_text().split() == ["prepared", "FINISHED"]
+    resumed = lab.of(run_id, "run.resumed")[-1]["data"]
+    started = lab.of(run_id, "run.started")[0]["data"]
+    assert resumed["allow_changed"] is True
+    assert resumed["runbook_sha256"] != started["runbook_sha256"]
+    assert resumed["inventory_sha256"] == started["inventory_sha256"]
+    assert lab.drp("log", "verify", run_id).returncode == 0
