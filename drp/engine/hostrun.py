@@ -391,8 +391,11 @@ class HostRun:
             raise HostStopped(HostStatus.FAILED, f"step {ps.id}: {exc}") from None
 
     def _attempt_all(self, ps: PlannedStep) -> tuple[StepStatus, str, CommandResult | None]:
-        if ps.step.unless and self._guard_says_done(ps):
-            return StepStatus.SKIPPED, "guard: already done", None
+        if ps.step.unless:
+            guard = self._guard(ps)
+            if guard.exit_code == 0:  # its last line says why, when it says anything
+                said = guard.stdout.strip().splitlines()[-1:] if not ps.step.sensitive else []
+                return StepStatus.SKIPPED, f"guard: {said[0] if said else 'already done'}", None
         if ps.destructive:
             gates.confirm(self, ps)
         last: list[CommandResult | None] = [None]
@@ -423,16 +426,16 @@ class HostRun:
             return StepStatus.FAILED, str(exc), exc.result
         return StepStatus.OK, outcome.message, last[0]
 
-    def _guard_says_done(self, ps: PlannedStep) -> bool:
+    def _guard(self, ps: PlannedStep) -> CommandResult:
+        """Run the step's ``unless`` guard; exit 0 means the step is already done."""
         try:
-            result = self.exec(
+            return self.exec(
                 self.render(ps.step.unless or "true"), ps=ps, phase="guard", timeout=ps.timeout
             )
         except AttemptFailed as exc:
             if exc.kind == "connection":
                 raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
             raise HostStopped(HostStatus.FAILED, f"guard of {ps.id} failed: {exc}") from None
-        return result.exit_code == 0
 
     def _verify(self, ps: PlannedStep, attempt: int) -> None:
         for command in ps.step.verify:

@@ -88,6 +88,8 @@ def test_failover_then_failback_round_trip(dns_lab: DnsLab) -> None:
     _ok(lab.run("dns-failover", FAILOVER))
     assert lab.bind.primary.serial() == failover_serial
     assert _step_outcomes(lab)["activate-variant"] == "skipped"
+    skipped = [e for e in _events(lab) if e.get("step") == "activate-variant"]
+    assert "already failed over" in skipped[-1]["message"], skipped[-1]
     assert backup.read_bytes() == original_bytes
     assert backup.stat().st_mtime_ns == backup_stat.st_mtime_ns
     _answers_failover(lab, failover_serial)
@@ -105,6 +107,8 @@ def test_failover_then_failback_round_trip(dns_lab: DnsLab) -> None:
     _ok(lab.run("dns-failback", ORIGINAL))
     assert lab.bind.primary.serial() == failback_serial
     assert _step_outcomes(lab)["restore-original"] == "skipped"
+    skipped = [e for e in _events(lab) if e.get("step") == "restore-original"]
+    assert "already failed back" in skipped[-1]["message"], skipped[-1]
 
     # and a new failover keeps a fresh backup (the restored zone), bumping again
     _ok(lab.run("dns-failover", FAILOVER))

@@ -246,6 +246,28 @@ def test_unless_guard_exit_zero_skips(tmp_path: Path, guard_exit: int, runs: boo
     assert w.finished()["a"] == ("ok" if runs else "skipped")
 
 
+def test_a_guard_says_why_a_step_is_skipped_unless_the_step_is_sensitive(tmp_path: Path) -> None:
+    text = """
+    name: t
+    targets: all
+    steps:
+      - {id: a, run: do-a, unless: check-a}
+      - {id: b, run: do-b, unless: check-b, sensitive: true}
+      - {id: c, run: do-c, unless: check-c}
+    """
+    w = world(tmp_path, text)
+    w.fakes["h1"].on("^check-a", Reply(0, "looking\nalready failed over\n"))
+    w.fakes["h1"].on("^check-b", Reply(0, "token=s3cret\n"))
+    w.fakes["h1"].on("^check-c", Reply(0))
+    assert w.execute().status is RunStatus.OK
+    messages = {e.step: e.message for e in w.of(EventType.STEP_FINISHED)}
+    assert messages == {
+        "a": "guard: already failed over",
+        "b": "guard: already done",
+        "c": "guard: already done",
+    }
+
+
 def test_capture_feeds_a_later_step(tmp_path: Path) -> None:
     text = r"""
     name: t
