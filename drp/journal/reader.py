@@ -1,9 +1,18 @@
 """Reading a journal back, and verifying its hash chain (``drp log verify``).
 
-Reading never crashes on a damaged file. A last line that does not decode is
-taken to be *torn* (the process died mid-write): it is left out with a warning.
-A bad line anywhere else is kept out of the records too, reported as a warning,
-and makes :func:`verify` fail, because it means the file was damaged or edited.
+Reading never crashes on a damaged file. The writer emits whole lines, each
+ending in a newline, so only a last line *without* its newline can be *torn*
+(the process died mid-write): it is left out with a warning, and resume sets it
+aside. A torn line is a prefix of a record: one that holds a complete JSON
+object followed by anything is not torn but damaged. Every other bad line, the
+last complete one included, is kept out of the records too, reported as a
+warning, and makes :func:`verify` fail, because it means the file was damaged or
+edited.
+
+The chain cannot prove that nothing was cut from the end of a journal (the last
+records, at a line boundary). :func:`verify` says so, as information, when the
+last record is not ``run.finished``: the run is still running, was interrupted,
+or lost its tail.
 """
 
 from __future__ import annotations
@@ -50,12 +59,23 @@ class VerifyResult:
     seq: int | None = None
     problem: str = ""
     warnings: tuple[str, ...] = ()
+    finished: bool = True
 
     def __str__(self) -> str:
         if self.ok:
-            return f"chain verified: {self.records} records"
+            text = f"chain verified: {self.records} records"
+            if not self.finished:
+                text += f"; {UNFINISHED}"
+            return text
         where = f"line {self.line}" + (f" (seq {self.seq})" if self.seq is not None else "")
         return f"chain broken at {where}: {self.problem}"
+
+
+UNFINISHED = (
+    "unfinished: the last record is not run.finished (still running, interrupted, "
+    "or records cut from the end: the chain cannot prove the tail is complete)"
+)
+_FINISHED = "run.finished"
 
 
 def _parse_line(number: int, raw: bytes) -> Record | BadLine:  # noqa: PLR0911
@@ -69,6 +89,8 @@ def _parse_line(number: int, raw: bytes) -> Record | BadLine:  # noqa: PLR0911
         fields = json.loads(text)
     except json.JSONDecodeError as err:
         return BadLine(number, f"not valid JSON ({err.msg})", raw)
+    except RecursionError:
+        return BadLine(number, "not valid JSON (nested too deeply)", raw)
     if not isinstance(fields, dict):
         return BadLine(number, "not a JSON object", raw)
     try:
@@ -78,6 +100,29 @@ def _parse_line(number: int, raw: bytes) -> Record | BadLine:  # noqa: PLR0911
     if not is_canonical_line(text, fields):
         return BadLine(number, "line was altered (not in the form the writer produces)", raw)
     return record
+
+
+def _unterminated(number: int, raw: bytes) -> tuple[BadLine, bool]:
+    """A last line without its newline, and whether it can be a torn write.
+
+    A torn write leaves a prefix of ``<record JSON>`` + newline. A prefix that
+    holds the whole JSON object can only be the object itself (or, after a power
+    cut on some filesystems, the object and zero bytes where unwritten data should
+    be); anything else after it means the line was altered, not cut short.
+    """
+    torn = BadLine(number, "no final newline (incomplete write)", raw)
+    text = raw.decode("utf-8", "replace")
+    try:
+        _value, end = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError:
+        return torn, True
+    except RecursionError:  # json.dumps never writes what it cannot read back
+        return BadLine(number, "not valid JSON (nested too deeply)", raw), False
+    extra = text[end:]
+    if not extra.strip("\0"):
+        return torn, True
+    reason = f"a complete record followed by {len(extra)} unexpected characters"
+    return BadLine(number, reason, raw), False
 
 
 def parse_bytes(path: Path, content: bytes) -> Journal:
@@ -92,15 +137,18 @@ def parse_bytes(path: Path, content: bytes) -> Journal:
     warnings: list[str] = []
     for index, raw in enumerate(chunks):
         number = index + 1
-        last = index == len(chunks) - 1
+        if index == len(chunks) - 1 and not ends_clean:
+            line, is_torn = _unterminated(number, raw)
+            if is_torn:
+                torn = line
+                warnings.append(f"{path}:{number}: torn last line ignored: {line.reason}")
+            else:
+                bad.append(line)
+                warnings.append(f"{path}:{number}: damaged last line skipped: {line.reason}")
+            continue
         parsed = _parse_line(number, raw)
-        if last and not ends_clean and isinstance(parsed, Record):
-            parsed = BadLine(number, "no final newline (incomplete write)", raw)
         if isinstance(parsed, Record):
             records.append(parsed)
-        elif last:
-            torn = parsed
-            warnings.append(f"{path}:{number}: torn last line ignored: {parsed.reason}")
         else:
             bad.append(parsed)
             warnings.append(f"{path}:{number}: damaged line skipped: {parsed.reason}")
@@ -153,4 +201,5 @@ def verify(journal: Journal) -> VerifyResult:
                 False, len(journal.records), item.line, item.seq, problem, journal.warnings
             )
         prev_hash, expected = item.hash, item.seq + 1
-    return VerifyResult(True, len(journal.records), warnings=journal.warnings)
+    finished = bool(journal.records) and journal.records[-1].type == _FINISHED
+    return VerifyResult(True, len(journal.records), warnings=journal.warnings, finished=finished)

@@ -123,13 +123,22 @@ def _acquire(run_directory: Path, operator: str) -> int:
 
 
 def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
-    """Cut a torn last line aside; return (last seq, last hash, run id, warnings)."""
+    """Cut a torn last line aside; return (last seq, last hash, run id, warnings).
+
+    Only a last line without its newline is torn (see :mod:`drp.journal.reader`).
+    Any other bad line, the last complete one included, is damage: nothing is
+    moved or cut, the journal is left as evidence and :class:`JournalError` says
+    where.
+    """
     content = path.read_bytes()
     journal = parse_bytes(path, content)
     warnings: list[str] = []
     result = verify(journal)
     if not result.ok:
-        raise JournalError(f"journal {path} is damaged, refusing to append: {result}")
+        raise JournalError(
+            f"journal {path} is damaged, refusing to append: {result} "
+            f"(see 'drp log verify {path.parent.name}')"
+        )
     if journal.torn is not None:
         torn = journal.torn.raw
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

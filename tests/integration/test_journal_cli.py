@@ -55,3 +55,40 @@ def test_editing_one_byte_of_a_past_record_fails_verify(lab: Lab) -> None:
     verify = lab.drp("log", "verify", run_id)
     assert verify.returncode == 6, combined(verify)
     assert f"line {target + 1}" in combined(verify)
+
+
+def test_editing_one_byte_of_the_last_record_fails_verify_and_resume(lab: Lab) -> None:
+    assert lab.run(lab.book("gate")).returncode == 5
+    run_id = lab.only_run()
+    path = lab.journal_file(run_id)
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and b'"type":"run.finished"' in lines[-2]
+    number = len(lines) - 1
+    lines[-2] = lines[-2].replace(b'"outcome":"paused"', b'"outcome":"passed"', 1)
+    edited = b"\n".join(lines)  # the edited last line keeps its newline: not a torn write
+    path.write_bytes(edited)
+
+    verify = lab.drp("log", "verify", run_id)
+    assert verify.returncode == 6, combined(verify)
+    assert f"line {number}" in combined(verify) and "edited" in combined(verify)
+
+    resumed = lab.drp("resume", run_id, "--approve", "swap-disk")
+    assert resumed.returncode == 6, combined(resumed)
+    assert "damaged" in resumed.stderr and f"line {number}" in resumed.stderr
+    assert path.read_bytes() == edited  # left as evidence, nothing moved aside
+    assert not list(path.parent.glob("events.jsonl.torn-*"))
+    assert (lab.root / "order").read_text().split() == ["prepared"]
+
+
+def test_journal_cut_at_a_line_boundary_verifies_as_unfinished(lab: Lab) -> None:
+    assert lab.run(lab.book("hello")).returncode == 0
+    run_id = lab.only_run()
+    verify = lab.drp("log", "verify", run_id)
+    assert verify.returncode == 0 and "unfinished" not in combined(verify)
+    path = lab.journal_file(run_id)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]))  # run.finished removed, whole line
+
+    verify = lab.drp("log", "verify", run_id)
+    assert verify.returncode == 0, combined(verify)  # information, not a failure
+    assert "unfinished" in verify.stdout and "cannot prove the tail" in verify.stdout

@@ -145,6 +145,83 @@ def test_torn_tail_is_read_and_repaired(tmp_path: Path) -> None:
     assert not journal.warnings
 
 
+def test_edit_one_byte_of_the_last_record_fails_verify_and_resume(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and b'"s4"' in lines[4]
+    lines[4] = lines[4].replace(b'"s4"', b'"s9"')
+    edited = b"\n".join(lines)  # still ends with its newline: a whole line, not a torn one
+    path.write_bytes(edited)
+    journal = read_journal(path)
+    assert journal.torn is None
+    result = verify(journal)
+    assert not result.ok and result.line == 5 and result.seq == 5
+    assert "edited" in result.problem and "line 5 (seq 5)" in str(result)
+
+    with pytest.raises(JournalError, match=r"damaged.*line 5 \(seq 5\).*edited"):
+        JournalWriter.open_existing(path.parent, "bob@desk")
+    assert path.read_bytes() == edited  # nothing cut or moved aside: it is evidence
+    assert not list(path.parent.glob("events.jsonl.torn-*"))
+
+
+@pytest.mark.parametrize(
+    ("last", "reason"),
+    [
+        (b"garbage\n", "not valid JSON"),
+        (b"\n", "empty line"),
+        (b'{"v":1}\n', "not a valid record"),
+    ],
+)
+def test_bad_complete_last_line_is_damage_not_a_torn_tail(
+    tmp_path: Path, last: bytes, reason: str
+) -> None:
+    path = write(tmp_path)
+    path.write_bytes(path.read_bytes() + last)
+    journal = read_journal(path)
+    assert journal.torn is None and [b.line for b in journal.bad_lines] == [6]
+    result = verify(journal)
+    assert not result.ok and result.line == 6 and reason in result.problem
+    with pytest.raises(JournalError, match=r"damaged.*line 6"):
+        JournalWriter.open_existing(path.parent, "bob@desk")
+
+
+def test_complete_last_record_with_junk_instead_of_its_newline_is_damage(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    content = path.read_bytes()
+    path.write_bytes(content[:-1] + b"x")  # a torn write never adds bytes after the object
+    result = verify(read_journal(path))
+    assert not result.ok and result.line == 5 and "unexpected" in result.problem
+
+
+@pytest.mark.parametrize("tail", [b"", b"\0\0\0"])
+def test_complete_last_record_without_its_newline_is_torn(tmp_path: Path, tail: bytes) -> None:
+    path = write(tmp_path)
+    content = path.read_bytes()
+    path.write_bytes(content[:-1] + tail)  # died before the newline (zeros: power cut)
+    journal = read_journal(path)
+    assert journal.torn is not None and len(journal.records) == 4
+    assert verify(journal).ok
+    with JournalWriter.open_existing(path.parent, "bob@desk") as w:
+        assert w.seq == 4 and any("moved aside" in m for m in w.warnings)
+
+
+def test_unfinished_journal_is_reported_as_information(tmp_path: Path) -> None:
+    path = write(tmp_path)  # no run.finished: running, interrupted, or its tail was cut
+    result = verify(read_journal(path))
+    assert result.ok and not result.finished
+    assert "unfinished" in str(result) and "cannot prove the tail" in str(result)
+
+    with JournalWriter.open_existing(path.parent, "ana@laptop") as w:
+        w.append(ev(EventType.RUN_FINISHED, 9, outcome="ok"))
+    result = verify(read_journal(path))
+    assert result.ok and result.finished and "unfinished" not in str(result)
+
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))  # run.finished cut at a line boundary
+    result = verify(read_journal(path))
+    assert result.ok and not result.finished  # not provable, but said
+
+
 def test_open_existing_appends_continue_the_chain(tmp_path: Path) -> None:
     path = write(tmp_path, 3)
     with JournalWriter.open_existing(path.parent, "ana@laptop") as w:
