@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drp.engine import actions, gates
@@ -141,6 +141,8 @@ class HostRun:
         except ConnectError as exc:
             self._record(ps, phase, attempt, command, None, str(exc), record)
             raise AttemptFailed("connection", str(exc)) from None
+        if attempt != result.attempt:
+            result = replace(result, attempt=attempt)
         self._record(ps, phase, attempt, command, result, "", record)
         return result
 
@@ -392,7 +394,10 @@ class HostRun:
 
     def _attempt_all(self, ps: PlannedStep) -> tuple[StepStatus, str, CommandResult | None]:
         if ps.step.unless:
-            guard = self._guard(ps)
+            try:
+                guard = self._guard(ps)
+            except AttemptFailed as exc:  # the step's on_failure applies (continue, rollback)
+                return StepStatus.FAILED, f"guard of {ps.id} failed: {exc}", exc.result
             if guard.exit_code == 0:  # its last line says why, when it says anything
                 said = guard.stdout.strip().splitlines()[-1:] if not ps.step.sensitive else []
                 return StepStatus.SKIPPED, f"guard: {said[0] if said else 'already done'}", None
@@ -427,7 +432,10 @@ class HostRun:
         return StepStatus.OK, outcome.message, last[0]
 
     def _guard(self, ps: PlannedStep) -> CommandResult:
-        """Run the step's ``unless`` guard; exit 0 means the step is already done."""
+        """Run the step's ``unless`` guard; exit 0 means the step is already done.
+
+        AttemptFailed when it could not be run or timed out; a lost link stops the host.
+        """
         try:
             return self.exec(
                 self.render(ps.step.unless or "true"), ps=ps, phase="guard", timeout=ps.timeout
@@ -435,7 +443,7 @@ class HostRun:
         except AttemptFailed as exc:
             if exc.kind == "connection":
                 raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
-            raise HostStopped(HostStatus.FAILED, f"guard of {ps.id} failed: {exc}") from None
+            raise
 
     def _verify(self, ps: PlannedStep, attempt: int) -> None:
         for command in ps.step.verify:

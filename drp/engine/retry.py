@@ -78,7 +78,10 @@ def retrying(policy: RetryPolicy, hooks: RetryHooks) -> Retrying:
     wait: wait_exponential | wait_exponential_jitter
     if policy.jitter:
         wait = wait_exponential_jitter(
-            initial=policy.delay, max=policy.max_delay, exp_base=policy.backoff, jitter=policy.delay
+            multiplier=policy.delay,
+            max=policy.max_delay,
+            exp_base=policy.backoff,
+            jitter=policy.delay,
         )
     else:
         wait = wait_exponential(

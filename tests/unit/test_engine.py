@@ -268,6 +268,39 @@ def test_a_guard_says_why_a_step_is_skipped_unless_the_step_is_sensitive(tmp_pat
     }
 
 
+def test_a_guard_that_cannot_run_fails_its_step_under_the_step_policy(tmp_path: Path) -> None:
+    text = """
+    name: t
+    targets: all
+    steps:
+      - {id: a, run: do-a, rollback: undo-a}
+      - {id: b, run: do-b, unless: check-b, on_failure: continue}
+      - {id: c, run: do-c, unless: check-c, on_failure: rollback}
+      - {id: d, run: do-d}
+    """
+    w = world(tmp_path, text)
+    w.fakes["h1"].on("^check-", Reply(error="timeout"))
+    assert w.execute().status is RunStatus.FAILED
+    assert w.finished() == {"a": "ok", "b": "failed", "c": "failed"}
+    assert w.fakes["h1"].ran("^(do|undo)-") == ["do-a", "undo-a"]
+    failed = w.of(EventType.STEP_FINISHED, step="b")[0]
+    assert "guard of b failed" in failed.message
+
+
+def test_results_carry_their_attempt_number(tmp_path: Path) -> None:
+    text = """
+    name: t
+    targets: all
+    steps:
+      - {id: a, run: flaky, retry: {attempts: 3, delay: 0s, failures: [exit]}}
+    """
+    w = world(tmp_path, text)
+    w.fakes["h1"].on("^flaky", Reply(1), Reply(1), Reply(0))
+    assert w.execute().status is RunStatus.OK
+    attempts = [e.attempt for e in w.of(EventType.STEP_ATTEMPT, step="a")]
+    assert attempts == [1, 2, 3]
+
+
 def test_capture_feeds_a_later_step(tmp_path: Path) -> None:
     text = r"""
     name: t
