@@ -9,15 +9,18 @@ and ``run.finished`` last.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from drp import __version__
 from drp.engine.events import Event, EventType, Sink
+from drp.engine.gates import Interruptible
 from drp.engine.hostrun import HostRun, Shared
 from drp.engine.options import HostResume, Operator, RunOptions
 from drp.engine.plan import Plan
@@ -118,10 +121,15 @@ class Executor:
         self.resume = resume or {}
         self.open: dict[str, Transport] = {}
         self.lock = threading.Lock()
+        self.ctrl_c = threading.Event()  # set by the SIGINT handler, acted on by the main thread
 
     def execute(
         self, *, resumed: bool = False, extra: dict[str, object] | None = None
     ) -> RunResult:
+        with self._ctrl_c_requests_a_stop():
+            return self._execute(resumed, extra)
+
+    def _execute(self, resumed: bool, extra: dict[str, object] | None) -> RunResult:
         plan, options = self.shared.plan, self.shared.options
         self.shared.emit(start_event(plan, options, resumed=resumed, extra=extra))
         statuses: dict[str, HostStatus] = {}
@@ -133,6 +141,7 @@ class Executor:
         )
         try:
             for batch in batches(plan.hosts, serial):
+                self._stop_if_asked()
                 if self.shared.halt.is_set() or self.shared.cancel.is_set():
                     statuses.update({h.name: HostStatus.NOT_RUN for h in batch})
                     continue
@@ -141,6 +150,9 @@ class Executor:
             for transport in self.open.values():
                 transport.close()
         status = run_status(statuses)
+        stopped = self.shared.cancel.is_set() and HostStatus.NOT_RUN in statuses.values()
+        if status is RunStatus.OK and stopped:  # Ctrl-C before some host began: not done
+            status = RunStatus.INTERRUPTED
         self.shared.emit(
             Event(
                 EventType.RUN_FINISHED,
@@ -162,23 +174,26 @@ class Executor:
             max_workers=max(1, min(self.shared.options.forks, len(batch))),
             thread_name_prefix="drp-host",
         )
-        futures: dict[Future[HostStatus], str] = {
-            pool.submit(self._host, host): host.name for host in batch
-        }
+        futures: dict[Future[HostStatus], str] = {}
         failed = 0
-        pending = set(futures)
         try:
+            for host in batch:
+                futures[pool.submit(self._host, host)] = host.name
+            pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                self._stop_if_asked()
                 for future in done:
                     statuses[futures[future]] = future.result()
                     failed += statuses[futures[future]] in FAILED_STATES
                     if _exceeded(failed, len(batch), max_fail, rolling):
                         self.shared.halt.set()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C seen as an exception: not run from the main thread
             self.interrupt()
             for future, name in futures.items():
                 statuses[name] = future.result()
+            for host in batch:
+                statuses.setdefault(host.name, HostStatus.NOT_RUN)
         finally:
             pool.shutdown(wait=True)
 
@@ -190,9 +205,41 @@ class Executor:
             self.open[host.name] = transport
         return HostRun(self.shared, host, transport, self.resume.get(host.name)).execute()
 
+    @contextlib.contextmanager
+    def _ctrl_c_requests_a_stop(self) -> Iterator[None]:
+        """While the run lasts, Ctrl-C asks it to stop instead of raising KeyboardInterrupt.
+
+        An exception could land anywhere in the main thread (inside ``submit()``,
+        half-way through a journal write); the request is acted on where the main
+        thread waits, within 0.2 s. A second Ctrl-C changes nothing: the hosts are
+        stopping already. Only the main thread can set a handler, and one that
+        someone else set (or SIGINT ignored) is left alone.
+        """
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: self.ctrl_c.set())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _stop_if_asked(self) -> None:
+        if self.ctrl_c.is_set() and not self.shared.cancel.is_set():
+            self.interrupt()
+
     def interrupt(self) -> None:
-        """Ctrl-C: stop every host at once and kill what drp started on them."""
+        """Ctrl-C: stop every host at once and kill what drp started on them.
+
+        A question open at the terminal is withdrawn first (it runs in a worker
+        thread, which Ctrl-C never reaches), so no host waits for an answer.
+        """
         self.shared.cancel.set()
+        if isinstance(self.shared.operator, Interruptible):
+            self.shared.operator.interrupt()
         with self.lock:
             transports = list(self.open.values())
         for transport in [*transports, self.shared.local]:

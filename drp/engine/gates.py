@@ -3,11 +3,16 @@
 A gate is answered by ``--approve STEP`` (any gate), ``--yes`` (confirmations only:
 a manual step is never approved in bulk), or the :class:`drp.engine.options.Operator`
 at the terminal. Every question and every answer is journaled with who gave it.
+
+Ctrl-C while a question is open withdraws it: the executor calls the operator's
+``interrupt()`` (when it has one, see :class:`Interruptible`) so that the prompt
+returns at once, and an answer that arrives once the run is cancelled is dropped,
+never journaled: the gate stays open and ``drp resume`` asks it again.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from drp.engine.events import EventType
 from drp.engine.options import Decision, GateAnswer, GateKind, GateRequest
@@ -17,6 +22,18 @@ from drp.results import HostStatus, StepStatus
 
 if TYPE_CHECKING:
     from drp.engine.hostrun import HostRun
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """An operator whose open question can be withdrawn from another thread (Ctrl-C).
+
+    Gates are asked from a host's worker thread, but Ctrl-C reaches only the main
+    thread: ``interrupt()`` is how the executor tells a waiting prompt to give up.
+    ``decide`` then returns (any answer; it is dropped) or raises ``Cancelled``.
+    """
+
+    def interrupt(self) -> None: ...
 
 
 def ask(hr: HostRun, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
@@ -33,6 +50,7 @@ def ask(hr: HostRun, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
             answer = hr.shared.operator.decide(
                 GateRequest(kind, hr.host.name, ps.id, ps.step.title, text)
             )
+            hr.check_cancel()  # interrupted while asking: the gate stays unanswered
     if answer.decision is Decision.APPROVE:
         hr.emit(
             EventType.STEP_APPROVED,

@@ -122,3 +122,43 @@ def test_operator_pauses_and_resumes_later(lab: Lab) -> None:
     later.type("done\n")
     assert later.exit_code() == 0, later.screen
     assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
+
+
+def test_ctrl_c_at_a_manual_prompt_interrupts_at_once_and_resume_asks_again(lab: Lab) -> None:
+    term = Terminal(lab, *_run_args(lab, lab.book("gate")))
+    term.expect(r"swap-disk: done/reject/pause")
+    pressed = time.monotonic()
+    term.type("\x03")  # Ctrl-C: the terminal sends SIGINT to drp
+    assert term.exit_code(seconds=10) == 130, term.screen
+    assert time.monotonic() - pressed < 5, "Ctrl-C waited for the prompt to be answered"
+    run_id = lab.only_run()
+    assert f"drp resume {run_id}" in term.expect(r"drp resume")
+    assert lab.outcome(run_id) == "interrupted"
+    assert lab.of(run_id, "step.finished", step="swap-disk")[-1]["outcome"] == "interrupted"
+    # the gate was left unanswered: nobody approved, rejected or paused it
+    assert not lab.of(run_id, "step.approved") and not lab.of(run_id, "step.rejected")
+    assert (lab.root / "order").read_text().split() == ["prepared"]
+
+    later = Terminal(lab, "resume", run_id, "--state-dir", str(lab.state))
+    later.expect(r"Replace the disk in bay 2")
+    later.expect(r"swap-disk: done/reject/pause")
+    later.type("done\n")
+    assert later.exit_code() == 0, later.screen
+    assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
+
+
+def test_ctrl_c_at_a_confirmation_leaves_it_to_be_asked_again(lab: Lab) -> None:
+    book = lab.runbook(DESTRUCTIVE)
+    term = Terminal(lab, *_run_args(lab, book))
+    term.expect(r"wipe: yes/no/pause")
+    term.type("\x03")
+    assert term.exit_code(seconds=10) == 130, term.screen
+    run_id = lab.only_run()
+    assert not lab.of(run_id, "step.approved") and not lab.of(run_id, "step.rejected")
+    assert not (lab.root / "order").exists()
+
+    later = Terminal(lab, "resume", run_id, "--state-dir", str(lab.state))
+    later.expect(r"wipe: yes/no/pause")
+    later.type("yes\n")
+    assert later.exit_code() == 0, later.screen
+    assert (lab.root / "order").read_text().split() == ["wiped"]

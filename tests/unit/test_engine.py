@@ -3,7 +3,10 @@ retries, gates, in-doubt steps and secret masking. No network."""
 
 from __future__ import annotations
 
+import _thread
 import textwrap
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -627,3 +630,96 @@ def test_a_failed_upload_fails_the_step_not_the_run(tmp_path: Path) -> None:
     failed = w.of(EventType.STEP_FINISHED, host="h1", step="upload")
     assert failed[0].outcome == "failed" and "No space left" in failed[0].message
     assert "after" not in w.finished("h1") and w.finished("h2")["after"] == "ok"
+
+
+# -- Ctrl-C at a gate -------------------------------------------------------------------
+
+
+class Withdrawable:
+    """An operator at a prompt that nobody answers, until Ctrl-C withdraws the question."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self.withdrawn = threading.Event()
+
+    def decide(self, request: GateRequest) -> GateAnswer:
+        self.asked.set()
+        assert self.withdrawn.wait(10), "the question was never withdrawn"
+        return GateAnswer(Decision.APPROVE, "late", "typed as Ctrl-C came")  # must be dropped
+
+    def interrupt(self) -> None:
+        self.withdrawn.set()
+
+
+def press_ctrl_c_once(ready: threading.Event) -> None:
+    """KeyboardInterrupt in the main thread (where Ctrl-C lands) once ``ready`` is set."""
+
+    def press() -> None:
+        if ready.wait(10):
+            _thread.interrupt_main()
+
+    threading.Thread(target=press, daemon=True).start()
+
+
+@pytest.mark.parametrize(
+    ("text", "resume"),
+    [
+        (GATE, None),
+        (CONFIRM, None),
+        ("name: t\ntargets: all\nsteps: [{id: after, run: do-after}]\n", frozenset({"after"})),
+    ],
+    ids=["manual", "confirm", "in-doubt"],
+)
+def test_ctrl_c_at_a_gate_interrupts_at_once_and_leaves_the_gate_unanswered(
+    tmp_path: Path, text: str, resume: frozenset[str] | None
+) -> None:
+    w = world(tmp_path, text)
+    operator = Withdrawable()
+    press_ctrl_c_once(operator.asked)
+    began = time.monotonic()
+    result = w.execute(operator, resume={"h1": HostResume(in_doubt=resume)} if resume else None)
+    assert time.monotonic() - began < 5
+    assert operator.withdrawn.is_set()
+    assert result.status is RunStatus.INTERRUPTED
+    assert result.hosts == {"h1": HostStatus.INTERRUPTED}
+    assert not w.of(EventType.STEP_APPROVED) and not w.of(EventType.STEP_REJECTED)
+    assert not w.of(EventType.STEP_SKIPPED)  # an in-doubt step is not marked done either
+    assert "do-wipe" not in w.fakes["h1"].commands and "do-after" not in w.fakes["h1"].commands
+    assert all(
+        outcome == "interrupted" for step, outcome in w.finished().items() if step != "before"
+    )
+
+
+def test_an_answer_that_arrives_as_the_run_is_interrupted_is_dropped(tmp_path: Path) -> None:
+    w = world(tmp_path, GATE)
+    interrupt: list[Any] = []
+
+    class AnswersAsCtrlCComes:  # no interrupt(): the gate itself must drop the answer
+        def decide(self, request: GateRequest) -> GateAnswer:
+            interrupt[0]()
+            return GateAnswer(Decision.APPROVE, "alice")
+
+    executor = Executor(
+        w.plan,
+        RunOptions(run_id=RUN_ID, operator="tester", lock=False),
+        emit=w.events.append,
+        operator=AnswersAsCtrlCComes(),
+        transports=lambda host: w.fakes[host.name],
+        local=FakeTransport("local"),
+    )
+    interrupt.append(executor.interrupt)
+    result = executor.execute()
+    assert result.hosts == {"h1": HostStatus.INTERRUPTED}
+    assert not w.of(EventType.STEP_APPROVED)
+    assert w.finished() == {"before": "ok", "swap": "interrupted"}
+    assert w.fakes["h1"].commands == ["do-before"]
+
+
+def test_ctrl_c_in_a_rolling_rollout_leaves_the_later_batches_not_run(tmp_path: Path) -> None:
+    w = world(tmp_path, GATE, hosts=("h1", "h2"))
+    operator = Withdrawable()
+    press_ctrl_c_once(operator.asked)
+    result = w.execute(operator, serial=1)
+    assert result.status is RunStatus.INTERRUPTED
+    assert result.hosts == {"h1": HostStatus.INTERRUPTED, "h2": HostStatus.NOT_RUN}
+    assert w.fakes["h2"].commands == []
