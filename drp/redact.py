@@ -1,30 +1,93 @@
-"""Masking secrets: one function applied before any value reaches an event, a log or the console."""
+"""Masking secrets: one function applied before any value reaches an event, a log or the console.
+
+A secret does not always appear as typed. drp shell-quotes every value it puts
+in a command (``it's`` becomes ``'it'"'"'s'``, and ``shlex.join`` does the same
+to the command line), and commands print values escaped for JSON, a shell or
+Python. So each secret is masked in every form drp or a common tool writes it:
+
+- as is, and ``shlex.quote``-d, whole and as part of a larger quoted word;
+- the other POSIX quoting idioms: ``'\\''`` for a quote, inside double quotes,
+  backslash before each special character;
+- each of those escaped as a JSON string (``ensure_ascii`` on and off) and as a
+  Python string literal (``repr``).
+
+Then, for a secret holding characters that some quoting rewrites (anything
+``shlex.quote`` would quote), its pieces are masked on their own, wherever they
+appear: each piece between quotes, and each run of plain characters between
+special ones, that is at least :data:`MIN_FRAGMENT` long. A quoting not listed
+above rewrites only special characters, so it can show at most pieces shorter
+than that, never enough to put the secret back together. Shorter pieces are
+left alone, or every ``root`` and ``dev`` in the journal would be masked.
+
+Masking is applied to values before they are JSON-encoded (events are masked
+when emitted); the JSON-escaped forms cover text that already holds an escaped
+secret, such as a command printing JSON.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MASK = "********"
+MIN_FRAGMENT = 4
+# the characters shlex.quote quotes for: any other run of characters is written as is
+_SPECIAL = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
+_QUOTES = re.compile(r"['\"]")
+_DOUBLE_QUOTED = re.compile(r'([\\"$`])')
+
+
+def _shell_forms(secret: str) -> set[str]:
+    return {
+        secret,
+        shlex.quote(secret),
+        secret.replace("'", "'\"'\"'"),  # shlex.quote's escape, inside a larger quoted word
+        secret.replace("'", "'\\''"),
+        _DOUBLE_QUOTED.sub(r"\\\1", secret),
+        _SPECIAL.sub(lambda m: "\\" + m.group(), secret),
+    }
+
+
+def forms(secret: str) -> set[str]:
+    """Every form in which ``secret`` is masked (see the module docstring)."""
+    shell = _shell_forms(secret)
+    out = set(shell)
+    for form in shell:
+        out.add(json.dumps(form, ensure_ascii=False)[1:-1])
+        out.add(json.dumps(form)[1:-1])
+        out.add(repr(form)[1:-1])
+    if _SPECIAL.search(secret):
+        pieces = [*_QUOTES.split(secret), *_SPECIAL.split(secret)]
+        out.update(p for p in pieces if len(p) >= MIN_FRAGMENT and p != secret)
+    out.discard("")
+    return out
 
 
 @dataclass(frozen=True)
 class Redactor:
-    """Replaces every occurrence of each secret value with :data:`MASK`, recursively."""
+    """Replaces every occurrence of each secret, in each of its forms, with :data:`MASK`."""
 
     secrets: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        found = {p for secret in self.secrets for p in forms(secret)}
+        # longest first, so a form (or a secret) that contains another is masked whole
+        object.__setattr__(self, "patterns", tuple(sorted(found, key=lambda p: (-len(p), p))))
 
     @classmethod
     def of(cls, values: Iterable[object]) -> Redactor:
         texts = {str(v) for v in values if v is not None and str(v) != ""}
-        # longest first, so a secret that contains another is masked whole
-        return cls(tuple(sorted(texts, key=len, reverse=True)))
+        return cls(tuple(sorted(texts, key=lambda t: (-len(t), t))))
 
     def text(self, value: str) -> str:
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
+        for pattern in self.patterns:
+            if pattern in value:
+                value = value.replace(pattern, MASK)
         return value
 
     def __call__(self, value: Any) -> Any:
@@ -33,7 +96,12 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):
-            return {k: self(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
+            return {self(k) if isinstance(k, str) else k: self(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
             return [self(v) for v in value]
-        return value
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        # anything else is written with str() (the journal's json default): mask that text
+        shown = str(value)
+        masked = self.text(shown)
+        return value if masked == shown else masked

@@ -125,24 +125,47 @@ def test_param_with_shell_metacharacters_is_one_literal_word(lab: Lab) -> None:
 
 
 def test_secrets_never_reach_state_dir_or_console(lab: Lab) -> None:
-    password = f"pw-{uuid.uuid4().hex}"
+    import re
+    import shlex
+
+    from drp.redact import MASK
+
+    def leaked_forms(secret: str) -> set[str]:
+        """As a file or a console could show it: as is, shell-quoted (alone, inside a
+        larger word, in a command line), JSON-escaped, and its long unquoted pieces."""
+        quoted = shlex.quote(secret)
+        shown = {secret, quoted, quoted[1:-1], shlex.join([f"password={secret}"])}
+        shown |= {json.dumps(s, ensure_ascii=a)[1:-1] for s in set(shown) for a in (False, True)}
+        pieces = re.split(r"[^\w@%+=:,./-]", secret, flags=re.ASCII)
+        return shown | {p for p in pieces if len(p) >= 8}
+
+    # a single quote, spaces, a dollar and a backslash: shell quoting rewrites it
+    password = f"it's a $pw\\ {uuid.uuid4().hex}"
     token = f"tok-{uuid.uuid4().hex}"
     (lab.root / "token").write_text(token + "\n")
     result = lab.run(lab.book("secrets"), "--param", f"password={password}")
     assert result.returncode == 0, combined(result)
+    forms = leaked_forms(password) | {token}
+    assert shlex.quote(password) != password and len(forms) > 6
     output = combined(result)
-    assert password not in output and token not in output
+    for form in forms:
+        assert form not in output, form
     files = [p for p in lab.state.rglob("*") if p.is_file()]
     assert any(p.name == "events.jsonl" for p in files)
     for path in files:
         data = path.read_bytes()
-        assert password.encode() not in data, path
-        assert token.encode() not in data, path
+        for form in forms:
+            assert form.encode() not in data, (path, form)
     # and the run did use them (the journal shows the masks instead)
     run_id = lab.only_run()
+    started = lab.of(run_id, "step.started", step="use-password")[-1]
+    assert started["data"]["command"] == f"echo password is {MASK}"
+    assert f"password={MASK}" in lab.of(run_id, "run.started")[0]["data"]["command_line"]
     assert lab.of(run_id, "step.finished", step="use-token")[-1]["outcome"] == "ok"
     shown = lab.drp("log", "show", run_id, "--output")
-    assert password not in combined(shown) and token not in combined(shown)
+    assert shown.returncode == 0, combined(shown)
+    for form in forms:
+        assert form not in combined(shown), form
 
 
 # -- 15. fan-out ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import threading
 import time
@@ -29,6 +30,7 @@ from drp.journal import (
     validate_run_id,
     verify,
 )
+from drp.redact import MASK, Redactor
 from drp.results import RunStatus
 
 T0 = datetime(2026, 11, 21, 23, 41, 12, 123456, tzinfo=UTC)
@@ -469,3 +471,92 @@ def test_unfinished_run_is_found_behind_newer_ended_ones(tmp_path: Path) -> None
     assert _unfinished(tmp_path, plan) == "20261121-230000-disk-replace-aaaa"  # type: ignore[arg-type]
     shutil.rmtree(run_dir(tmp_path, "20261121-230000-disk-replace-aaaa"))
     assert _unfinished(tmp_path, plan) is None  # type: ignore[arg-type]
+
+
+# -- secrets: the redactor applied to events before they are journaled -------------------
+
+SECRET = "it's a $ecret\\x"  # a single quote, spaces, a dollar and a backslash
+
+
+def _written_forms(secret: str) -> list[str]:
+    """How a leaked secret would look in the journal: each form, and each JSON-escaped."""
+    quoted = shlex.quote(secret)
+    shown = [secret, quoted, quoted[1:-1], shlex.join([f"pw={secret}"])[4:-1]]
+    return sorted({*shown, *(json.dumps(s, ensure_ascii=a)[1:-1] for s in shown for a in (0, 1))})
+
+
+def test_redactor_masks_shell_quoted_and_escaped_forms() -> None:
+    redact = Redactor.of([SECRET])
+    command = f"echo password is {shlex.quote(SECRET)}"
+    assert "'it'\"'\"'s a $ecret\\x'" in command
+    assert redact.text(command) == f"echo password is {MASK}"
+    line = shlex.join(["drp", "run", "book", "--param", f"password={SECRET}"])
+    assert redact.text(line) == f"drp run book --param 'password={MASK}'"
+    as_json = json.dumps({"stdout": SECRET, "ascii": "é" + SECRET}, ensure_ascii=True)
+    assert SECRET not in redact.text(as_json) and "ecret" not in redact.text(as_json)
+    assert redact.text(repr(SECRET)) == f'"{MASK}"'
+    double_quoted = "it's a \\$ecret\\\\x"  # escaped as inside double quotes
+    assert redact.text(f'echo "{double_quoted}"') == f'echo "{MASK}"'
+    assert redact.text("it\\'s\\ a\\ \\$ecret\\\\x") == MASK  # printf %q style
+    assert redact.text("it'\\''s a $ecret\\x") == MASK  # the other single-quote idiom
+
+
+def test_redactor_masks_long_pieces_but_not_short_ones() -> None:
+    redact = Redactor.of(["ab'cdefg hi$jklmn"])
+    # a quoting drp does not know still cannot show the long pieces
+    assert redact.text("ab?cdefg?hi?jklmn") == f"ab?{MASK}?hi?{MASK}"
+    assert redact.text("cdefg hi$jklmn") == MASK  # the piece after the quote
+    # short pieces, and secrets without special characters, are not split up
+    assert redact.text("ab hi") == "ab hi"
+    plain = Redactor.of(["hunter2hunter2"])
+    assert plain.text("hunter2 hunter") == "hunter2 hunter"
+    assert plain.text("x=hunter2hunter2;") == f"x={MASK};"
+
+
+def test_redactor_walks_every_value_and_keeps_others() -> None:
+    redact = Redactor.of([SECRET, None, ""])
+    assert redact.secrets == (SECRET,)
+    value = {
+        "cmd": [f"a {shlex.quote(SECRET)}", (SECRET,)],
+        SECRET: {SECRET},
+        "path": Path(f"/tmp/{SECRET}"),
+        "keep": Path("/tmp/x"),
+        "n": 3,
+        "ok": True,
+        "none": None,
+    }
+    assert redact(value) == {
+        "cmd": [f"a {MASK}", [MASK]],
+        MASK: [MASK],
+        "path": f"/tmp/{MASK}",
+        "keep": Path("/tmp/x"),
+        "n": 3,
+        "ok": True,
+        "none": None,
+    }
+    assert Redactor()(value) is value
+    assert Redactor.of([SECRET]) == redact  # patterns are derived, not compared
+
+
+def test_secret_with_shell_characters_never_reaches_the_journal_file(tmp_path: Path) -> None:
+    redact = Redactor.of([SECRET])
+    command = f"echo password is {shlex.quote(SECRET)}"
+    line = shlex.join(["drp", "run", "x", "--param", f"password={SECRET}"])
+    rdir = run_dir(tmp_path, RUN)
+    with JournalWriter.create(rdir, "ana@laptop") as w:
+        w.append(ev(EventType.RUN_STARTED, data=redact({"command_line": line})))
+        w.append(
+            ev(
+                EventType.STEP_ATTEMPT,
+                1,
+                host="db1",
+                step="s1",
+                message=redact.text(f"ran {command}"),
+                data=redact({"command": command, "stdout": f"password is {SECRET}\n"}),
+            )
+        )
+    content = journal_path(rdir).read_bytes()
+    assert MASK.encode() in content
+    for form in _written_forms(SECRET):
+        assert form.encode() not in content, form
+    assert b"ecret" not in content  # nor a piece long enough to mean something

@@ -1,4 +1,5 @@
-"""Property tests: any appended sequence verifies; any single-byte mutation is noticed.
+"""Property tests: any appended sequence verifies; any single-byte mutation is noticed;
+a secret is masked in the forms a journal would show it in.
 
 Noticed means: ``verify`` fails. Being read as a torn tail does not count, or an
 edit of the last record would pass as a crash.
@@ -6,6 +7,8 @@ edit of the last record would pass as a crash.
 
 from __future__ import annotations
 
+import json
+import shlex
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +19,7 @@ from hypothesis import strategies as st
 from drp.engine.events import Event, EventType
 from drp.journal import JournalWriter, journal_path, read_journal, run_dir, verify
 from drp.journal.reader import parse_bytes
+from drp.redact import Redactor
 
 RUN = "20261121-234112-prop-0000"
 T0 = datetime(2026, 11, 21, 23, 41, 12, tzinfo=UTC)
@@ -79,3 +83,31 @@ def test_single_byte_mutation_is_noticed(evs: list[Event], data: st.DataObject) 
         # as if the file had been cut short (which the chain cannot prove anyway)
         assert pos == len(content) - 1 and byte == 0, (pos, byte)
         assert journal.torn is not None and len(journal.records) == len(evs) - 1
+
+
+# the mask is made of "*": a secret with one can meet the mask at its edges
+secret_texts = st.text(st.characters(blacklist_characters="*"), min_size=1, max_size=16)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret_texts, st.text(max_size=6), st.text(max_size=6))
+def test_a_quoted_secret_is_masked_whole(secret: str, before: str, after: str) -> None:
+    redact = Redactor.of([secret])
+    word = shlex.quote(before + secret + after)  # a secret inside a larger quoted value
+    for shown in (
+        f"echo {shlex.quote(secret)}",
+        f"echo {word}",
+        shlex.join(["drp", "--param", f"pw={secret}"]),
+        json.dumps({"stdout": secret}),
+        json.dumps({"stdout": secret}, ensure_ascii=False),
+        repr(secret),
+    ):
+        masked = redact.text(shown)
+        assert secret not in masked
+        assert shlex.quote(secret) not in masked
+        assert json.dumps(secret)[1:-1] not in masked
+        try:
+            words = shlex.split(masked)
+        except ValueError:  # unbalanced quotes: the shell would not run it either
+            continue
+        assert secret not in " ".join(words)  # what the shell would see
