@@ -8,6 +8,11 @@ Layout::
 ``STATE`` is, in order of precedence: the ``--state-dir`` argument, the
 ``DRP_STATE_DIR`` environment variable, ``platformdirs.user_data_dir("drp")``.
 
+Journals hold hostnames, commands and their output, so they are private to the
+user: :func:`make_run_dir` creates ``STATE``, ``runs`` and each run directory
+``0700`` and the writer creates its files ``0600``. A directory that already
+exists keeps its mode (a state directory may be shared by a team on purpose).
+
 A run id looks like ``20261121-234112-disk-replace-7f3a``: UTC start time, the
 sanitized runbook name and 4 random hex digits. Ids sort by start time and are
 plain file names; anything that does not match the pattern is refused by
@@ -16,6 +21,7 @@ plain file names; anything that does not match the pattern is refused by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -33,6 +39,8 @@ LOCK = ".lock"
 MAX_RUN_ID = 80
 _NAME_MAX = 40
 LATEST = "latest"
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 
 RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[a-z0-9]+(?:-[a-z0-9]+)*-[0-9a-f]{4}")
 _PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -56,6 +64,19 @@ def runs_dir(state: Path) -> Path:
 def run_dir(state: Path, run_id: str) -> Path:
     """The directory of one run; ``run_id`` is validated first."""
     return runs_dir(state) / validate_run_id(run_id)
+
+
+def make_run_dir(run_directory: Path) -> None:
+    """Create a run directory, and its ``runs`` and state directories when missing, ``0700``.
+
+    Directories above the state directory are created with the default mode.
+    """
+    runs = run_directory.parent
+    state = runs.parent
+    state.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (state, runs, run_directory):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=PRIVATE_DIR)
 
 
 def journal_path(run_directory: Path) -> Path:

@@ -39,7 +39,13 @@ from typing import IO, Any
 
 from drp.engine.events import Event, EventType
 from drp.errors import JournalError, LockedError
-from drp.journal.paths import EVENTS, LOCK, validate_run_id
+from drp.journal.paths import (
+    EVENTS,
+    LOCK,
+    PRIVATE_FILE,
+    make_run_dir,
+    validate_run_id,
+)
 from drp.journal.reader import parse_bytes, verify
 from drp.journal.record import GENESIS, build_record, dump_line, format_ts
 
@@ -103,7 +109,7 @@ def lock_holder(run_directory: Path) -> LockHolder | None:
 
 
 def _acquire(run_directory: Path, operator: str) -> int:
-    fd = os.open(run_directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(run_directory / LOCK, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     for attempt in range(_LOCK_TRIES):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -120,6 +126,12 @@ def _acquire(run_directory: Path, operator: str) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
     return fd
+
+
+def _create_private(path: Path) -> IO[bytes]:
+    """A new file, readable by its owner only (:class:`FileExistsError` if there is one)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    return os.fdopen(fd, "wb")
 
 
 def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
@@ -143,8 +155,9 @@ def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
         torn = journal.torn.raw
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         aside = path.with_name(f"{path.name}.torn-{stamp}")
-        aside.write_bytes(torn)
-        with aside.open("rb") as handle:
+        with _create_private(aside) as handle:
+            handle.write(torn)
+            handle.flush()
             os.fsync(handle.fileno())
         keep = len(content) - len(torn)
         with path.open("r+b") as handle:
@@ -192,10 +205,10 @@ class JournalWriter:
     def create(cls, run_directory: Path, operator: str) -> JournalWriter:
         """Start the journal of a new run; :class:`JournalError` if it already exists."""
         validate_run_id(run_directory.name)
-        run_directory.mkdir(parents=True, exist_ok=True)
+        make_run_dir(run_directory)
         lock_fd = _acquire(run_directory, operator)
         try:
-            handle = (run_directory / EVENTS).open("xb")
+            handle = _create_private(run_directory / EVENTS)
         except FileExistsError:
             os.close(lock_fd)
             raise JournalError(

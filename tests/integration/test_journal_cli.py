@@ -92,3 +92,14 @@ def test_journal_cut_at_a_line_boundary_verifies_as_unfinished(lab: Lab) -> None
     verify = lab.drp("log", "verify", run_id)
     assert verify.returncode == 0, combined(verify)  # information, not a failure
     assert "unfinished" in verify.stdout and "cannot prove the tail" in verify.stdout
+
+
+def test_drp_run_keeps_its_journal_private(lab: Lab) -> None:
+    assert not lab.state.exists()
+    assert lab.run(lab.book("hello")).returncode == 0
+    run_id = lab.only_run()
+    path = lab.journal_file(run_id)
+    for directory in (lab.state, path.parent.parent, path.parent):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    for file in path.parent.iterdir():
+        assert file.stat().st_mode & 0o777 == 0o600, file

@@ -224,6 +224,44 @@ def test_unfinished_journal_is_reported_as_information(tmp_path: Path) -> None:
     assert result.ok and not result.finished  # not provable, but said
 
 
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_state_and_run_dirs_are_private_and_journal_files_too(tmp_path: Path) -> None:
+    state = tmp_path / "new" / "state"
+    rdir = run_dir(state, RUN)
+    old = os.umask(0o022)  # the usual default: world-readable unless asked otherwise
+    try:
+        with JournalWriter.create(rdir, "ana@laptop") as w:
+            w.append(ev(EventType.RUN_STARTED))
+            w.append(ev(EventType.STEP_STARTED, 1, host="db1", step="s1"))
+        path = journal_path(rdir)
+        path.write_bytes(path.read_bytes()[:-10])  # torn: resume sets the tail aside
+        with JournalWriter.open_existing(rdir, "bob@desk") as w:
+            assert any("moved aside" in m for m in w.warnings)
+    finally:
+        os.umask(old)
+    assert {p.name: _mode(p) for p in (state, rdir.parent, rdir)} == {
+        "state": 0o700,
+        "runs": 0o700,
+        RUN: 0o700,
+    }
+    files = {p.name.split("-")[0]: _mode(p) for p in rdir.iterdir()}
+    assert files == {"events.jsonl": 0o600, ".lock": 0o600, "events.jsonl.torn": 0o600}
+    assert _mode(tmp_path / "new") == 0o755  # above the state dir: the default
+
+
+def test_an_existing_state_dir_keeps_its_mode(tmp_path: Path) -> None:
+    state = tmp_path / "shared"
+    state.mkdir()
+    state.chmod(0o750)  # e.g. shared with an on-call group on purpose
+    with JournalWriter.create(run_dir(state, RUN), "ana@laptop") as w:
+        w.append(ev(EventType.RUN_STARTED))
+    assert _mode(state) == 0o750
+    assert _mode(state / "runs") == 0o700 and _mode(run_dir(state, RUN)) == 0o700
+
+
 def test_open_existing_appends_continue_the_chain(tmp_path: Path) -> None:
     path = write(tmp_path, 3)
     with JournalWriter.open_existing(path.parent, "ana@laptop") as w:
