@@ -1,9 +1,12 @@
 """The console: how events, plans and gate prompts look to a person (rich), or to a program (JSON).
 
 Sinks here subscribe to the engine's events; they are the only code that
-prints while a run is under way. ``ConsoleSink`` shows one line per finished
-step, live progress bars for waits and reboots (on a terminal), manual-gate
-instructions, and a final summary table.
+prints while a run is under way. ``ConsoleSink`` prints one line per finished
+step, a line per retry, manual-gate instructions and a final summary table.
+On a terminal it also keeps a live view at the bottom: one row per busy host
+with its current step and how long it has run (a wait shows its progress, or
+its elapsed time against its timeout). Without a terminal the output stays
+plain lines, fit for a log.
 
 ``ConsoleOperator`` answers gates at the prompt. Gates are asked from a host's
 worker thread, which Ctrl-C never reaches, so the prompt reads the terminal
@@ -12,6 +15,8 @@ with ``select()`` and gives up when the executor calls ``interrupt()``.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import select
@@ -19,22 +24,20 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress_bar import ProgressBar
 from rich.prompt import InvalidResponse, Prompt
+from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 from drp.durations import format_duration
 from drp.engine.events import Event
@@ -55,28 +58,71 @@ GLYPH = {
     "interrupted": "[red]■[/]",
     "rolled-back": "[yellow]↺[/]",
 }
+BAR_WIDTH = 24
+STEP_WIDTH = 40
 
 
 def make_console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+@dataclass(frozen=True)
+class Row:
+    """What one host is doing now, as the live view shows it."""
+
+    step: str  # the step's name
+    began: float  # clock() when the step started
+    percent: float | None = None  # from the wait's ``progress`` regex
+    timeout: float | None = None  # the step's (or its wait's) time limit, when an event says
+    since: float | None = None  # clock() when the wait or reboot began (from its ``elapsed``)
+    note: str = ""
+
+    def timing(self, now: float) -> str:
+        """``12s``, or ``2m10s / 1d00h`` against a known timeout."""
+        return _against(now - _first(self.since, self.began), self.timeout)
+
+    def fraction(self, now: float) -> float | None:
+        """How far the wait has come, in percent: its progress, else elapsed / timeout."""
+        if self.percent is not None:
+            return max(0.0, min(100.0, self.percent))
+        if self.since is not None and self.timeout:
+            return max(0.0, min(100.0, (now - self.since) * 100.0 / self.timeout))
+        return None
+
+
 class ConsoleSink:
     """Human output for a run. Thread-safe; events arrive from every host's worker."""
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.console = console
         self.quiet = quiet
+        self.clock = clock
         self.lock = threading.RLock()
-        self.progress: Progress | None = None
-        self.tasks: dict[tuple[str, str], TaskID] = {}
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
         self.host_status: dict[str, str] = {}
-        self.started = time.monotonic()
+        self.started = clock()
         self.names: dict[str, str] = {}
         self.host_began: dict[str, datetime] = {}
         self.host_last: dict[str, datetime] = {}
         self.width = 12
+        # the live view (terminal only): rows are replaced, never changed in place, so
+        # that the refresh thread reads them without the lock (it holds rich's own lock)
+        self.rows: dict[str, Row] = {}
+        self.live: Live | None = None
+        self.held = 0
+        self.spinner = Spinner("dots", style="cyan")
+        self._exit_hook = False
+
+    @property
+    def is_live(self) -> bool:
+        """Whether this sink keeps a live view (a terminal, not ``--quiet``)."""
+        return self.console.is_terminal and not self.quiet
 
     def __call__(self, event: Event) -> None:
         with self.lock:
@@ -90,6 +136,83 @@ class ConsoleSink:
     def print(self, text: str) -> None:
         if not self.quiet:
             self.console.print(text)
+
+    # -- the live view ------------------------------------------------------
+    def live_view(self) -> RenderableType:
+        """The rows at the bottom of the terminal: host, step, progress, time."""
+        rows = self.rows  # one read: a consistent snapshot
+        if not rows:
+            return Group()
+        now = self.clock()
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=1, no_wrap=True)
+        grid.add_column(min_width=self.width, no_wrap=True)
+        grid.add_column(max_width=STEP_WIDTH, no_wrap=True, overflow="ellipsis")
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True)
+        for host, row in rows.items():
+            fraction = row.fraction(now)
+            bar: RenderableType = Text("")
+            if fraction is not None:
+                bar = ProgressBar(total=100.0, completed=fraction, width=BAR_WIDTH)
+            elif row.since is not None:  # a wait that says neither progress nor timeout
+                bar = ProgressBar(total=None, width=BAR_WIDTH, pulse=True)
+            info = f"{row.percent:.1f}%" if row.percent is not None else row.note
+            grid.add_row(
+                self.spinner,
+                Text(host),
+                Text(row.step, overflow="ellipsis"),
+                bar,
+                Text(info, style="dim"),
+                Text(row.timing(now)),
+            )
+        return grid
+
+    def _set_row(self, host: str | None, row: Row | None) -> None:
+        rows = dict(self.rows)
+        if row is None:
+            rows.pop(host or "", None)
+        else:
+            rows[host or ""] = row
+        self.rows = rows
+        if self.live is not None:
+            self.live.refresh()  # now: a line printed next must not redraw the stale rows
+        else:
+            self._show()
+
+    def _show(self) -> None:
+        if self.live is not None or self.held or not self.rows or not self.is_live:
+            return
+        self.live = Live(
+            console=self.console,
+            get_renderable=self.live_view,
+            transient=True,
+            refresh_per_second=4,
+        )
+        self.live.start(refresh=True)
+        if not self._exit_hook:  # never leave the terminal without its cursor
+            atexit.register(self._stop_live)
+            self._exit_hook = True
+
+    def _stop_live(self) -> None:
+        with self.lock:
+            if self.live is not None:
+                self.live.stop()
+                self.live = None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """No live view while a prompt waits for an answer (it would draw over it)."""
+        with self.lock:
+            self.held += 1
+            self._stop_live()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.held -= 1
+                self._show()
 
     # -- run ----------------------------------------------------------------
     def _run_started(self, event: Event) -> None:
@@ -119,6 +242,7 @@ class ConsoleSink:
 
     def _host_finished(self, event: Event) -> None:
         self.host_status[event.host or ""] = event.outcome or ""
+        self._set_row(event.host, None)
 
     def _lock_acquired(self, event: Event) -> None:
         if event.outcome == "refused":
@@ -126,7 +250,10 @@ class ConsoleSink:
 
     # -- steps --------------------------------------------------------------
     def _step_started(self, event: Event) -> None:
-        self.names[event.step or ""] = str(event.data.get("name") or event.step)
+        name = str(event.data.get("name") or event.step)
+        self.names[event.step or ""] = name
+        timeout = _seconds(event.data.get("timeout"))  # when the engine says (optional)
+        self._set_row(event.host, Row(step=name, began=self.clock(), timeout=timeout))
 
     def _step_skipped(self, event: Event) -> None:
         self.counts[event.host or ""]["skipped"] += 1
@@ -145,52 +272,56 @@ class ConsoleSink:
             )
 
     def _step_progress(self, event: Event) -> None:
-        key = (event.host or "", event.step or "")
-        if self.console.is_terminal and not self.quiet:
-            self._bar(key, event)
-        elif not event.transient and event.data.get("percent") is not None:
+        data = event.data
+        if "retry_in" in data:  # a retry notice: a line everywhere, never a bar
+            self.print(f"   [dim]{self._host(event)}  {event.step}  {escape(event.message)}[/]")
+            row = self.rows.get(event.host or "")
+            if row is not None:
+                self._set_row(event.host, replace(row, note=f"retry in {data['retry_in']}s"))
+            return
+        if self.is_live:
+            self._progress_row(event)
+        elif not event.transient and data.get("percent") is not None:
             self.print(
                 f" [cyan]⠿[/] {self._host(event)}  {event.step}  "
-                f"{event.data['percent']:.1f}%  ({format_duration(event.data['elapsed'])})"
+                f"{data['percent']:.1f}%  ({format_duration(data['elapsed'])})"
             )
         elif event.message and not event.transient:
             self.print(f"   [dim]{self._host(event)}  {event.step}  {escape(event.message)}[/]")
+        elif not event.transient and (elapsed := _seconds(data.get("elapsed"))) is not None:
+            took = _against(elapsed, _seconds(data.get("timeout")))  # a wait without a regex
+            self.print(f" [cyan]⠿[/] {self._host(event)}  {event.step}  {took}")
 
-    def _bar(self, key: tuple[str, str], event: Event) -> None:
-        if self.progress is None:
-            self.progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self.progress.start()
-        percent = event.data.get("percent")
-        info = f"{percent:.1f}%" if percent is not None else escape(event.message or "waiting")
-        description = f"{key[0]:<{self.width}}  {key[1]}"
-        if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(description, total=100, info=info)
-        self.progress.update(self.tasks[key], completed=percent or 0, info=info)
-
-    def _end_bar(self, event: Event) -> None:
-        key = (event.host or "", event.step or "")
-        if self.progress is not None and key in self.tasks:
-            self.progress.remove_task(self.tasks.pop(key))
-            if not self.tasks:
-                self.progress.stop()
-                self.progress = None
+    def _progress_row(self, event: Event) -> None:
+        data = event.data
+        now = self.clock()
+        row = self.rows.get(event.host or "") or Row(
+            step=self.names.get(event.step or "", event.step or ""), began=now
+        )
+        elapsed, timeout = _seconds(data.get("elapsed")), _seconds(data.get("timeout"))
+        percent = data.get("percent")
+        self._set_row(
+            event.host,
+            replace(
+                row,
+                percent=float(percent) if isinstance(percent, int | float) else None,
+                timeout=timeout if timeout is not None else row.timeout,
+                since=now - elapsed if elapsed is not None else _first(row.since, row.began),
+                note=event.message,
+            ),
+        )
 
     def _step_waiting(self, event: Event) -> None:
-        self._end_bar(event)
         kind = event.data.get("kind", "manual")
         title = {
             "manual": "manual step",
             "confirm": "destructive step",
             "in-doubt": "step in doubt",
         }.get(str(kind), str(kind))
+        row = self.rows.get(event.host or "") or Row(
+            step=self.names.get(event.step or "", event.step or ""), began=self.clock()
+        )
+        self._set_row(event.host, replace(row, note="waiting for the operator"))
         self.console.print(
             Panel(
                 escape(event.message),
@@ -201,6 +332,9 @@ class ConsoleSink:
         )
 
     def _step_approved(self, event: Event) -> None:
+        row = self.rows.get(event.host or "")
+        if row is not None:
+            self._set_row(event.host, replace(row, note=""))
         self.print(
             f"   [dim]{self._host(event)}  {event.step}  approved by "
             f"{escape(str(event.data.get('by')))} {escape(str(event.data.get('note')))}[/]"
@@ -213,7 +347,7 @@ class ConsoleSink:
         )
 
     def _step_finished(self, event: Event) -> None:
-        self._end_bar(event)
+        self._set_row(event.host, None)
         outcome = event.outcome or ""
         self.counts[event.host or ""][outcome] += 1
         message = event.message
@@ -237,37 +371,54 @@ class ConsoleSink:
         )
 
     def _rollback_started(self, event: Event) -> None:
+        name = self.names.get(event.step or "", event.step or "")
+        self._set_row(event.host, Row(step=f"rolling back {name}", began=self.clock()))
         self.print(f" [yellow]↺[/] {self._host(event)}  rolling back {event.step}")
 
     def _rollback_finished(self, event: Event) -> None:
+        self._set_row(event.host, None)
         glyph = "[green]✓[/]" if event.outcome == "ok" else "[red]✗[/]"
         self.print(f"   {glyph} {self._host(event)}  rollback of {event.step}: {event.outcome}")
 
     def _run_finished(self, event: Event) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        self.rows = {}
+        self._stop_live()
         hosts: dict[str, str] = dict(event.data.get("hosts", {}))
         table = Table(title=f"run {event.run_id}: {event.outcome}", title_justify="left")
-        for column in ("host", "status", "ok", "skipped", "failed", "duration"):
+        for column in ("host", "status", "ok", "skipped", "failed", "unreachable", "duration"):
             table.add_column(column)
         for host, status in hosts.items():
             counts = self.counts[host]
             began, last = self.host_began.get(host), self.host_last.get(host)
             took = format_duration((last - began).total_seconds()) if began and last else "-"
             table.add_row(
-                host,
-                status,
+                escape(host),
+                escape(status),
                 str(counts["ok"] + counts["changed"]),
                 str(counts["skipped"]),
                 str(counts["failed"]),
+                str(counts["unreachable"]),
                 took,
             )
         self.console.print(table)
-        self.console.print(f"elapsed {format_duration(time.monotonic() - self.started)}")
+        self.console.print(f"elapsed {format_duration(self.clock() - self.started)}")
 
     def _host(self, event: Event) -> str:
         return f"{escape(event.host or '-'):<{self.width}}"
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _first(value: float | None, otherwise: float) -> float:
+    return value if value is not None else otherwise
+
+
+def _against(elapsed: float, timeout: float | None) -> str:
+    """``2m10s / 1d00h``: time spent against the time allowed (just the first without one)."""
+    spent = format_duration(max(0.0, elapsed))
+    return f"{spent} / {format_duration(timeout)}" if timeout else spent
 
 
 class JsonSink:
@@ -363,11 +514,9 @@ class ConsoleOperator:
             "confirm": ("yes", "no", "pause"),
             "in-doubt": ("rerun", "skip", "pause"),
         }[request.kind]
-        progress = self.sink.progress if self.sink else None
-        if progress is not None:
-            progress.stop()
+        held = self.sink.hold() if self.sink is not None else contextlib.nullcontext()
         note = ""
-        try:
+        with held:
             try:
                 answer = self._ask(
                     f"{escape(request.host)} {escape(request.step)}: {'/'.join(choices)}?",
@@ -381,9 +530,6 @@ class ConsoleOperator:
             except Cancelled:
                 self.console.print()  # end the prompt's line (the terminal echoed ^C)
                 raise
-        finally:
-            if progress is not None:
-                progress.start()
         decision = {0: Decision.APPROVE, 1: Decision.REJECT, 2: Decision.PAUSE}[
             choices.index(answer)
         ]

@@ -21,6 +21,7 @@ step.attempt     host, step, attempt, exit_code, duration; outcome ok|failed;
 step.progress    host, step; data: percent (float|None), elapsed, timeout; message.
                  Every poll emits one for the console; only those that moved (or one
                  every 30 s) are durable: ``transient=True`` events are not journaled.
+                 A retry notice is a step.progress too: attempt, message; data: retry_in.
 step.waiting     host, step; message: rendered instructions (manual gate / confirm)
 step.approved    host, step; data: by, note      (also for confirmations of destructive steps)
 step.rejected    host, step; data: by, note
