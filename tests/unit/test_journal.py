@@ -520,7 +520,9 @@ def _written_forms(secret: str) -> list[str]:
     """How a leaked secret would look in the journal: each form, and each JSON-escaped."""
     quoted = shlex.quote(secret)
     shown = [secret, quoted, quoted[1:-1], shlex.join([f"pw={secret}"])[4:-1]]
-    return sorted({*shown, *(json.dumps(s, ensure_ascii=a)[1:-1] for s in shown for a in (0, 1))})
+    return sorted(
+        {*shown, *(json.dumps(s, ensure_ascii=a)[1:-1] for s in shown for a in (False, True))}
+    )
 
 
 def test_redactor_masks_shell_quoted_and_escaped_forms() -> None:
