@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -84,12 +83,19 @@ def _report(error: DrpError) -> None:
         stream.write(f"error: {error}\n")
 
 
-def _debug_log(error: BaseException) -> Path:
-    directory = Path(os.environ.get("DRP_STATE_DIR") or tempfile.gettempdir())
+def _debug_log(error: BaseException, argv: list[str]) -> Path:
+    """Append the traceback to ``drp-debug.log`` in the state dir (private, never via a link)."""
+    from drp.journal.paths import state_dir
+
+    given = next((a.split("=", 1)[1] for a in argv if a.startswith("--state-dir=")), None)
+    if given is None and "--state-dir" in argv[:-1]:
+        given = argv[argv.index("--state-dir") + 1]
+    directory = state_dir(given)
     path = directory / "drp-debug.log"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             # plain format_exception never includes local variables (they may hold secrets)
             handle.write("".join(traceback.format_exception(error)))
     except OSError:
@@ -134,7 +140,7 @@ def _main(argv: list[str] | None) -> None:
         if isinstance(error, click.ClickException):
             error.show()
             sys.exit(int(ExitCode.INVALID_INPUT))
-        path = _debug_log(error)
+        path = _debug_log(error, list(sys.argv[1:] if argv is None else argv))
         sys.stderr.write(
             f"internal error: {type(error).__name__}: {error} "
             f"(traceback in {path}; please report it)\n"

@@ -1,0 +1,48 @@
+"""The CLI's error boundary: an unexpected exception is one line on stderr, exit 70, and a
+private traceback file in the state dir that never holds local variables."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+import drp.cli.app as cli
+
+
+def test_an_internal_error_is_one_line_and_a_private_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(**_: object) -> None:
+        password = "s3cr3t-local"  # a local variable: never written anywhere
+        raise RuntimeError("boom " + str(len(password)))
+
+    monkeypatch.setattr(cli, "app", broken)
+    state = tmp_path / "state"
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["log", "list", "--state-dir", str(state)])
+    assert ended.value.code == 70
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: RuntimeError: boom 12" in err
+    log = state / "drp-debug.log"
+    assert str(log) in err
+    text = log.read_text()
+    assert "Traceback" in text and "RuntimeError: boom 12" in text
+    assert "s3cr3t-local" not in text
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_the_traceback_file_is_never_written_through_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "app", broken)
+    target = tmp_path / "not-yours"
+    target.write_text("precious\n")
+    (tmp_path / "drp-debug.log").symlink_to(target)
+    with pytest.raises(SystemExit):
+        cli.main([f"--state-dir={tmp_path}", "log", "list"])
+    assert target.read_text() == "precious\n"
