@@ -8,7 +8,8 @@ errors into :class:`drp.errors.Problem` values with a hint ("did you mean").
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ValidationError
 from drp.errors import Problem
 
 MAX_FILE_BYTES = 1024 * 1024  # a runbook or inventory larger than 1 MiB is a mistake
+MAX_DEPTH = 100  # lists and mappings nested deeper than this are a mistake (or an attack)
+MAX_NODES = 200_000  # values in a document, counting each alias as what it expands to
 
 Loc = tuple[str | int, ...]
 
@@ -138,37 +141,205 @@ def read_text(path: Path) -> str:
 
 
 def parse(text: str, path: str) -> Source:
-    """Parse YAML text into a :class:`Source`; syntax errors become an InputError."""
+    """Parse YAML text into a :class:`Source`; syntax errors become an InputError.
+
+    Before anything walks the document, its shape is checked: nesting deeper
+    than :data:`MAX_DEPTH`, an alias that contains itself, and more than
+    :data:`MAX_NODES` values once aliases are expanded (an "alias bomb") are
+    refused with a located problem, in time proportional to the file's size.
+    """
     from drp.errors import InputError
 
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        raise InputError(
-            [Problem(path, line, column, "", message, "check indentation, quoting and colons")]
-        ) from None
+        raise InputError([_yaml_problem(exc, path, text)]) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(path, None, None, "", f"invalid YAML: {exc}", "")]) from None
+    except RecursionError:  # the pure-Python composer on absurd nesting
+        raise _input_error(path, "invalid YAML: nesting is too deep", _DEPTH_HINT) from None
     finally:
         loader.dispose()
     if node is None:
         raise _input_error(path, "file holds no YAML document", "a YAML mapping is expected")
+    shape = _shape_problem(node, path, text)
+    if shape is not None:
+        raise InputError([shape])
     problems: list[Problem] = []
     _duplicate_keys(node, path, (), problems)
     if problems:
         raise InputError(problems)
     try:  # build the data from the node already composed: one parse, not two
         data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        raise InputError([_yaml_problem(exc, path, text)]) from None
     except yaml.YAMLError as exc:
         raise _input_error(path, f"invalid YAML: {exc}", "") from None
     positions: dict[Loc, tuple[int, int]] = {}
     _walk(node, (), positions)
     return Source(path, data, positions)
+
+
+_DEPTH_HINT = f"lists and mappings may nest at most {MAX_DEPTH} levels deep"
+_BRACES_HINT = 'quote values that start with {{, e.g. run: "{{ params.x }} --now"'
+# where the parser was when it gave up: for these, where the construct opened is the news
+_OPENED = {
+    "while scanning a quoted scalar": "the quote opened here is never closed",
+    "while parsing a flow sequence": "the '[' opened here is not closed properly",
+    "while parsing a flow mapping": "the '{' opened here is not closed properly",
+}
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, path: str, text: str) -> Problem:
+    """A located problem from a YAML error, pointing where the author must look."""
+    problem = str(exc.problem or exc.context or "syntax error")
+    mark = exc.problem_mark or exc.context_mark
+    message = f"invalid YAML: {problem}"
+    context = str(exc.context or "")
+    if exc.context_mark is not None and context in _OPENED:
+        unclosed = "end of stream" in problem or "document" in problem
+        if unclosed or context != "while scanning a quoted scalar":
+            if exc.problem_mark is not None:
+                where = f"line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}"
+                message = f"invalid YAML: {_OPENED[context]} ({problem} at {where})"
+            else:
+                message = f"invalid YAML: {_OPENED[context]}"
+            mark = exc.context_mark
+    hint = "check indentation, quoting and colons"
+    if context == "while scanning a quoted scalar" and mark is exc.context_mark:
+        hint = "close the quote; inside '...' write '' for a quote, inside \"...\" write \\\""
+    elif "mapping values are not allowed" in problem:
+        hint = "quote a value that contains ': ', e.g. run: \"echo: done\""
+    elif "unhashable key" in problem:
+        message = "invalid YAML: a mapping key must be a plain value, not a list or a mapping"
+        hint = "a key cannot be a list or a mapping"
+    elif "could not determine a constructor" in problem:
+        message = f"invalid YAML: {problem}"
+        hint = "drp reads plain YAML: remove the tag, or quote the value"
+    marks = [m for m in (exc.problem_mark, exc.context_mark) if m is not None]
+    lines = text.splitlines()
+    for candidate in marks if "mapping values" not in problem else []:
+        line = lines[candidate.line] if candidate.line < len(lines) else ""
+        if re.search(r"(^|[:\-\[,])\s*\{\{", line):
+            hint = _BRACES_HINT
+            break
+    line_no = mark.line + 1 if mark else None
+    column = mark.column + 1 if mark else None
+    return Problem(path, line_no, column, "", message, hint)
+
+
+def _children(node: yaml.Node) -> list[tuple[str | int | None, yaml.Node]]:
+    """(the key or index it sits at, child) for a node; ``None`` for a mapping's key nodes."""
+    if isinstance(node, yaml.MappingNode):
+        out: list[tuple[str | int | None, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            out.append((None, key_node))
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            out.append((str(key) if key is not None else None, value_node))
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return list(enumerate(node.value))
+    return []
+
+
+def _shape_problem(root: yaml.Node, path: str, text: str) -> Problem | None:
+    """Depth, self-containing aliases and expanded size, each node visited once."""
+    sizes: dict[int, int] = {}  # id(node) -> number of values it expands to
+    on_path: set[int] = {id(root)}
+    stack: list[tuple[yaml.Node, Loc, Iterator[tuple[str | int | None, yaml.Node]]]] = [
+        (root, (), iter(_children(root)))
+    ]
+    while stack:
+        node, loc, pending = stack[-1]
+        step = next(pending, None)
+        if step is None:
+            stack.pop()
+            on_path.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for _, child in _children(node))
+            continue
+        part, child = step
+        child_loc = loc if part is None else (*loc, part)
+        if id(child) in on_path:
+            return _recursive_alias(child, child_loc, path, text)
+        if id(child) in sizes:  # an alias to a node already measured
+            continue
+        if len(stack) >= MAX_DEPTH:
+            return Problem(
+                path,
+                child.start_mark.line + 1,
+                child.start_mark.column + 1,
+                _short_loc(child_loc),
+                f"nesting deeper than {MAX_DEPTH} levels",
+                _DEPTH_HINT,
+            )
+        on_path.add(id(child))
+        stack.append((child, child_loc, iter(_children(child))))
+    total = sizes[id(root)]
+    if total <= MAX_NODES:
+        return None
+    node, loc = root, ()  # point at the innermost value that alone is too big: its first
+    while True:  # occurrence in the file is where it is written (an anchor comes before aliases)
+        big = next(((k, c) for k, c in _children(node) if sizes[id(c)] > MAX_NODES), None)
+        if big is None:
+            break
+        part, node = big
+        loc = loc if part is None else (*loc, part)
+    through = " through aliases" if total > len(sizes) else ""
+    return Problem(
+        path,
+        node.start_mark.line + 1,
+        node.start_mark.column + 1,
+        _short_loc(loc),
+        f"this value expands to {sizes[id(node)]} values{through}; the limit is {MAX_NODES}",
+        "an alias bomb? aliases that repeat other aliases grow exponentially; "
+        "write the values out, or repeat fewer",
+    )
+
+
+def _short_loc(loc: Loc, keep: int = 6) -> str:
+    """A field path for a message; a hundred levels of it help nobody."""
+    return format_loc(loc) if len(loc) <= keep else format_loc(loc[:keep]) + "…"
+
+
+def _recursive_alias(node: yaml.Node, loc: Loc, path: str, text: str) -> Problem:
+    """Point at the alias (``*name``) that makes a value contain itself."""
+    mark = _find_recursive_alias(text) or node.start_mark
+    return Problem(
+        path,
+        mark.line + 1,
+        mark.column + 1,
+        _short_loc(loc),
+        "recursive alias: this value contains itself",
+        "an alias may only refer to a value that is complete before it",
+    )
+
+
+class _AliasTracer(yaml.SafeLoader):
+    """The pure-Python composer, stopping at an alias to a node still being composed."""
+
+    found: yaml.Mark | None = None
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            target = self.anchors.get(event.anchor)
+            if target is not None and target.end_mark is None:  # still open: recursion
+                self.found = event.start_mark
+                raise yaml.YAMLError("recursive alias")
+        return super().compose_node(parent, index)
+
+
+def _find_recursive_alias(text: str) -> yaml.Mark | None:
+    """Only on the error path: a second, slower parse that sees where aliases are."""
+    tracer = _AliasTracer(text)
+    try:
+        tracer.get_single_node()
+    except (yaml.YAMLError, RecursionError):
+        pass
+    finally:
+        tracer.dispose()
+    return tracer.found
 
 
 def load(path: Path) -> Source:
@@ -241,8 +412,35 @@ def problems_from(
             hint = f"add '{loc[-1]}:'"
         elif kind.startswith("value_error"):
             message = message.removeprefix("Value error, ")
+        elif kind in ("literal_error", "enum"):
+            allowed = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+            given = error.get("input")
+            close = _suggest(given, allowed) if isinstance(given, str) else ""
+            hint = close or (f"one of: {', '.join(allowed)}" if allowed else "")
+        else:
+            hint = _TYPE_HINTS.get(kind, "")
         problems.append(source.problem(loc, message, hint))
     return _merge_alternatives(problems)
+
+
+# what to write instead, for the errors that say only what the value is not
+_TYPE_HINTS = {
+    "int_type": "write a whole number, e.g. 3",
+    "int_parsing": "write a whole number, e.g. 3",
+    "int_from_float": "write a whole number, e.g. 3",
+    "float_type": "write a number, e.g. 2 or 1.5",
+    "float_parsing": "write a number, e.g. 2 or 1.5",
+    "bool_type": "write true or false",
+    "bool_parsing": "write true or false",
+    "string_type": "write text; quote it when YAML reads it as something else, "
+    "e.g. '0644', 'yes', \"{{ params.x }}\"",
+    "list_type": "write a list: [a, b], or one '- item' per line",
+    "dict_type": "write a mapping: one 'key: value' per line",
+    "model_type": "write a mapping: one 'key: value' per line",
+    "model_attributes_type": "write a mapping: one 'key: value' per line",
+    "too_short": "add at least one item",
+    "string_pattern_mismatch": "see docs/runbooks.md for the allowed spelling",
+}
 
 
 def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
