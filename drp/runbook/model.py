@@ -7,6 +7,7 @@ each key is documented with an example in ``docs/runbooks.md``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -29,7 +30,31 @@ def _regex(value: str | None) -> str | None:
 
 
 FailureName = Literal["connection", "timeout", "exit", "verify"]
+ExitCode = Annotated[int, Field(ge=0, le=255, description="a process exit code")]
 Regex = Annotated[str, Field(description="a Python regular expression")]
+IDENTIFIER = r"^[a-z_][a-z0-9_]*$"
+JsonDict = dict[str, Any]
+
+
+def _or(*shorthands: JsonDict) -> Callable[[JsonDict], None]:
+    """JSON Schema for a field that also takes shorthand forms its validator expands.
+
+    ``manual: "text"`` for ``manual: {instructions: text}`` and the like: the
+    schema editors see must accept what the loader accepts.
+    """
+
+    def extend(schema: JsonDict) -> None:
+        keep: JsonDict = {
+            k: schema.pop(k) for k in ("title", "description", "default") if k in schema
+        }
+        options = schema.pop("anyOf", None)
+        if not isinstance(options, list):
+            options = [dict(schema)]
+            schema.clear()
+        schema.update(keep)
+        schema["anyOf"] = [*shorthands, *options]
+
+    return extend
 
 
 class Strict(BaseModel):
@@ -67,6 +92,11 @@ class Param(Strict):
             raise ValueError("'choices' only goes with 'type: choice'")
         if self.required and self.default is not None:
             raise ValueError("a param with a default is not required; drop one of them")
+        if not self.required and self.default is None:
+            # it would reach templates as None, and a command as the word 'None'
+            raise ValueError(
+                "an optional param needs a default: give it a default (e.g. '') or make it required"
+            )
         return self
 
 
@@ -78,8 +108,8 @@ class RetryPolicy(Strict):
     backoff: float = Field(default=2.0, ge=1.0, le=10.0)
     max_delay: Duration = 60.0
     jitter: bool = True
-    failures: list[FailureName | int] = Field(
-        default_factory=lambda: list[FailureName | int](["connection", "timeout"]),
+    failures: list[FailureName | ExitCode] = Field(
+        default_factory=lambda: list[FailureName | ExitCode](["connection", "timeout"]),
         description="which failures are retried: connection (lost or refused), timeout, "
         "exit (any non-zero exit code), verify (a verify command failed), or exit codes",
     )
@@ -152,22 +182,46 @@ class Step(Strict):
     run: str | None = None
     local: str | None = None
     wait: WaitSpec | None = None
-    reboot: RebootSpec | None = None
-    manual: ManualSpec | None = None
+    reboot: RebootSpec | None = Field(
+        default=None,
+        json_schema_extra=_or({"const": True, "description": "reboot with the defaults"}),
+    )
+    manual: ManualSpec | None = Field(
+        default=None,
+        json_schema_extra=_or({"type": "string", "description": "the instructions"}),
+    )
     put: PutSpec | None = None
     when: str | None = Field(default=None, description="Jinja expression; false skips")
     unless: str | None = Field(default=None, description="read-only guard; exit 0 skips")
-    verify: list[str] = Field(default_factory=list)
+    verify: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=_or({"type": "string", "description": "one command"}),
+    )
     retry: RetryPolicy | None = None
     timeout: Duration | None = None
-    capture: dict[str, Regex | None] = Field(default_factory=dict)
+    capture: dict[str, Regex | None] = Field(
+        default_factory=dict,
+        description="NAME (all of stdout), or NAME: REGEX (group 1, or the whole match)",
+        json_schema_extra=_or(
+            {"type": "string", "pattern": IDENTIFIER, "description": "stdout as NAME"}
+        ),
+    )
     rollback: str | None = None
     on_failure: Literal["abort", "continue", "rollback"] | None = None
     hosts: str | None = Field(default=None, description="narrow the run's targets")
     become: bool | None = None
     sensitive: bool = False
     confirm: bool | str = Field(default=False, description="destructive: ask first")
-    success_codes: list[int] = Field(default_factory=lambda: [0])
+    success_codes: list[ExitCode] = Field(default_factory=lambda: [0])
+
+    model_config = ConfigDict(
+        # exactly one action (a null one is no action), as _one_action checks
+        json_schema_extra={
+            "oneOf": [
+                {"required": [a], "properties": {a: {"not": {"type": "null"}}}} for a in ACTIONS
+            ]
+        },
+    )
 
     @field_validator("manual", mode="before")
     @classmethod
@@ -193,7 +247,7 @@ class Step(Strict):
     @classmethod
     def _capture_names(cls, value: dict[str, str | None]) -> dict[str, str | None]:
         for name, pattern in value.items():
-            if not re.match(r"^[a-z_][a-z0-9_]*$", name):
+            if not re.match(IDENTIFIER, name):
                 raise ValueError(f"capture name {name!r} must be a lower-case identifier")
             _regex(pattern)
         return value
@@ -236,8 +290,14 @@ class RunbookHeader(Strict):
     summary: str = ""
     description: str = ""
     version: int = 1
-    params: dict[str, Param] = Field(default_factory=dict)
-    targets: str | None = Field(default=None, description="inventory pattern; --host overrides")
+    params: dict[str, Param] = Field(
+        default_factory=dict, json_schema_extra={"propertyNames": {"pattern": IDENTIFIER}}
+    )
+    targets: str | None = Field(
+        default=None,
+        description="inventory pattern; --host / --targets override; "
+        "leave it out to make the operator choose",
+    )
     defaults: Defaults = Field(default_factory=Defaults)
     serial: int | str | None = Field(
         default=None, description="rolling batches: a host count or a percentage like '25%'"
@@ -262,7 +322,7 @@ class RunbookHeader(Strict):
     @classmethod
     def _param_names(cls, value: dict[str, Param]) -> dict[str, Param]:
         for name in value:
-            if not re.match(r"^[a-z_][a-z0-9_]*$", name):
+            if not re.match(IDENTIFIER, name):
                 raise ValueError(f"param name {name!r} must be a lower-case identifier")
         return value
 

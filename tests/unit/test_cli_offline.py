@@ -49,8 +49,8 @@ def test_validate_reports_problems_with_locations_and_exit_2(tmp_path: Path) -> 
 def test_plan_shows_rendered_commands_and_masks_secrets(tmp_path: Path) -> None:
     book = tmp_path / "demo.yaml"
     book.write_text(
-        "name: demo\nparams:\n  pw: {type: string, secret: true}\n"
-        "  dev: {type: string}\nsteps:\n  - id: a\n"
+        "name: demo\nparams:\n  pw: {type: string, secret: true, required: true}\n"
+        "  dev: {type: string, required: true}\nsteps:\n  - id: a\n"
         "    run: use {{ params.dev }} {{ params.pw }}\n    confirm: true\n"
     )
     result = drp(

@@ -173,3 +173,26 @@ def test_builtin_runbooks_all_validate() -> None:
     for path in builtin_dir().glob("*.yaml"):
         book = load_runbook(path)
         assert book.description, path
+
+
+def test_an_optional_param_needs_a_default(tmp_path: Path) -> None:
+    """Without one it reached templates as None: 'wipe {{ params.x }}' ran 'wipe None'."""
+    text = (
+        "name: x\nparams:\n  x: {type: string}\n  y: {type: string, default: ''}\n"
+        "  z: {type: string, required: true}\nsteps: [{id: a, run: 'wipe {{ params.x }}'}]\n"
+    )
+    found = problems(write(tmp_path, text))
+    assert found == [
+        f"{tmp_path / 'rb.yaml'}:3:6 params.x: an optional param needs a default: "
+        "give it a default (e.g. '') or make it required"
+    ]
+
+
+def test_exit_codes_in_retry_and_success_codes_are_real_exit_codes(tmp_path: Path) -> None:
+    text = (
+        "name: x\nsteps:\n  - id: a\n    run: 'true'\n    success_codes: [0, 256]\n"
+        "    retry: {failures: [exit, -1, 75]}\n"
+    )
+    found = "\n".join(problems(write(tmp_path, text)))
+    assert "steps[0].success_codes[1]: Input should be less than or equal to 255" in found
+    assert "steps[0].retry.failures[1]" in found and "greater than or equal to 0" in found
