@@ -12,6 +12,7 @@ steps), ``run`` (id, runbook, operator, dry_run).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import shlex
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,9 @@ from jinja2 import StrictUndefined, Template, TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 NAMESPACES = ("params", "host", "vars", "captures", "run")
+# the keys of the namespaces whose shape drp fixes (Host.template_view, HostRun.context)
+HOST_KEYS = ("name", "address", "port", "user", "groups", "vars")
+RUN_KEYS = ("id", "runbook", "operator", "dry_run")
 
 
 class Raw(str):
@@ -50,8 +54,15 @@ def _text_finalize(value: Any) -> str:
     return str(value)
 
 
-def _quote(value: Any) -> str:
-    return shlex.quote(str(value))
+def _quote(value: Any) -> Raw:
+    """``{{ v | quote }}``: quoted once, here, and marked so the shell finalizer adds nothing.
+
+    The same as a plain ``{{ v }}`` in a command; in text (a manual step, a file)
+    it is the way to show a value quoted as a shell would need it.
+    """
+    if isinstance(value, list | tuple):
+        return Raw(" ".join(shlex.quote(str(v)) for v in value))
+    return Raw(shlex.quote(str(value)))
 
 
 def _make_env(finalize: Any) -> ImmutableSandboxedEnvironment:
@@ -68,24 +79,65 @@ TEXT = _make_env(_text_finalize)
 
 
 class TemplateProblem(ValueError):
-    """A template that does not compile or cannot render; the message says why."""
+    """A template that does not compile or cannot render; the message says why.
+
+    ``lineno`` is the line of the template where it went wrong, when known;
+    ``hint`` what to do about it, when there is more to say than the message.
+    """
+
+    def __init__(
+        self, message: str, lineno: int | None = None, hint: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.lineno = lineno
+        self.hint = hint
+        self.reason = reason or message  # without the template's text
 
 
 def compile_check(source: str, *, expression: bool = False) -> nodes.Template:
-    """Parse a template (or a ``when`` expression) and return its AST; TemplateProblem if bad."""
+    """Compile a template (or a ``when`` expression) and return its AST; TemplateProblem if bad.
+
+    Compiling, not only parsing, is what finds an unknown filter or test; the
+    walk below finds those Jinja2 leaves to run time (inside ``{% if %}``).
+    """
     text = f"{{{{ {source} }}}}" if expression else source
     try:
-        return SHELL.parse(text)
+        tree = SHELL.parse(text)
+        for node in tree.find_all((nodes.Filter, nodes.Test)):
+            _known(node.name, node.lineno, isinstance(node, nodes.Filter), expression)
+        SHELL.compile(tree)
     except TemplateError as exc:
-        lineno = getattr(exc, "lineno", None)
-        line = f" (line {lineno})" if lineno and not expression else ""
-        raise TemplateProblem(f"template does not compile{line}: {exc.message}") from None
+        lineno = getattr(exc, "lineno", None) if not expression else None
+        raise TemplateProblem(
+            f"template does not compile: {exc.message}", lineno, "check {{ }} and {% %} pairs"
+        ) from None
+    except (RecursionError, MemoryError):
+        raise TemplateProblem("template does not compile: it is nested too deeply") from None
+    return tree
+
+
+def _known(name: str, lineno: int, is_filter: bool, expression: bool) -> None:
+    """An unknown filter or test is an error with "did you mean", wherever it is."""
+    known = SHELL.filters if is_filter else SHELL.tests
+    if name in known:
+        return
+    kind = "filter" if is_filter else "test"
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    hint = (
+        f"did you mean {close[0]!r}?"
+        if close
+        else "drp's own filters are raw and quote; the others are Jinja2's built-in filters"
+        if is_filter
+        else "tests are Jinja2's built-in ones, e.g. defined, none, number, string"
+    )
+    raise TemplateProblem(f"no {kind} named {name!r}", None if expression else lineno, hint)
 
 
 @dataclass(frozen=True)
 class Reference:
     namespace: str
     name: str | None
+    lineno: int | None = None  # the template's own line
 
 
 def references(tree: nodes.Template) -> Iterator[Reference]:
@@ -99,10 +151,10 @@ def references(tree: nodes.Template) -> Iterator[Reference]:
                 if isinstance(node, nodes.Getattr)
                 else (getattr(getattr(node, "arg", None), "value", None))
             )
-            yield Reference(target.name, str(key) if key is not None else None)
+            yield Reference(target.name, str(key) if key is not None else None, node.lineno)
     for name_node in tree.find_all(nodes.Name):
         if name_node.ctx == "load" and name_node.name not in assigned:
-            yield Reference(name_node.name, None)
+            yield Reference(name_node.name, None, name_node.lineno)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -111,20 +163,35 @@ def _compiled(source: str, shell: bool) -> Template:
     return (SHELL if shell else TEXT).from_string(source)
 
 
+def _why(exc: Exception) -> str:
+    """What went wrong, in a line: Jinja2's message, or the Python error a value raised."""
+    if isinstance(exc, TemplateError):
+        return str(exc.message)
+    if isinstance(exc, RecursionError | MemoryError):
+        return "the template is nested too deeply"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def render(source: str, context: Mapping[str, Any], *, shell: bool) -> str:
-    """Render a template; shell templates quote every substituted value."""
+    """Render a template; shell templates quote every substituted value.
+
+    Whatever goes wrong (an undefined name, ``{{ 1 // 0 }}``, ``{{ "%d" % "x" }}``)
+    is a TemplateProblem: a template is input, and bad input is never a crash.
+    """
     try:
         return _compiled(source, shell).render(context)
-    except TemplateError as exc:
-        raise TemplateProblem(f"cannot render {source!r}: {exc.message}") from None
+    except Exception as exc:
+        why = _why(exc)
+        raise TemplateProblem(f"cannot render {source!r}: {why}", reason=why) from None
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> bool:
-    """Evaluate a ``when`` expression to a boolean."""
+    """Evaluate a ``when`` expression to a boolean (any failure is a TemplateProblem)."""
     try:
         return bool(TEXT.compile_expression(expression, undefined_to_none=False)(context))
-    except TemplateError as exc:
-        raise TemplateProblem(f"cannot evaluate {expression!r}: {exc.message}") from None
+    except Exception as exc:
+        why = _why(exc)
+        raise TemplateProblem(f"cannot evaluate {expression!r}: {why}", reason=why) from None
 
 
 class Placeholder:

@@ -67,3 +67,70 @@ def test_references_name_the_namespaces() -> None:
 def test_placeholders_for_dry_runs() -> None:
     shown = render("echo {{ captures.disk }}", {"captures": Placeholder("captures")}, shell=True)
     assert shown == "echo <captures.disk>"
+
+
+@pytest.mark.parametrize(
+    ("template", "message", "hint"),
+    [
+        ("echo {{ v | nosuchfilter }}", "no filter named 'nosuchfilter'", "raw and quote"),
+        ("echo {{ v | uper }}", "no filter named 'uper'", "did you mean 'upper'?"),
+        ("echo {{ v is nosuchtest }}", "no test named 'nosuchtest'", "defined"),
+        # Jinja2 leaves these to run time inside an {% if %}: drp does not
+        ("{% if v %}{{ v | uper }}{% endif %}", "no filter named 'uper'", "'upper'"),
+        ("echo {{ oops", "template does not compile", "check {{ }}"),
+    ],
+)
+def test_unknown_filters_and_tests_do_not_compile(template: str, message: str, hint: str) -> None:
+    with pytest.raises(TemplateProblem) as caught:
+        compile_check(template)
+    assert message in str(caught.value) and hint in caught.value.hint
+
+
+def test_an_unknown_filter_in_a_when_expression() -> None:
+    with pytest.raises(TemplateProblem, match="no filter named 'lenght'"):
+        compile_check("params.x | lenght > 2", expression=True)
+
+
+def test_the_line_of_a_multi_line_template_is_kept() -> None:
+    with pytest.raises(TemplateProblem) as caught:
+        compile_check("set -eu\necho ok\necho {{ v | nope }}\n")
+    assert caught.value.lineno == 3
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("{{ 1 // 0 }}", "ZeroDivisionError"),
+        ('{{ "%d" % "x" }}', "TypeError"),
+        ("{{ params.n // 0 }}", "ZeroDivisionError"),
+        ("{{ params.missing }}", "has no attribute 'missing'"),
+    ],
+)
+def test_any_failure_while_rendering_is_a_template_problem(template: str, why: str) -> None:
+    for shell in (True, False):
+        with pytest.raises(TemplateProblem) as caught:
+            render(template, {"params": {"n": 3}}, shell=shell)
+        assert why in caught.value.reason
+
+
+def test_any_failure_while_evaluating_is_a_template_problem() -> None:
+    with pytest.raises(TemplateProblem, match="ZeroDivisionError"):
+        evaluate("params.n // 0 > 1", {"params": {"n": 3}})
+    with pytest.raises(TemplateProblem, match="TypeError"):
+        evaluate("params.n > 'x'", {"params": {"n": 3}})
+
+
+def test_quote_quotes_once_and_the_shell_receives_one_argument() -> None:
+    command = render("printf '[%s]' {{ v | quote }} {{ v }}", {"v": "a b; $(id) 'c'"}, shell=True)
+    out = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, check=True)
+    assert out.stdout == "[a b; $(id) 'c'][a b; $(id) 'c']"  # two arguments, each intact
+    assert render("{{ v | quote }}", {"v": "a b"}, shell=True) == "'a b'"
+    assert render("run {{ v | quote }}", {"v": "a b"}, shell=False) == "run 'a b'"
+    assert render("rm {{ v | quote }}", {"v": ["a b", "c"]}, shell=True) == "rm 'a b' c"
+
+
+def test_the_keys_drp_checks_are_the_keys_templates_get() -> None:
+    from drp.inventory.model import Host
+    from drp.runbook.template import HOST_KEYS
+
+    assert set(HOST_KEYS) == set(Host(name="h", address="10.0.0.1").template_view())
