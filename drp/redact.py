@@ -19,6 +19,10 @@ above rewrites only special characters, so it can show at most pieces shorter
 than that, never enough to put the secret back together. Shorter pieces are
 left alone, or every ``root`` and ``dev`` in the journal would be masked.
 
+Masking is one left-to-right scan, longest form first at each place. Known limit:
+two copies of a secret that holds a quote, side by side in one quoted word, share
+quoting characters, and masking one can leave a short remnant of the other.
+
 Masking is applied to values before they are JSON-encoded (events are masked
 when emitted); the JSON-escaped forms cover text that already holds an escaped
 secret, such as a command printing JSON.
@@ -73,11 +77,17 @@ class Redactor:
 
     secrets: tuple[str, ...] = ()
     patterns: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         found = {p for secret in self.secrets for p in forms(secret)}
         # longest first, so a form (or a secret) that contains another is masked whole
-        object.__setattr__(self, "patterns", tuple(sorted(found, key=lambda p: (-len(p), p))))
+        patterns = tuple(sorted(found, key=lambda p: (-len(p), p)))
+        object.__setattr__(self, "patterns", patterns)
+        # one left-to-right scan: two copies side by side are both masked (a form that
+        # straddles them, found first by a longest-first replace, would break the other)
+        regex = re.compile("|".join(map(re.escape, patterns))) if patterns else None
+        object.__setattr__(self, "_regex", regex)
 
     @classmethod
     def of(cls, values: Iterable[object]) -> Redactor:
@@ -85,10 +95,7 @@ class Redactor:
         return cls(tuple(sorted(texts, key=lambda t: (-len(t), t))))
 
     def text(self, value: str) -> str:
-        for pattern in self.patterns:
-            if pattern in value:
-                value = value.replace(pattern, MASK)
-        return value
+        return self._regex.sub(MASK, value) if self._regex is not None else value
 
     def __call__(self, value: Any) -> Any:
         if not self.secrets:

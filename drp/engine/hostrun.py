@@ -339,6 +339,7 @@ class HostRun:
                 "name": ps.step.title,
                 "destructive": ps.destructive,
                 "command": self._display_command(ps),
+                "timeout": ps.timeout,  # per attempt, seconds (the console shows elapsed / it)
             },
         )
         try:
