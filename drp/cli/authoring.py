@@ -57,25 +57,31 @@ def validate(
     from drp.inventory import load_inventory
     from drp.runbook import load_runbook
     from drp.runbook.catalog import entries
+    from drp.runbook.loader import load_steps
 
     console = make_console()
     files = _files(paths) if paths else [e.path for e in entries(search)]
     problems: list[Problem] = []
     for path in files:
         kind = _kind(path) if path.exists() else "runbook"
-        if kind == "steps":
-            console.print(f"[dim]-[/] {escape(str(path))}: step list (checked where included)")
-            continue
         try:
             if kind == "inventory":
                 load_inventory(path)
+            elif kind == "steps":
+                load_steps(path)
             else:
                 load_runbook(path)
         except InputError as error:
             problems += error.problems
             console.print(f"[red]✗[/] {escape(str(path))}: {len(error.problems)} problem(s)")
             continue
-        console.print(f"[green]✓[/] {escape(str(path))} ({kind})")
+        if kind == "steps":
+            console.print(
+                f"[green]✓[/] {escape(str(path))} (step list; its params, captures "
+                "and files are checked where it is included)"
+            )
+        else:
+            console.print(f"[green]✓[/] {escape(str(path))} ({kind})")
     if problems:
         raise InputError(problems)
 
@@ -107,6 +113,8 @@ def show(
 
     Example: drp show disk-replace
     """
+    from drp.redact import MASK
+
     console = make_console()
     book = open_runbook(runbook, search)
     console.print(
@@ -126,7 +134,11 @@ def show(
                 name,
                 escape(kind),
                 "yes" if param.required else "",
-                "" if param.default is None else escape(str(param.default)),
+                ""
+                if param.default is None
+                else MASK
+                if param.secret
+                else escape(str(param.default)),
                 escape(param.help),
             )
         console.print(table)

@@ -61,34 +61,55 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 
 
 def coerce(name: str, param: Param, raw: Any, inventory: Inventory | None) -> Any:
-    """Convert one raw value to the param's type; ValueError says what is wrong."""
+    """Convert one raw value to the param's type; ValueError says what is wrong.
+
+    The message quotes the value, except a secret param's: that is never echoed.
+    """
+    shown = "the value (secret, not shown)" if param.secret else repr(raw)
     kind = param.type
     if kind is ParamType.INT:
-        if isinstance(raw, bool):
-            raise ValueError("expected a whole number")
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        return _int(raw, shown)
     if kind is ParamType.BOOL:
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-        raise ValueError(f"expected true or false, got {raw!r}")
+        return _bool(raw, shown)
     if kind is ParamType.DURATION:
-        return parse_duration(raw)
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            if param.secret:
+                raise ValueError(
+                    f"invalid duration: {shown}; write e.g. '45s', '10m', '1h30m', '2d'"
+                ) from None
+            raise ValueError(str(exc)) from None
     value = str(raw)
     if kind is ParamType.CHOICE and value not in (param.choices or []):
-        raise ValueError(f"{value!r} is not one of {', '.join(param.choices or [])}")
+        close = difflib.get_close_matches(value, param.choices or [], n=1)
+        also = f" (did you mean {close[0]!r}?)" if close and not param.secret else ""
+        raise ValueError(f"{shown} is not one of {', '.join(param.choices or [])}{also}")
     if kind is ParamType.HOST and inventory is not None and value not in inventory.hosts:
-        raise ValueError(f"no inventory host named {value!r}")
+        raise ValueError(f"no inventory host named {shown}")
     if kind is ParamType.GROUP and inventory is not None and value not in inventory.groups:
-        raise ValueError(f"no inventory group named {value!r}")
+        raise ValueError(f"no inventory group named {shown}")
     if param.pattern and not re.fullmatch(param.pattern, value):
-        raise ValueError(f"{value!r} does not match the pattern {param.pattern!r}")
+        raise ValueError(f"{shown} does not match the pattern {param.pattern!r}")
     return value
+
+
+def _int(raw: Any, shown: str) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected a whole number")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a whole number, got {shown}") from None
+
+
+def _bool(raw: Any, shown: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError(f"expected true or false, got {shown}")
 
 
 def resolve_params(
@@ -113,6 +134,7 @@ def resolve_params(
         raw = given.get(name)
         if raw is None and param.default is None and param.required and prompt is not None:
             raw = prompt(name, param)
+        from_default = raw is None and param.default is not None
         if raw is None:
             raw = param.default
         if raw is None:
@@ -132,8 +154,28 @@ def resolve_params(
         try:
             values[name] = coerce(name, param, raw, inventory)
         except ValueError as exc:
-            problems.append(Problem("--param", None, None, name, str(exc), param.help))
+            if from_default:  # the loader checked the rest: this needs the inventory
+                problems.append(_bad_default(runbook, name, param, str(exc), inventory))
+            else:
+                problems.append(Problem("--param", None, None, name, str(exc), param.help))
     if problems:
         raise ParamError(problems)
     secret = frozenset(n for n, p in runbook.params.items() if p.secret)
     return Params(values, secret)
+
+
+def _bad_default(
+    runbook: Runbook, name: str, param: Param, reason: str, inventory: Inventory | None
+) -> Problem:
+    """A host or group default the inventory does not have: where it is written, what to do."""
+    known: list[str] = []
+    if inventory is not None:
+        known = list(inventory.hosts if param.type is ParamType.HOST else inventory.groups)
+    close = difflib.get_close_matches(str(param.default), known, n=1)
+    hint = f"pass --param {name}=VALUE, or change the default"
+    if close:
+        hint = f"did you mean {close[0]!r}? or pass --param {name}=VALUE"
+    where = f" of {inventory.path}" if inventory is not None else ""
+    return runbook.problem(
+        f"params.{name}.default", f"the default does not fit the inventory{where}: {reason}", hint
+    )

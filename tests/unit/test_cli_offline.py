@@ -253,3 +253,43 @@ def test_startup_done_leaves_a_host_program_collector_alone() -> None:
     assert gc.isenabled()
     startup_done()
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_show_masks_a_secret_default(tmp_path: Path) -> None:
+    book = tmp_path / "sec.yaml"
+    book.write_text(
+        "name: sec\nparams:\n  token: {type: string, secret: true, default: s3cr3t-value}\n"
+        "  dev: {type: string, default: /dev/sdb}\n"
+        "steps: [{id: a, run: 'echo {{ params.token }}'}]\n"
+    )
+    shown = runner.invoke(app, ["show", str(book)])
+    assert shown.exit_code == 0, shown.output
+    assert "s3cr3t" not in shown.output
+    assert "********" in shown.output and "/dev/sdb" in shown.output
+
+
+def test_validate_checks_an_include_file_itself(tmp_path: Path) -> None:
+    broken = tmp_path / "steps.yaml"
+    broken.write_text("- id: a\n  run: echo {{ params.x }\n- id: b\n  rnu: echo\n")
+    result = drp("validate", str(broken))
+    assert result.returncode == 2, result.stdout
+    assert f"{broken}:2:8 [0].run: template does not compile" in result.stderr
+    assert f"{broken}:4:3 [1].rnu: unknown key 'rnu' (did you mean 'run'?)" in result.stderr
+    assert "Traceback" not in result.stderr
+    good = runner.invoke(app, ["validate", str(ROOT / "runbooks" / "common")])
+    assert good.exit_code == 0, good.output
+    assert "preflight.yaml (step list; its params, captures and files are checked" in " ".join(
+        good.output.split()
+    )
+
+
+def test_an_alias_bomb_is_a_quick_located_error_not_a_hang(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        "name: x\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 7))
+        + "steps: [{id: a, run: echo}]\n"
+    )
+    result = drp("validate", str(bomb))
+    assert result.returncode == 2
+    assert f"{bomb}:7:5 a5: this value expands to 1111111 values through aliases" in result.stderr

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from drp.engine.plan import build_plan
-from drp.errors import InventoryError, ParamError
+from drp.errors import InputError, InventoryError, ParamError
 from drp.inventory import load_inventory
-from drp.runbook import load_runbook, parse_assignments, resolve_params
+from drp.runbook import Runbook, load_runbook, parse_assignments, resolve_params
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.yaml"
 
@@ -36,6 +36,12 @@ steps:
     run: echo web
     hosts: web
 """
+
+
+def load_runbook_text(directory: Path, text: str) -> Runbook:
+    path = directory / "rb.yaml"
+    path.write_text(text)
+    return load_runbook(path)
 
 
 @pytest.fixture
@@ -136,3 +142,52 @@ def test_plan_without_targets(tmp_path: Path) -> None:
     inv = load_inventory(EXAMPLE)
     with pytest.raises(InventoryError, match="pass --host"):
         build_plan(book, inv, resolve_params(book, {}, inv))
+
+
+def test_a_secret_value_is_never_echoed_in_a_param_error(book, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ParamError) as caught:
+        resolve_params(book, {"dev": "/dev/s3cr3t; x", "token": 5, "count": "s3cr3t"}, None)
+    text = str(caught.value)
+    assert "'/dev/s3cr3t; x' does not match" in text  # not secret: quoted, to help
+    assert "count: expected a whole number, got 's3cr3t'" in text
+    secret = load_runbook_text(
+        tmp_path,
+        "name: s\nparams:\n  token: {type: string, secret: true, required: true, pattern: '^t'}\n"
+        "  wait: {type: duration, secret: true, default: 5m}\n"
+        "steps: [{id: a, run: 'echo {{ params.token }}'}]\n",
+    )
+    with pytest.raises(ParamError) as caught:
+        resolve_params(secret, {"token": "s3cr3t", "wait": "s3cr3t"}, None)
+    text = str(caught.value)
+    assert "token: the value (secret, not shown) does not match the pattern '^t'" in text
+    assert "wait: invalid duration: the value (secret, not shown)" in text
+    assert "s3cr3t" not in text
+
+
+def test_a_misspelt_choice_gets_a_suggestion(book) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(
+        ParamError, match=r"'sfae' is not one of fast, safe \(did you mean 'safe'\?\)"
+    ):
+        resolve_params(book, {"dev": "/dev/sdb", "mode": "sfae"}, None)
+
+
+def test_host_and_group_defaults_are_checked_against_the_inventory(tmp_path: Path) -> None:
+    runbook = load_runbook_text(
+        tmp_path,
+        "name: d\ntargets: db1\nparams:\n  h: {type: host, default: nosuchhost}\n"
+        "  g: {type: group, default: webb}\n  ok: {type: host, default: web1}\n"
+        "steps: [{id: a, run: 'echo {{ params.h }} {{ params.g }}'}]\n",
+    )
+    inv = load_inventory(EXAMPLE)
+    with pytest.raises(InputError) as caught:
+        resolve_params(runbook, {}, inv)
+    found = [str(p) for p in caught.value.problems]
+    assert found == [
+        f"{runbook.path}:4:28 params.h.default: the default does not fit the inventory of "
+        f"{EXAMPLE}: no inventory host named 'nosuchhost' "
+        "(pass --param h=VALUE, or change the default)",
+        f"{runbook.path}:5:29 params.g.default: the default does not fit the inventory of "
+        f"{EXAMPLE}: no inventory group named 'webb' (did you mean 'web'? or pass --param g=VALUE)",
+    ]
+    values = resolve_params(runbook, {"h": "db1", "g": "web"}, inv).values
+    assert values == {"h": "db1", "g": "web", "ok": "web1"}

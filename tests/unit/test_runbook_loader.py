@@ -196,3 +196,153 @@ def test_exit_codes_in_retry_and_success_codes_are_real_exit_codes(tmp_path: Pat
     found = "\n".join(problems(write(tmp_path, text)))
     assert "steps[0].success_codes[1]: Input should be less than or equal to 255" in found
     assert "steps[0].retry.failures[1]" in found and "greater than or equal to 0" in found
+
+
+def test_param_defaults_are_checked_at_load(tmp_path: Path) -> None:
+    text = """\
+name: x
+params:
+  m: {type: int, default: abc}
+  c: {type: choice, choices: [a, b], default: z}
+  p: {type: string, pattern: '^a+$', default: bbb}
+  d: {type: duration, default: forever}
+  b: {type: bool, default: perhaps}
+  h: {type: host, default: nosuchhost}
+  l: {type: string, default: [a, b]}
+  ok: {type: duration, default: 5m}
+steps: [{id: a, run: 'true'}]
+"""
+    found = problems(write(tmp_path, text))
+    where = {p.split(" ")[0].rsplit(":", 2)[-2]: p for p in found}  # line -> problem
+    assert len(found) == 6, found  # h is checked against an inventory when planning
+    assert "params.m.default: invalid default: expected a whole number, got 'abc'" in where["3"]
+    assert "params.c.default: invalid default: 'z' is not one of a, b" in where["4"]
+    assert "use one of the choices: a, b" in where["4"]
+    assert "params.p.default: invalid default: 'bbb' does not match the pattern" in where["5"]
+    assert "params.d.default: invalid default: invalid duration 'forever'" in where["6"]
+    assert "params.b.default: invalid default: expected true or false, got 'perhaps'" in where["7"]
+    assert "params.l.default: a default is a single value" in where["9"]
+
+
+def test_a_secret_default_is_never_echoed(tmp_path: Path) -> None:
+    text = (
+        "name: x\nparams:\n  token: {type: string, secret: true, default: s3cr3t-value, "
+        "pattern: '^t.*'}\nsteps: [{id: a, run: 'echo {{ params.token }}'}]\n"
+    )
+    found = "\n".join(problems(write(tmp_path, text)))
+    assert "params.token.default: invalid default: the value (secret, not shown)" in found
+    assert "s3cr3t" not in found
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (
+            "run: echo {{ host.adress }}",
+            "steps[0].run: host has no 'adress' (did you mean host.address?)",
+        ),
+        ("run: echo {{ run.idd }}", "steps[0].run: run has no 'idd' (did you mean run.id?)"),
+        (
+            "run: echo {{ run.nope }}",
+            "run has no 'nope' (run keys: id, runbook, operator, dry_run)",
+        ),
+        ("run: echo {{ params.x | nosuchfilter }}", "steps[0].run: no filter named 'nosuchfilter'"),
+        ("run: echo {{ params.x is nosuchtest }}", "steps[0].run: no test named 'nosuchtest'"),
+        ("run: 'true'\n    when: params.x | lenght", "steps[0].when: no filter named 'lenght'"),
+        (
+            "run: 'true'\n    confirm: 'really {{ params.nope }}?'",
+            "steps[0].confirm: undefined param 'nope'",
+        ),
+        (
+            "run: 'true'\n    hosts: '{{ params.x }}'",
+            "steps[0].hosts: hosts is an inventory pattern, used as written",
+        ),
+        (
+            "reboot: {boot_id_command: 'cat {{ params.x }}'}",
+            "steps[0].reboot.boot_id_command: reboot.boot_id_command is run as written",
+        ),
+        (
+            "run: |\n      set -eu\n      echo {{ params.nope }}",
+            "steps[0].run: undefined param 'nope' (line 2 of the template)",
+        ),
+    ],
+)
+def test_templates_are_checked_against_what_they_can_use(
+    tmp_path: Path, step: str, expected: str
+) -> None:
+    text = f"name: x\nparams:\n  x: {{default: a}}\nsteps:\n  - id: a\n    {step}\n"
+    found = problems(write(tmp_path, text))
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_put_sources_and_contents(tmp_path: Path) -> None:
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "good.j2").write_text("motd={{ params.x }} on {{ host.name }}\n")
+    (tmp_path / "files" / "bad.j2").write_text("line one\nline {{ params.nope }}\n")
+    (tmp_path / "files" / "broken.j2").write_text("\n\n{% if %}\n")
+    (tmp_path / "files" / "plain.sh").write_text("echo {{ not a template }}\n")
+    text = """\
+name: x
+params:
+  x: {default: a}
+steps:
+  - {id: good, put: {dest: /etc/motd, src: files/good.j2, template: true}}
+  - {id: plain, put: {dest: /usr/local/bin/x, src: files/plain.sh}}
+  - {id: literal, put: {dest: /etc/y, content: "{{ params.nope6 }}", template: false}}
+  - {id: missing, put: {dest: /etc/x, src: files/missing.j2, template: true}}
+  - {id: bad, put: {dest: /etc/b, src: files/bad.j2, template: true}}
+  - {id: broken, put: {dest: /etc/c, src: files/broken.j2, template: true}}
+  - id: inline
+    put: {dest: "/etc/{{ params.nope }}", content: "{{ params.nope5 }}", template: true}
+  - {id: named, put: {dest: /etc/n, src: "{{ params.x }}.conf"}}
+"""
+    found = problems(write(tmp_path, text))
+    rb, files = tmp_path / "rb.yaml", tmp_path / "files"
+    assert found == [
+        f"{rb}:8:44 steps[3].put.src: no such file 'files/missing.j2' "
+        f"(looked for {files / 'missing.j2'}) (src is relative to the runbook file's directory)",
+        f"{rb}:12:17 steps[6].put.dest: undefined param 'nope' (declared params: x)",
+        f"{rb}:12:52 steps[6].put.content: undefined param 'nope5' (declared params: x)",
+        f"{rb}:13:42 steps[7].put.src: put.src is a file name, not rendered "
+        "(name the file; 'template: true' renders its content)",
+        f"{files / 'bad.j2'}:2 steps[4].put.src: undefined param 'nope' (declared params: x)",
+        f"{files / 'broken.j2'}:3 steps[5].put.src: template does not compile: "
+        "Expected an expression, got 'end of statement block' (check {{ }} and {% %} pairs)",
+    ]
+
+
+def test_put_src_of_an_included_step_is_relative_to_the_runbook(tmp_path: Path) -> None:
+    """As the executor reads it: Path(runbook.path).parent / src."""
+    (tmp_path / "common").mkdir()
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "tool.sh").write_text("echo hi\n")
+    write(tmp_path, "- {id: up, put: {dest: /x, src: files/tool.sh}}\n", "common/up.yaml")
+    book = load_runbook(write(tmp_path, "name: x\nsteps:\n  - include: common/up.yaml\n"))
+    assert book.steps[0].put is not None
+
+
+def test_an_include_file_is_validated_on_its_own(tmp_path: Path) -> None:
+    from drp.runbook.loader import load_steps
+
+    good = write(
+        tmp_path,
+        "- {id: a, run: 'echo {{ params.from_the_includer }}', capture: out}\n"
+        "- {id: b, run: 'echo {{ captures.earlier }} {{ host.name }}'}\n",
+        "good.yaml",
+    )
+    assert load_steps(good) == 2  # params and captures are the includer's: not checked here
+    bad = write(
+        tmp_path,
+        "steps:\n  - id: a\n    rnu: echo\n  - id: b\n    run: echo {{ host.adress }}\n"
+        "  - id: b\n    run: echo {{ x }\n",
+        "bad.yaml",
+    )
+    with pytest.raises(RunbookError) as caught:
+        load_steps(bad)
+    found = "\n".join(str(p) for p in caught.value.problems)
+    assert "bad.yaml:3:5 steps[0].rnu: unknown key 'rnu'" in found
+    assert "bad.yaml:5:10 steps[1].run: host has no 'adress'" in found
+    assert "bad.yaml:6:9 steps[2].id: duplicate step id 'b'" in found
+    assert "bad.yaml:7:10 steps[2].run: template does not compile" in found
+    with pytest.raises(RunbookError, match="an include file is a list of steps"):
+        load_steps(write(tmp_path, "name: foo\nsummary: not steps\n", "notsteps.yaml"))
