@@ -293,3 +293,15 @@ def test_an_alias_bomb_is_a_quick_located_error_not_a_hang(tmp_path: Path) -> No
     result = drp("validate", str(bomb))
     assert result.returncode == 2
     assert f"{bomb}:7:5 a5: this value expands to 1111111 values through aliases" in result.stderr
+
+
+def test_plan_refuses_what_would_fail_at_run_time_with_exit_2(tmp_path: Path) -> None:
+    book = tmp_path / "zone.yaml"
+    book.write_text("name: zone\nsteps:\n  - id: a\n    run: cat {{ vars.zone_dir }}/db\n")
+    result = drp("plan", str(book), "-i", EXAMPLE, "-H", "db1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{book}:4:10 steps[0].run: cannot render on db1: " in result.stderr
+    assert "Traceback" not in result.stderr
+    ok = drp("plan", str(book), "-i", EXAMPLE, "-H", "ns1")  # ns1 has the var
+    assert ok.returncode == 0, ok.stderr
+    assert "cat /etc/bind/zones/db" in ok.stdout

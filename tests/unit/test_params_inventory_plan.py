@@ -191,3 +191,109 @@ def test_host_and_group_defaults_are_checked_against_the_inventory(tmp_path: Pat
     ]
     values = resolve_params(runbook, {"h": "db1", "g": "web"}, inv).values
     assert values == {"h": "db1", "g": "web", "ok": "web1"}
+
+
+PLANNED = """\
+name: p
+targets: all
+params:
+  n: {type: int, default: 0}
+steps:
+  - id: divide
+    run: echo {{ 1 // params.n }}
+  - id: zone
+    run: cat {{ vars.zone_dir }}/db
+  - id: guarded
+    run: cat {{ vars.zone_dir }}/db
+    when: vars.zone_dir is defined
+  - id: look
+    run: echo {{ captures.nothing | default('x') }} {{ params.n }}
+    capture: out
+  - id: later
+    run: echo {{ 100 // (captures.out | int) }}
+    confirm: "wipe {{ vars.zone_dir }} on {{ host.name }}?"
+"""
+
+
+def plan_problems(tmp_path: Path, text: str, **options: str) -> list[str]:
+    runbook = load_runbook_text(tmp_path, text)
+    inv = load_inventory(EXAMPLE)
+    with pytest.raises(InputError) as caught:
+        build_plan(runbook, inv, resolve_params(runbook, {}, inv), **options)  # type: ignore[arg-type]
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_template_that_cannot_render_for_another_reason_than_captures_is_a_plan_error(
+    tmp_path: Path,
+) -> None:
+    found = plan_problems(tmp_path, PLANNED.replace("captures.nothing", "params.n"))
+    rb = tmp_path / "rb.yaml"
+    no_zone = "bastion, db1, web1, web2: 'dict object' has no attribute 'zone_dir'"
+    assert found == [
+        f"{rb}:7:10 steps[0].run: cannot render on bastion, db1, web1, web2, ns1 and 1 more: "
+        "ZeroDivisionError: integer division or modulo by zero (it would fail the same way "
+        "at run time; fix the template, or give those hosts what it needs, e.g. the var in "
+        "the inventory)",
+        f"{rb}:9:10 steps[1].run: cannot render on {no_zone} (it would fail the same way "
+        "at run time; fix the template, or give those hosts what it needs, e.g. the var in "
+        "the inventory)",
+        f"{rb}:18:14 steps[4].confirm: cannot render on {no_zone} (it would fail the same way "
+        "at run time; fix the template, or give those hosts what it needs, e.g. the var in "
+        "the inventory)",
+    ]  # 'guarded' is skipped where the var is missing, 'later' waits for its capture
+
+
+def test_what_needs_captures_is_shown_with_placeholders(tmp_path: Path) -> None:
+    text = PLANNED.replace("captures.nothing", "params.n")
+    text = text.replace("{{ 1 // params.n }}", "{{ params.n }}").replace(
+        "vars.zone_dir", "host.name"
+    )
+    runbook = load_runbook_text(tmp_path, text)
+    inv = load_inventory(EXAMPLE)
+    plan = build_plan(runbook, inv, resolve_params(runbook, {}, inv), targets="db1")
+    later = plan.steps["db1"][4]
+    assert later.display["run"].startswith("<cannot render yet:")
+
+
+def test_a_step_hosts_pattern_that_matches_nothing_is_a_plan_error(tmp_path: Path) -> None:
+    text = (
+        "name: sel\ntargets: production\nsteps:\n  - {id: a, run: uname}\n"
+        "  - {id: b, run: 'true', hosts: dbx*}\n  - {id: c, run: 'true', hosts: nosuch}\n"
+        "  - {id: d, run: 'true', hosts: web}\n"
+    )
+    found = plan_problems(tmp_path, text)
+    rb = tmp_path / "rb.yaml"
+    assert found == [
+        f"{rb}:5:33 steps[1].hosts: no host or group of {EXAMPLE} matches 'dbx*' "
+        "(did you mean 'db1'?)",
+        f"{rb}:6:33 steps[2].hosts: no host or group of {EXAMPLE} matches 'nosuch' "
+        "(run 'drp inventory list' to see hosts and groups)",
+    ]
+    # a pattern matching hosts outside this run is no error: the step is for them
+    runbook = load_runbook_text(tmp_path, text.replace("dbx*", "db*").replace("nosuch", "dns"))
+    inv = load_inventory(EXAMPLE)
+    plan = build_plan(runbook, inv, resolve_params(runbook, {}, inv), targets="db1")
+    assert [p.id for p in plan.steps["db1"]] == ["a", "b"]
+
+
+def test_the_placeholder_run_has_every_key_templates_may_use(tmp_path: Path) -> None:
+    from drp.runbook.template import RUN_KEYS
+
+    uses = " ".join(f"{{{{ run.{key} }}}}" for key in RUN_KEYS)
+    runbook = load_runbook_text(tmp_path, f"name: r\nsteps: [{{id: a, run: 'echo {uses}'}}]\n")
+    inv = load_inventory(EXAMPLE)
+    plan = build_plan(runbook, inv, resolve_params(runbook, {}, inv), targets="db1")
+    assert plan.steps["db1"][0].display["run"] == "echo '<run id>' r '<operator>' true"
+
+
+def test_kernel_rollback_and_network_repair_make_the_operator_choose_the_hosts() -> None:
+    from drp.runbook.catalog import builtin_dir
+
+    inv = load_inventory(EXAMPLE)
+    for name in ("kernel-rollback", "network-repair"):
+        runbook = load_runbook(builtin_dir() / f"{name}.yaml")
+        assert runbook.targets is None, name
+        params = resolve_params(runbook, {}, inv)
+        with pytest.raises(InventoryError, match="pass --host HOST or --targets PATTERN"):
+            build_plan(runbook, inv, params)
+        assert [h.name for h in build_plan(runbook, inv, params, targets="db1").hosts] == ["db1"]
