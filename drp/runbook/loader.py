@@ -140,6 +140,15 @@ class _Collector:
                 )
             )
             return
+        if not target.is_file():
+            self.problems.append(
+                source.problem(
+                    (*loc, "include"),
+                    f"no such include file {item['include']!r} (looked for {target})",
+                    "the path is relative to the file that includes it",
+                )
+            )
+            return
         try:
             included = self.read(target)
         except RunbookError as exc:
@@ -276,7 +285,12 @@ def _check_defaults(header: RunbookHeader, source: yamlsrc.Source, problems: lis
         loc = ("params", name, "default")
         if not isinstance(param.default, str | int | float | bool):
             problems.append(
-                source.problem(loc, "a default is a single value", "not a list or a mapping")
+                source.problem(
+                    loc,
+                    "a default is text, a number, or true/false",
+                    "not a list or a mapping; quote a value YAML reads otherwise, "
+                    "e.g. default: '2020-01-01'",
+                )
             )
             continue
         try:

@@ -95,11 +95,11 @@ def coerce(name: str, param: Param, raw: Any, inventory: Inventory | None) -> An
 
 
 def _int(raw: Any, shown: str) -> int:
-    if isinstance(raw, bool):
-        raise ValueError("expected a whole number")
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError(f"expected a whole number, got {shown}")
     try:
         return int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"expected a whole number, got {shown}") from None
 
 

@@ -221,7 +221,7 @@ steps: [{id: a, run: 'true'}]
     assert "params.p.default: invalid default: 'bbb' does not match the pattern" in where["5"]
     assert "params.d.default: invalid default: invalid duration 'forever'" in where["6"]
     assert "params.b.default: invalid default: expected true or false, got 'perhaps'" in where["7"]
-    assert "params.l.default: a default is a single value" in where["9"]
+    assert "params.l.default: a default is text, a number, or true/false" in where["9"]
 
 
 def test_a_secret_default_is_never_echoed(tmp_path: Path) -> None:
@@ -346,3 +346,31 @@ def test_an_include_file_is_validated_on_its_own(tmp_path: Path) -> None:
     assert "bad.yaml:7:10 steps[2].run: template does not compile" in found
     with pytest.raises(RunbookError, match="an include file is a list of steps"):
         load_steps(write(tmp_path, "name: foo\nsummary: not steps\n", "notsteps.yaml"))
+
+
+def test_a_missing_include_file_is_reported_where_it_is_included(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, "name: x\nsteps:\n  - include: common/nothere.yaml\n"))
+    assert found == [
+        f"{tmp_path / 'rb.yaml'}:3:14 steps[0].include: no such include file "
+        f"'common/nothere.yaml' (looked for {tmp_path / 'common' / 'nothere.yaml'}) "
+        "(the path is relative to the file that includes it)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("default", "message"),
+    [
+        (".inf", "expected a whole number, got inf"),
+        (".nan", "expected a whole number, got nan"),
+        ("2.5", "expected a whole number, got 2.5"),
+        ("2020-01-01", "a default is text, a number, or true/false"),
+    ],
+)
+def test_odd_int_defaults_are_problems_not_crashes(
+    tmp_path: Path, default: str, message: str
+) -> None:
+    text = (
+        f"name: x\nparams:\n  n: {{type: int, default: {default}}}\n"
+        "steps: [{id: a, run: 'true'}]\n"
+    )
+    assert message in "\n".join(problems(write(tmp_path, text)))
