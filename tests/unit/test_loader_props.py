@@ -114,3 +114,41 @@ def test_yaml_like_text_never_crashes_the_loaders(text: str) -> None:
 @given(values)
 def test_inventory_of_any_shape(doc: Any) -> None:
     _check(load_inventory, yaml.safe_dump({"hosts": doc}, allow_unicode=True).encode())
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.yaml"
+templates = st.sampled_from(
+    [
+        "{{ 1 // 0 }}",
+        '{{ "%d" % params.dev }}',
+        "{{ vars.nope }}",
+        "{{ host.name | upper }}",
+        "{{ params.dev | quote }}",
+        "{{ captures.out | int }}",
+        "{% for x in vars.raid_disks %}{{ x }} {% endfor %}",
+        "{{ params.dev[0:3] ~ host.address }}",
+        "{{ run.id }}",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(templates, templates, st.sampled_from(["db1", "all", "web", "ns1"]))
+def test_planning_any_template_gives_a_plan_or_an_input_error(
+    command: str, when_text: str, targets: str
+) -> None:
+    """Whatever a template does when rendered (divide by zero, a missing var), never a crash."""
+    from drp.engine.plan import build_plan
+    from drp.runbook import resolve_params
+
+    doc = {**VALID, "steps": [*VALID["steps"], {"id": "t", "run": f"echo {command}"}]}
+    doc["steps"].append({"id": "w", "run": "true", "when": when_text.strip("{} ")})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "file.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        inventory = load_inventory(EXAMPLE)
+        try:
+            book = load_runbook(path)
+            build_plan(book, inventory, resolve_params(book, {}, inventory), targets=targets)
+        except InputError as error:
+            assert error.problems and all(p.message for p in error.problems)
