@@ -91,13 +91,15 @@ class _Unrenderable:
     refuses them. One problem per field and reason, naming the hosts.
     """
 
-    def __init__(self, runbook: Runbook) -> None:
+    def __init__(self, runbook: Runbook, redactor: Redactor) -> None:
         self.runbook = runbook
+        self.redactor = redactor
         self.found: dict[tuple[str, str], list[str]] = {}
 
     def add(self, step: Step, field_name: str, host: str, exc: TemplateProblem) -> None:
         key = f"steps.{step.id}.{_FIELD_OF.get(field_name, field_name)}"
-        self.found.setdefault((key, exc.reason), []).append(host)
+        reason = self.redactor.text(exc.reason)  # a Python error may quote a value
+        self.found.setdefault((key, reason), []).append(host)
 
     def problems(self) -> list[Problem]:
         out: list[Problem] = []
@@ -274,7 +276,7 @@ def build_plan(
     }
     problems: list[Problem] = []
     step_hosts = _step_hosts(runbook, hosts, inventory, problems)
-    bad = _Unrenderable(runbook)
+    bad = _Unrenderable(runbook, redactor)
     for host in hosts:
         context = {
             "params": dict(params.values),

@@ -76,6 +76,8 @@ def _make_env(finalize: Any) -> ImmutableSandboxedEnvironment:
 
 SHELL = _make_env(_shell_finalize)
 TEXT = _make_env(_text_finalize)
+# names Jinja2 itself provides: range, dict, namespace..., and loop inside a for
+_BUILTIN_NAMES = frozenset({*SHELL.globals, "loop"})
 
 
 class TemplateProblem(ValueError):
@@ -153,8 +155,9 @@ def references(tree: nodes.Template) -> Iterator[Reference]:
             )
             yield Reference(target.name, str(key) if key is not None else None, node.lineno)
     for name_node in tree.find_all(nodes.Name):
-        if name_node.ctx == "load" and name_node.name not in assigned:
-            yield Reference(name_node.name, None, name_node.lineno)
+        name = name_node.name
+        if name_node.ctx == "load" and name not in assigned and name not in _BUILTIN_NAMES:
+            yield Reference(name, None, name_node.lineno)
 
 
 @functools.lru_cache(maxsize=4096)

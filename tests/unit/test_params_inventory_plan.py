@@ -297,3 +297,12 @@ def test_kernel_rollback_and_network_repair_make_the_operator_choose_the_hosts()
         with pytest.raises(InventoryError, match="pass --host HOST or --targets PATTERN"):
             build_plan(runbook, inv, params)
         assert [h.name for h in build_plan(runbook, inv, params, targets="db1").hosts] == ["db1"]
+
+
+def test_a_plan_problem_never_shows_a_secret(tmp_path: Path) -> None:
+    text = (
+        "name: s\nparams:\n  token: {type: string, secret: true, default: s3cr3t-token}\n"
+        "steps: [{id: a, run: 'echo {{ vars.bay_of[params.token] }}'}]\n"
+    )
+    found = "\n".join(plan_problems(tmp_path, text, targets="db1"))
+    assert "cannot render on db1" in found and "s3cr3t" not in found

@@ -134,3 +134,10 @@ def test_the_keys_drp_checks_are_the_keys_templates_get() -> None:
     from drp.runbook.template import HOST_KEYS
 
     assert set(HOST_KEYS) == set(Host(name="h", address="10.0.0.1").template_view())
+
+
+def test_jinja2s_own_names_are_not_unknown_names() -> None:
+    tree = compile_check(
+        "{% for d in vars.disks %}{{ loop.index }}={{ d }} {% endfor %}{{ range(2) | list }}"
+    )
+    assert {r.namespace for r in references(tree)} == {"vars"}
