@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from drp.inventory.model import (
     Become,
     BecomeSpec,
     ConnectionSpec,
+    FallbackSpec,
     GroupSpec,
     Host,
     HostSpec,
@@ -226,19 +227,35 @@ def _resolve_host(
         if group in member_of:
             host_vars.update(spec.groups[group].vars)
     host_vars.update(hspec.vars)
+
+    def bastion(ref: str, where: tuple[str | int, ...]) -> Host | None:
+        return _resolve_jump(name, ref, where, spec, groups, base_dir, source, problems, trail)
+
     fallback: list[Address] = []
-    for index, text in enumerate(hspec.fallback):
+    for index, entry in enumerate(hspec.fallback):
+        where: tuple[str | int, ...] = ("hosts", name, "fallback", index)
+        own = entry if isinstance(entry, FallbackSpec) else None
+        text = own.address if own else str(entry)
         try:
-            fallback.append(_parse_address(text, port))
+            address = _parse_address(text, port)
         except ValueError:
             problems.append(
                 source.problem(
-                    ("hosts", name, "fallback", index),
+                    (*where, "address") if own else where,
                     f"invalid address {text!r}",
                     "write 'host' or 'host:port'",
                 )
             )
-    jump = _resolve_jump(name, hspec, spec, groups, base_dir, source, problems, trail)
+            continue
+        if own is not None and own.direct:
+            address = replace(address, direct=True)
+        elif own is not None and own.jump:
+            own_jump = bastion(own.jump, (*where, "jump"))
+            if own_jump is None:
+                continue
+            address = replace(address, jump=own_jump)
+        fallback.append(address)
+    jump = bastion(hspec.jump, ("hosts", name, "jump")) if hspec.jump else None
     become = conn.get("become")
     return Host(
         name=name,
@@ -269,7 +286,8 @@ def _become(value: Any) -> Become | None:
 
 def _resolve_jump(
     name: str,
-    hspec: HostSpec,
+    ref: str,
+    where: tuple[str | int, ...],
     spec: InventoryFile,
     groups: dict[str, tuple[str, ...]],
     base_dir: Path,
@@ -277,34 +295,31 @@ def _resolve_jump(
     problems: list[Problem],
     trail: set[str],
 ) -> Host | None:
-    if not hspec.jump:
-        return None
-    if hspec.jump in spec.hosts:
-        if hspec.jump in trail or hspec.jump == name:
+    """The bastion ``ref`` (written at ``where`` for host ``name``): a host, or user@host:port."""
+    if ref in spec.hosts:
+        if ref in trail or ref == name:
             problems.append(
                 source.problem(
-                    ("hosts", name, "jump"),
-                    "jump host cycle",
-                    "a bastion cannot reach itself through itself",
+                    where, "jump host cycle", "a bastion cannot reach itself through itself"
                 )
             )
             return None
-        return _resolve_host(hspec.jump, spec, groups, base_dir, source, problems, {*trail, name})
-    user, _, rest = hspec.jump.rpartition("@")
+        return _resolve_host(ref, spec, groups, base_dir, source, problems, {*trail, name})
+    user, _, rest = ref.rpartition("@")
     try:
         address = _parse_address(rest, 22)
     except ValueError:
         problems.append(
             source.problem(
-                ("hosts", name, "jump"),
-                f"invalid jump host {hspec.jump!r}",
+                where,
+                f"invalid jump host {ref!r}",
                 "name an inventory host or write user@host:port",
             )
         )
         return None
     conn = spec.defaults.model_dump(exclude_none=True)
     return Host(
-        name=hspec.jump,
+        name=ref,
         address=address.host,
         port=address.port,
         user=user or conn.get("user"),

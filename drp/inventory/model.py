@@ -6,7 +6,10 @@ defaults: {user: root, port: 22}    # connection defaults
 hosts:
   db1:
     address: 203.0.113.10
-    fallback: [198.51.100.10]       # out-of-band path, tried when the primary fails
+    fallback:                       # out-of-band paths, tried in order when the primary fails
+      - 198.51.100.10               # through the host's jump, like the primary
+      - {address: 192.0.2.10, jump: none}         # direct: the bastion may be down too
+      - {address: 192.0.2.20, jump: ops@192.0.2.2} # through a bastion of its own
     jump: bastion                   # an inventory host, or user@host:port
     become: true                    # or {user: root, password_env: DRP_BECOME_PASSWORD}
     vars: {bay: 2}
@@ -18,9 +21,9 @@ groups:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from drp.fields import Duration
 
@@ -54,13 +57,57 @@ class ConnectionSpec(BaseModel):
     boot_id_command: str | None = None
 
 
+#: What a fallback's ``jump`` says for "no jump host: connect directly".
+NO_JUMP = "none"
+
+
+class FallbackSpec(BaseModel):
+    """A fallback address that says its own way in (the plain string form inherits the host's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(description="'addr' or 'addr:port'")
+    jump: str | None = Field(
+        default=None,
+        description=(
+            "jump host for this address: an inventory host, user@host:port, or 'none' "
+            "(direct); default: the host's jump"
+        ),
+    )
+
+    @property
+    def direct(self) -> bool:
+        """``jump: none`` (or an explicit null): no jump host for this address."""
+        return "jump" in self.model_fields_set and self.jump in (None, NO_JUMP)
+
+
+def _fallback_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "address"
+    return "spec" if isinstance(value, dict | FallbackSpec) else None
+
+
+# A string is only an address, a mapping only a FallbackSpec: one error each, not both.
+Fallback = Annotated[
+    Annotated[str, Tag("address")] | Annotated[FallbackSpec, Tag("spec")],
+    Discriminator(
+        _fallback_form,
+        custom_error_type="fallback",
+        custom_error_message="a fallback is 'addr', 'addr:port' or {address: ..., jump: ...}",
+    ),
+]
+
+
 class HostSpec(ConnectionSpec):
     """One host as written in the inventory."""
 
     address: str | None = Field(default=None, description="defaults to the host's name")
-    fallback: list[str] = Field(
+    fallback: list[Fallback] = Field(
         default_factory=list,
-        description="out-of-band addresses ('addr' or 'addr:port'), tried in order",
+        description=(
+            "out-of-band addresses, tried in order: 'addr' or 'addr:port' (through the "
+            "host's jump), or {address, jump} with a jump of its own or 'none' (direct)"
+        ),
     )
     jump: str | None = Field(default=None, description="bastion: inventory host or user@host:port")
     vars: dict[str, Any] = Field(default_factory=dict)
@@ -104,8 +151,20 @@ class Become:
 
 @dataclass(frozen=True)
 class Address:
+    """One way to reach a host: where, and through which jump host.
+
+    By default an address goes through the host's own jump host (if any);
+    ``jump`` names another bastion for this address, ``direct`` none at all.
+    """
+
     host: str
     port: int
+    jump: Host | None = None
+    direct: bool = False
+
+    def __post_init__(self) -> None:
+        if self.direct and self.jump is not None:
+            raise ValueError(f"address {self.host}:{self.port}: direct, or via a jump host?")
 
 
 @dataclass(frozen=True)
@@ -126,6 +185,12 @@ class Host:
     boot_id_command: str | None = None
     groups: tuple[str, ...] = ()
     vars: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def jump_for(self, address: Address) -> Host | None:
+        """The jump host that leads to ``address`` (its own, none if direct, else the host's)."""
+        if address.direct:
+            return None
+        return address.jump if address.jump is not None else self.jump
 
     def template_view(self) -> dict[str, Any]:
         """What runbook templates see as ``host``."""

@@ -6,8 +6,9 @@ This is the only module that uses paramiko (imported through
 
 - connect to the primary address, else each fallback address in order, directly
   or through a jump host (a ``direct-tcpip`` channel over the bastion's own
-  verified connection); host keys are checked against known_hosts and never
-  auto-accepted;
+  verified connection): the host's, or the one a fallback address names, or
+  none for a fallback that says ``jump: none``; host keys are checked against
+  known_hosts and never auto-accepted;
 - run each command on a fresh exec channel of that connection (TCP_NODELAY
   keeps that at a few milliseconds), with the remote PID reported first so a
   timeout or :meth:`SshTransport.cancel` can kill the command's process group;
@@ -101,7 +102,7 @@ class SshTransport:
         self._lock = threading.Lock()
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
-        self._jump: SshTransport | None = None
+        self._jumps: dict[Host, SshTransport] = {}  # bastion -> its connection, opened lazily
         self._info: ConnectInfo | None = None
         self._runs: dict[int, _Running] = {}
 
@@ -125,15 +126,15 @@ class SshTransport:
 
     def _open_locked(self) -> ConnectInfo:
         host = self._host
-        if host.jump is not None:
-            self._jump = SshTransport(host.jump)
         addresses = [Address(host.address, host.port), *host.fallback]
+        bastions = [host.jump_for(address) for address in addresses]
         failures: list[str] = []
-        for index, address in enumerate(addresses):
+        for index, (address, bastion) in enumerate(zip(addresses, bastions, strict=True)):
             try:
-                self._client = self._connect_to(address)
+                self._client = self._connect_to(address, self._jump_to(bastion))
             except _UnreachableError as exc:
-                failures.append(f"{address.host}:{address.port} ({exc})")
+                direct = " direct" if bastion is None and host.jump is not None else ""
+                failures.append(f"{address.host}:{address.port}{direct} ({exc})")
                 continue
             except BaseException:
                 self._close_locked()
@@ -141,16 +142,25 @@ class SshTransport:
             transport = self._client.get_transport()
             if transport is not None:
                 transport.set_keepalive(KEEPALIVE_SECONDS)
-            jump = host.jump.name if host.jump else None
+            jump = bastion.name if bastion else None
             self._info = ConnectInfo(host.name, address.host, address.port, index > 0, jump)
             return self._info
         self._close_locked()
-        via = f" via jump host {host.jump.name}" if host.jump else ""
+        same = host.jump is not None and all(b == host.jump for b in bastions)
+        via = f" via jump host {host.jump.name}" if same and host.jump else ""
         raise ConnectError(host.name, f"unreachable{via}: " + "; ".join(failures))
 
-    def _connect_to(self, address: Address) -> paramiko.SSHClient:
+    def _jump_to(self, bastion: Host | None) -> SshTransport | None:
+        """The connection to ``bastion`` (shared by the addresses that go through it)."""
+        if bastion is None:
+            return None
+        if bastion not in self._jumps:
+            self._jumps[bastion] = SshTransport(bastion)
+        return self._jumps[bastion]
+
+    def _connect_to(self, address: Address, jump: SshTransport | None) -> paramiko.SSHClient:
         host = self._host
-        sock = _open_socket(address, host.connect_timeout, self._jump)
+        sock = _open_socket(address, host.connect_timeout, jump)
         client = _new_client(host)
         try:
             client.connect(
@@ -203,11 +213,12 @@ class SshTransport:
             self._close_locked()
 
     def _close_locked(self) -> None:
-        for closable in (self._sftp, self._client, self._jump):
+        for closable in (self._sftp, self._client, *self._jumps.values()):
             if closable is not None:
                 with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                     closable.close()
-        self._sftp = self._client = self._jump = None
+        self._sftp = self._client = None
+        self._jumps = {}
         self._info = None
 
     # -- commands ---------------------------------------------------------------------
@@ -552,7 +563,8 @@ def _raise_connect_failure(host: Host, address: Address, exc: BaseException) -> 
 
 def fetch_server_key(host: Host, address: Address) -> tuple[str, str]:
     """The key (type, base64) the server at ``address`` presents, without authenticating."""
-    jump = SshTransport(host.jump) if host.jump is not None else None
+    bastion = host.jump_for(address)
+    jump = SshTransport(bastion) if bastion is not None else None
     try:
         sock = _open_socket(address, host.connect_timeout, jump)
         transport = paramiko.Transport(sock)

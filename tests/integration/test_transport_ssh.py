@@ -16,9 +16,10 @@ from pathlib import Path
 
 import paramiko
 import pytest
+import yaml
 from sshd import SshServer, process_gone
 
-from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError
+from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError, InventoryError
 from drp.inventory.loader import load_inventory
 from drp.inventory.model import Address, Become
 from drp.results import CommandResult
@@ -563,3 +564,98 @@ def test_sudo_password_is_masked_in_output(sshd: SshServer) -> None:
         assert "hunter2" not in result.stdout + result.stderr
     finally:
         transport.close()
+
+
+# -- fallback addresses with their own jump host (or none) ----------------------------------
+
+
+def _fallback_inventory(sshd: SshServer, path: Path, fallback: list[object]) -> Path:
+    """db1 behind a dead bastion (127.0.0.9), with ``fallback`` entries; bastion2 is alive."""
+    entry = {
+        "port": sshd.port,
+        "user": "root",
+        "key": str(sshd.client_key),
+        "known_hosts": str(sshd.known_hosts),
+        "connect_timeout": "5s",
+    }
+    document = {
+        "hosts": {
+            "bastion": {"address": "127.0.0.9", **entry},
+            "bastion2": {"address": "127.0.0.3", **entry},
+            "db1": {"address": "127.0.0.1", "jump": "bastion", "fallback": fallback, **entry},
+        }
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def test_fallback_with_jump_none_connects_directly_when_the_bastion_is_dead(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    path = _fallback_inventory(
+        sshd,
+        tmp_path / "inventory.yaml",
+        [f"127.0.0.8:{sshd.port}", {"address": f"127.0.0.2:{sshd.port}", "jump": "none"}],
+    )
+    host = load_inventory(path).get("db1")
+    inherited, direct = host.fallback
+    assert host.jump_for(inherited) == host.jump and not inherited.direct  # the plain form
+    assert direct.direct and host.jump_for(direct) is None
+    before = sshd.accepted_logins()
+    transport = SshTransport(host)
+    try:
+        info = transport.connect()
+        assert (info.address, info.via_fallback, info.via_jump) == ("127.0.0.2", True, None)
+        assert transport.run("echo direct").stdout == "direct\n"
+        assert sshd.accepted_logins() - before == 1  # no bastion login on the way
+    finally:
+        transport.close()
+
+
+def test_fallback_with_its_own_jump_host(sshd: SshServer, tmp_path: Path) -> None:
+    path = _fallback_inventory(
+        sshd, tmp_path / "inventory.yaml", [{"address": "127.0.0.2", "jump": "bastion2"}]
+    )
+    host = load_inventory(path).get("db1")
+    assert host.jump_for(host.fallback[0]).name == "bastion2"
+    assert host.fallback[0].port == sshd.port  # the host's port, as for the plain form
+    before = sshd.accepted_logins()
+    transport = SshTransport(host)
+    try:
+        info = transport.connect()
+        assert (info.address, info.via_fallback, info.via_jump) == ("127.0.0.2", True, "bastion2")
+        assert transport.run("echo $SSH_CONNECTION").stdout.split()[2] == "127.0.0.2"
+        assert sshd.accepted_logins() - before == 2  # bastion2, then db1 through it
+    finally:
+        transport.close()
+
+
+def test_every_path_failing_names_each_way_in(sshd: SshServer, tmp_path: Path) -> None:
+    path = _fallback_inventory(
+        sshd, tmp_path / "inventory.yaml", [{"address": "127.0.0.8", "jump": "none"}]
+    )
+    with pytest.raises(ConnectError) as caught:
+        SshTransport(load_inventory(path).get("db1")).connect()
+    message = str(caught.value)
+    assert "127.0.0.1" in message and "jump host bastion" in message
+    assert f"127.0.0.8:{sshd.port} direct (" in message
+    assert "unreachable via jump host" not in message  # not every path went through it
+
+
+def test_fallback_jump_problems_are_located(sshd: SshServer, tmp_path: Path) -> None:
+    path = _fallback_inventory(
+        sshd,
+        tmp_path / "inventory.yaml",
+        [{"address": "127.0.0.2", "jump": "db1"}, {"adress": "127.0.0.2"}, 5],
+    )
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path)
+    text = str(caught.value)
+    assert "hosts.db1.fallback[1].adress: unknown key 'adress' (did you mean 'address'?)" in text
+    assert "hosts.db1.fallback[2]: a fallback is 'addr', 'addr:port' or {address" in text
+    assert "valid string" not in text  # a mapping is not also reported as a bad string
+    path = _fallback_inventory(
+        sshd, tmp_path / "inventory.yaml", [{"address": "127.0.0.2", "jump": "db1"}]
+    )
+    with pytest.raises(InventoryError, match=r"hosts\.db1\.fallback\[0\]\.jump: jump host cycle"):
+        load_inventory(path)
