@@ -8,6 +8,7 @@ just before they run.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ class Plan:
         return next(h for h in self.hosts if h.name == name)
 
 
+@functools.lru_cache(maxsize=4096)
 def _uses_captures(text: str, expression: bool = False) -> bool:
     return any(r.namespace == "captures" for r in references(_compile(text, expression=expression)))
 

@@ -107,7 +107,10 @@ def compile_check(source: str, *, expression: bool = False) -> nodes.Template:
         tree = SHELL.parse(text)
         for node in tree.find_all((nodes.Filter, nodes.Test)):
             _known(node.name, node.lineno, isinstance(node, nodes.Filter), expression)
-        SHELL.compile(tree)
+        if expression:
+            SHELL.compile(tree)
+        else:  # compiled into the cache render uses: a plan renders it next
+            _compiled(source, True)
     except TemplateError as exc:
         lineno = getattr(exc, "lineno", None) if not expression else None
         raise TemplateProblem(
