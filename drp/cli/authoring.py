@@ -27,10 +27,8 @@ def _kind(path: Path) -> str:
         return "runbook"  # let the runbook loader report it
     if isinstance(data, dict) and ("hosts" in data or "groups" in data) and "steps" not in data:
         return "inventory"
-    if isinstance(data, list) or (
-        isinstance(data, dict) and "name" not in data and "steps" in data
-    ):
-        return "steps"
+    if isinstance(data, list) or (isinstance(data, dict) and set(data) == {"steps"}):
+        return "steps"  # a runbook that forgot name: is still a runbook, told name: is missing
     return "runbook"
 
 

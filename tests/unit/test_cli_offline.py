@@ -305,3 +305,11 @@ def test_plan_refuses_what_would_fail_at_run_time_with_exit_2(tmp_path: Path) ->
     ok = drp("plan", str(book), "-i", EXAMPLE, "-H", "ns1")  # ns1 has the var
     assert ok.returncode == 0, ok.stderr
     assert "cat /etc/bind/zones/db" in ok.stdout
+
+
+def test_a_runbook_that_forgot_its_name_is_told_so(tmp_path: Path) -> None:
+    book = tmp_path / "noname.yaml"
+    book.write_text("params: {x: {default: a}}\nsteps: [{id: a, run: 'true'}]\n")
+    result = drp("validate", str(book))
+    assert result.returncode == 2
+    assert "name: required key is missing (add 'name:')" in result.stderr
