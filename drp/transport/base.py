@@ -1,7 +1,7 @@
 """The Transport protocol: the one seam between the engine and the network.
 
 The engine only ever talks to a :class:`Transport`. ``ssh.py`` implements it
-with paramiko/fabric, ``local.py`` with subprocess, and ``drp.testing`` ships a
+with paramiko, ``local.py`` with subprocess, and ``drp.testing`` ships a
 scriptable fake for unit tests.
 
 Contract:
@@ -14,6 +14,16 @@ Contract:
   decides whether to retry) and :class:`drp.errors.CommandTimeout` after
   killing the command (and its process group) on the host when ``timeout``
   elapses. ``on_output`` receives stdout lines as they arrive (progress).
+  A line built by :func:`drp.transport.command.wrap_become` (a ``SudoLine``)
+  is killed through sudo too. The error says the command "was killed" only
+  when the host confirmed its process group is gone, and names the group
+  otherwise.
+- A command whose connection was lost under it may still run on the host:
+  the SSH transport kills it (and confirms) when it next connects, before it
+  runs or writes anything else, and the next ``run()``'s stderr starts with a
+  ``drp: killed process group N on HOST, left running by a lost connection``
+  line. Until such a group is confirmed gone, ``run()`` and ``put()`` raise
+  :class:`drp.errors.ConnectError` instead of starting a second copy.
 - ``put()`` writes bytes to a remote path atomically (temp file + rename).
 - ``cancel()`` may be called from another thread (Ctrl-C): it kills every
   command this transport started that is still running (the whole process

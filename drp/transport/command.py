@@ -3,7 +3,8 @@
 Nothing here touches the network: the SSH transport wraps every command so the
 remote shell reports its process id first (needed to kill the command's whole
 process group on timeout or Ctrl-C), the engine wraps commands for privilege
-escalation with :func:`wrap_become`, and both transports feed ``on_output``
+escalation with :func:`wrap_become` (whose :class:`SudoLine` result tells the
+transport to kill through sudo too), and both transports feed ``on_output``
 through :class:`LineSplitter`.
 """
 
@@ -38,15 +39,55 @@ def take_pid_marker(stderr: bytes) -> tuple[int | None, bytes]:
     return int(match.group(1)), stderr[: match.start()] + stderr[match.end() :]
 
 
-def kill_group_command(pgid: int, grace: float = 2.0) -> str:
-    """Shell line that sends TERM to a process group, then KILL if it outlives ``grace``."""
+#: What :func:`kill_group_command` prints last: ``drp-kill:`` and one of
+#: ``gone`` (it ran and is gone now), ``absent`` (nothing of it was left to kill),
+#: ``alive`` (it outlived KILL) or ``unknown`` (no usable ``ps`` to tell).
+KILL_MARKER = "drp-kill:"
+_KILL_LINE = re.compile(r"^drp-kill:(gone|absent|alive|unknown)$", re.MULTILINE)
+
+# ``live`` is true while the group has a member that is not a zombie and is at
+# least ``m`` seconds old. It reads ``ps`` rather than trusting ``kill -0``,
+# which also fails with EPERM when the group exists but belongs to another user
+# (a sudo'd command seen by the SSH user). The age test (``m`` > 0) is for a
+# group found again after a lost connection: a group whose members are all
+# younger than the command it stands for is some later process that reused the
+# id (after a reboot, say), and is left alone. ``kill -s SIG -- -PGID`` is the
+# spelling every shell takes: dash reads ``kill -TERM -- -PGID`` as a bad number.
+_KILL_SCRIPT = r"""g={pgid}; m={min_age}
+live() {{ ps -A -o pgid= -o stat= -o etime= | awk -v g="$g" -v m="$m" '
+  $1 == g && $2 !~ /^Z/ {{ n = split($3, t, /[-:]/); s = t[n] + 60 * t[n - 1]
+    if (n > 2) s += 3600 * t[n - 2]; if (n > 3) s += 86400 * t[1]; if (s >= m) f = 1 }}
+  END {{ exit !f }}'; }}
+v=gone; a=absent
+if ! ps -A -o pgid= -o stat= -o etime= >/dev/null 2>&1; then  # kill -0 then, only root's counts
+  [ "$m" -gt 0 ] && {{ echo {marker}unknown; exit 0; }}
+  [ "$(id -u)" -eq 0 ] || {{ v=unknown; a=unknown; }}
+  live() {{ kill -s 0 -- -"$g" 2>/dev/null; }}
+fi
+live || {{ echo {marker}$a; exit 0; }}
+kill -s TERM -- -"$g"; i=0
+while live && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done
+live && kill -s KILL -- -"$g"; i=0
+while live && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
+if live; then echo {marker}alive; else echo {marker}$v; fi"""
+
+
+def kill_group_command(pgid: int, grace: float = 2.0, *, min_age: int = 0) -> str:
+    """Shell line that kills a process group (TERM, then KILL after ``grace``) and says how it went.
+
+    Its last stdout line is :data:`KILL_MARKER` and a verdict (see
+    :func:`kill_verdict`); ``kill``'s own complaints (not permitted) go to
+    stderr. With ``min_age``, the group is only touched if one of its members
+    has run for at least that many seconds.
+    """
     ticks = max(1, int(grace * 10))
-    return (
-        f"kill -TERM -- -{pgid} 2>/dev/null || exit 0; i=0; "
-        f"while kill -0 -- -{pgid} 2>/dev/null && [ $i -lt {ticks} ]; "
-        f"do sleep 0.1; i=$((i+1)); done; "
-        f"kill -KILL -- -{pgid} 2>/dev/null; exit 0"
-    )
+    return _KILL_SCRIPT.format(pgid=pgid, min_age=max(0, min_age), ticks=ticks, marker=KILL_MARKER)
+
+
+def kill_verdict(stdout: str) -> str | None:
+    """The verdict :func:`kill_group_command` printed, or None if it never got that far."""
+    found = _KILL_LINE.findall(stdout)
+    return found[-1] if found else None
 
 
 # With a password: read it (stdin's first line) into a variable and give it to sudo
@@ -63,6 +104,26 @@ DRP_BECOME_PW="$drp_pw" SUDO_ASKPASS="$askpass" sudo -k -A -u {user} -- {inner}
 rc=$?; rm -f "$askpass"; exit $rc"""
 
 
+class SudoLine(str):
+    """A command line built by :func:`wrap_become`: a plain ``str`` that remembers how.
+
+    A transport that has to kill such a command (timeout, Ctrl-C, a lost
+    connection) kills it through sudo the same way (``become``, with the same
+    ``password``), since the SSH user may not signal the processes sudo started.
+    Anything that treats it as a ``str`` sees just the line; the password is
+    never part of it (nor of its ``repr``).
+    """
+
+    become: Become
+    password: str | None
+
+    def __new__(cls, line: str, become: Become, password: str | None) -> SudoLine:
+        self = super().__new__(cls, line)
+        self.become = become
+        self.password = password
+        return self
+
+
 def wrap_become(
     command: str, become: Become, password: str | None, *, stdin: str | None = None
 ) -> tuple[str, str | None]:
@@ -73,14 +134,17 @@ def wrap_become(
     sudo, and only if sudo asks (see ``_SUDO_ASKPASS_SCRIPT``): on a NOPASSWD
     host, or when already root, it is never used, and the command's stdin is
     exactly ``stdin`` either way. ``-k`` ignores cached credentials, so what
-    happens does not depend on an earlier command.
+    happens does not depend on an earlier command. The line is a
+    :class:`SudoLine`, so the transport that runs it knows to kill it through
+    sudo as well.
     """
     user = shlex.quote(become.user)
     if password is None:
-        return f"sudo -n -u {user} -- /bin/sh -c {shlex.quote(command)}", stdin
+        line = f"sudo -n -u {user} -- /bin/sh -c {shlex.quote(command)}"
+        return SudoLine(line, become, None), stdin
     inner = "/bin/sh -c " + shlex.quote("unset DRP_BECOME_PW; " + command)
     line = _SUDO_ASKPASS_SCRIPT.format(user=user, inner=inner)
-    return line, password + "\n" + (stdin or "")
+    return SudoLine(line, become, password), password + "\n" + (stdin or "")
 
 
 def first_line(command: str, limit: int = 80) -> str:

@@ -11,7 +11,14 @@ This is the only module that uses paramiko (imported through
   known_hosts and never auto-accepted;
 - run each command on a fresh exec channel of that connection (TCP_NODELAY
   keeps that at a few milliseconds), with the remote PID reported first so a
-  timeout or :meth:`SshTransport.cancel` can kill the command's process group;
+  timeout or :meth:`SshTransport.cancel` can kill the command's process group:
+  through sudo when the command was wrapped with
+  :func:`drp.transport.command.wrap_become`, and said to be killed only once
+  the host confirms the group is gone;
+- remember the process group of a command whose connection died under it, and
+  on the next connection kill it (and confirm) before anything else runs, so a
+  retry never runs beside the first attempt; the next command's stderr starts
+  with a ``drp:`` line saying so;
 - put/get files over SFTP on the same connection, writes atomic by rename.
 """
 
@@ -40,14 +47,17 @@ from drp.errors import (
     HostKeyError,
     StepFailed,
 )
-from drp.inventory.model import Address, Host
+from drp.inventory.model import Address, Become, Host
 from drp.results import CommandResult
 from drp.transport.base import ConnectInfo, OutputCallback
 from drp.transport.command import (
     LineSplitter,
+    SudoLine,
     first_line,
     kill_group_command,
+    kill_verdict,
     take_pid_marker,
+    wrap_become,
     wrap_with_pid,
 )
 from drp.transport.hostkeys import entry_name, fingerprint, known_hosts_path
@@ -55,6 +65,7 @@ from drp.transport.paramiko_import import paramiko
 
 KEEPALIVE_SECONDS = 15
 KILL_GRACE_SECONDS = 2.0
+KILL_ANSWER_SECONDS = KILL_GRACE_SECONDS + 10  # the kill script's TERM wait, KILL wait, ps calls
 _POLL = 0.25  # longest sleep between checks for cancel() while a command runs
 _CHUNK = 65536
 _MASK = "********"
@@ -82,15 +93,45 @@ class _UnreachableError(Exception):
     """One address failed at the network level: the next one may work."""
 
 
+@dataclass(frozen=True)
+class _Kill:
+    """How killing a process group went: the kill script's verdict, or ``failed`` to ask."""
+
+    verdict: str  # gone | absent | alive | unknown | failed
+    detail: str = ""
+
+    @property
+    def confirmed(self) -> bool:
+        """The host said the group is gone (killed now, or ended before)."""
+        return self.verdict in ("gone", "absent")
+
+
 @dataclass
 class _Running:
     """A command in flight: its channel, its remote PID once known, and who stopped it."""
 
     channel: paramiko.Channel
+    command: str
+    become: Become | None = None  # run through sudo: kill it through sudo too
+    password: str | None = field(default=None, repr=False)
     pid: int | None = None
+    pid_at: float = 0.0  # monotonic time the PID arrived: the command has run since
     cancelled: bool = False
-    killed: bool = False
+    killing: bool = False
+    kill: _Kill | None = None
+    kill_done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class _Orphan:
+    """A command whose connection died while it ran: it may still run on the host."""
+
+    pgid: int
+    since: float  # monotonic time its PID arrived
+    command: str  # first line, for messages
+    become: Become | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 class SshTransport:
@@ -105,6 +146,9 @@ class SshTransport:
         self._jumps: dict[Host, SshTransport] = {}  # bastion -> its connection, opened lazily
         self._info: ConnectInfo | None = None
         self._runs: dict[int, _Running] = {}
+        self._orphans: list[_Orphan] = []
+        self._notes: list[str] = []  # orphan reports for the next command's stderr
+        self._settle_lock = threading.Lock()
 
     @property
     def host(self) -> str:
@@ -208,7 +252,10 @@ class SshTransport:
                 self._close_locked()
 
     def close(self) -> None:
-        """Close the connection (idempotent); a later connect() reconnects."""
+        """Close the connection (idempotent); a later connect() reconnects.
+
+        What a lost connection left running is still killed on that reconnect.
+        """
         with self._lock:
             self._close_locked()
 
@@ -231,18 +278,26 @@ class SshTransport:
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
-        """Run ``command`` with ``/bin/sh -c`` on the host; see the Transport contract."""
+        """Run ``command`` with ``/bin/sh -c`` on the host; see the Transport contract.
+
+        A :class:`~drp.transport.command.SudoLine` (what ``wrap_become`` returns)
+        is killed through sudo the same way when it has to be killed. Commands
+        a lost connection left running are killed first (see
+        :meth:`_settle_orphans`); the result's stderr then starts with a
+        ``drp:`` line for each.
+        """
         self.connect()
+        self._settle_orphans()
         started = datetime.now(UTC)
         clock = time.monotonic()
-        transport = self._transport()
-        try:
-            channel = self._open_session(transport)
-        except ConnectError:  # the command never left: an idle link died; reopen it once
-            self.connect()
-            transport = self._transport()
-            channel = self._open_session(transport)
-        run = _Running(self._exec(channel, transport, command))
+        transport, channel = self._session()
+        sudo = command if isinstance(command, SudoLine) else None
+        run = _Running(
+            self._exec(channel, transport, command),
+            command,
+            become=sudo.become if sudo else None,
+            password=sudo.password if sudo else None,
+        )
         with self._lock:
             self._runs[id(run)] = run
         try:
@@ -252,21 +307,35 @@ class SshTransport:
                 run.channel.shutdown_write()
             out, err, code = self._pump(run, transport, command, timeout, on_output)
         except (OSError, EOFError, paramiko.SSHException) as exc:
+            left = self._left_running(run)
             self._dropped(transport)
-            raise ConnectError(self.host, f"connection lost: {exc}") from None
+            raise ConnectError(self.host, f"connection lost: {exc}{left}") from None
         finally:
             with self._lock:
                 self._runs.pop(id(run), None)
             run.channel.close()
+        with self._lock:
+            notes, self._notes = self._notes, []
         return CommandResult(
             host=self.host,
             command=command,
             exit_code=code,
             stdout=self._redact(out.decode("utf-8", errors="replace")),
-            stderr=self._redact(err.decode("utf-8", errors="replace")),
+            stderr="".join(f"drp: {note}\n" for note in notes)
+            + self._redact(err.decode("utf-8", errors="replace")),
             started=started,
             duration=time.monotonic() - clock,
         )
+
+    def _session(self) -> tuple[paramiko.Transport, paramiko.Channel]:
+        """A new session channel; an idle link found dead is reopened once (nothing was sent)."""
+        transport = self._transport()
+        try:
+            return transport, self._open_session(transport)
+        except ConnectError:
+            self.connect()
+            transport = self._transport()
+            return transport, self._open_session(transport)
 
     def _open_session(self, transport: paramiko.Transport) -> paramiko.Channel:
         try:
@@ -301,19 +370,20 @@ class SshTransport:
         while True:
             self._read_available(run, out, err, lines)
             if run.cancelled:
-                self._stop(run, out, err, lines)
-                raise Cancelled(f"{self.host}: cancelled; killed: {first_line(command)}")
+                raise Cancelled(self._cancelled(run, self._stop(run, out, err, lines)))
             if deadline is not None and time.monotonic() >= deadline:
-                self._stop(run, out, err, lines)
+                killed = self._stop(run, out, err, lines)
+                how = self._how_killed(run, killed)
+                joint = " and " if killed is not None and killed.confirmed else "; "
                 raise CommandTimeout(
-                    f"{self.host}: timed out after {timeout or 0:g}s and was killed: "
+                    f"{self.host}: timed out after {timeout or 0:g}s{joint}{how}: "
                     f"{first_line(command)}"
                 )
             if _finished(channel):
                 break
             _wait(channel, _POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
         if run.cancelled:  # cancel() killed it between two checks
-            raise Cancelled(f"{self.host}: cancelled; killed: {first_line(command)}")
+            raise Cancelled(self._cancelled(run, self._stop(run, out, err, lines)))
         lines.flush()
         if channel.exit_status >= 0:  # paramiko keeps -1 until an exit-status message arrives
             return bytes(out), bytes(err), channel.exit_status
@@ -334,30 +404,105 @@ class SshTransport:
         if run.pid is None and err:
             pid, rest = take_pid_marker(bytes(err))
             if pid is not None:
-                run.pid = pid
+                run.pid, run.pid_at = pid, time.monotonic()
                 err[:] = rest
 
-    def _stop(self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter) -> None:
+    # -- killing ------------------------------------------------------------------------
+
+    def _stop(
+        self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter
+    ) -> _Kill | None:
         """Kill the command's process group on the host, waiting briefly for its PID if needed."""
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         while run.pid is None and not run.channel.closed and time.monotonic() < deadline:
             _wait(run.channel, 0.05)
             self._read_available(run, out, err, lines)
-        self._kill(run)
+        return self._kill(run)
 
-    def _kill(self, run: _Running) -> None:
+    def _kill(self, run: _Running) -> _Kill | None:
+        """Kill ``run``'s group once: the first caller does it, a second waits for its outcome.
+
+        None while the PID is unknown (nothing can be sent). A kill the link
+        died under leaves the group to :meth:`_settle_orphans`.
+        """
         with run.lock:
-            if run.killed or run.pid is None:
-                return
-            run.killed = True
+            if run.pid is None:
+                return None
+            first, run.killing = not run.killing, True
+        if not first:
+            run.kill_done.wait(KILL_ANSWER_SECONDS + self._host.connect_timeout)
+            return run.kill or _Kill("unknown", "the kill did not answer in time")
         try:
-            transport = self._transport()
-            channel = transport.open_session(timeout=self._host.connect_timeout)
-            channel.exec_command(kill_group_command(run.pid, KILL_GRACE_SECONDS))
-            channel.status_event.wait(KILL_GRACE_SECONDS + 5)
-            channel.close()
-        except (ConnectError, OSError, EOFError, paramiko.SSHException):
-            pass  # the link is gone: nothing more we can do from here
+            killed = self._kill_group(run.pid, run.become, run.password)
+            if killed.verdict == "failed":
+                self._left_running(run)
+            run.kill = killed
+        finally:
+            run.kill_done.set()
+        return killed
+
+    def _kill_group(
+        self,
+        pgid: int,
+        become: Become | None,
+        password: str | None,
+        *,
+        min_age: int = 0,
+        reopen: bool = False,
+    ) -> _Kill:
+        """Run the kill script for group ``pgid`` (through sudo for ``become``); its verdict."""
+        script = kill_group_command(pgid, KILL_GRACE_SECONDS, min_age=min_age)
+        line, stdin = wrap_become(script, become, password) if become else (script, None)
+        channel: paramiko.Channel | None = None
+        try:
+            if reopen:
+                transport, channel = self._session()
+            else:
+                transport = self._transport()
+                channel = self._open_session(transport)
+            channel.exec_command(line)
+            if stdin is not None:
+                channel.sendall(stdin.encode())
+            channel.shutdown_write()
+            out, err = _collect(channel, KILL_ANSWER_SECONDS)
+            alive = transport.is_active()
+        except ConnectError as exc:
+            return _Kill("failed", str(exc).removeprefix(f"{self.host}: "))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            return _Kill("failed", f"connection lost: {exc or type(exc).__name__}")
+        finally:
+            if channel is not None:
+                channel.close()
+        verdict = kill_verdict(out.decode("utf-8", errors="replace"))
+        said = first_line(self._redact(err.decode("utf-8", errors="replace")), 120)
+        if password:
+            said = said.replace(password, _MASK)
+        if verdict is None:
+            if not alive:
+                return _Kill("failed", "connection lost while killing")
+            return _Kill("unknown", said or f"no answer within {KILL_ANSWER_SECONDS:g}s")
+        if verdict == "alive":
+            return _Kill(verdict, "it outlived KILL" + (f": {said}" if said else ""))
+        return _Kill(verdict, "no usable ps on the host to tell" if verdict == "unknown" else "")
+
+    def _how_killed(self, run: _Running, killed: _Kill | None) -> str:
+        """What became of a stopped command: "was killed" only when the host confirmed it."""
+        if run.pid is None or killed is None:
+            return f"could not kill it on {self.host}: its process id never arrived"
+        if killed.verdict == "gone":
+            return "was killed"
+        if killed.verdict == "absent":
+            return "had ended before drp killed it"
+        return (
+            f"could not confirm the kill of process group {run.pid} on {self.host} "
+            f"({killed.detail})"
+        )
+
+    def _cancelled(self, run: _Running, killed: _Kill | None) -> str:
+        what = first_line(run.command)
+        if killed is not None and killed.verdict == "gone":
+            return f"{self.host}: cancelled; killed: {what}"
+        return f"{self.host}: cancelled; {self._how_killed(run, killed)}: {what}"
 
     def cancel(self) -> None:
         """Kill every command in flight (whole process group); their run() raises Cancelled."""
@@ -368,6 +513,65 @@ class SshTransport:
         for run in runs:
             self._kill(run)
 
+    # -- what a lost connection left running -----------------------------------------
+
+    def _left_running(self, run: _Running) -> str:
+        """Remember ``run``'s group for the next connection; say so for the error message."""
+        if run.pid is None:
+            return " (the command may still run on the host: its process id never arrived)"
+        if run.kill is not None and run.kill.confirmed:
+            return ""
+        orphan = _Orphan(run.pid, run.pid_at, first_line(run.command), run.become, run.password)
+        with self._lock:
+            if all(o.pgid != orphan.pgid for o in self._orphans):
+                self._orphans.append(orphan)
+        return f" (process group {run.pid} may still run: drp kills it when it reconnects)"
+
+    def _settle_orphans(self) -> None:
+        """Kill the commands a lost connection left running, before anything else runs.
+
+        Each group is killed (TERM, then KILL; through sudo when it ran through
+        sudo) only if a member is as old as the command it stands for, so a
+        process that reused the id since (after a reboot) is left alone. What
+        happened is reported on the next command's stderr. A group whose end
+        cannot be confirmed stays on the list and makes this raise
+        :class:`ConnectError`: drp does not run a second copy beside it.
+        """
+        with self._settle_lock:
+            with self._lock:
+                orphans = list(self._orphans)
+            unsure: list[str] = []
+            for orphan in orphans:
+                age = int(time.monotonic() - orphan.since) - 1  # etime counts whole seconds
+                killed = self._kill_group(
+                    orphan.pgid, orphan.become, orphan.password, min_age=max(0, age), reopen=True
+                )
+                if killed.verdict == "failed":
+                    raise ConnectError(
+                        self.host,
+                        f"{killed.detail}; process group {orphan.pgid}, left running by a lost "
+                        f"connection, is still to be killed: {orphan.command}",
+                    )
+                where = f"process group {orphan.pgid} on {self.host}"
+                if not killed.confirmed:
+                    unsure.append(f"{where} ({killed.detail}): {orphan.command}")
+                    continue
+                lost = f"{where}, left running by a lost connection"
+                with self._lock:
+                    self._orphans.remove(orphan)
+                    self._notes.append(
+                        f"killed {lost}: {orphan.command}"
+                        if killed.verdict == "gone"
+                        else f"{lost}, had already ended: {orphan.command}"
+                    )
+            if unsure:
+                raise ConnectError(
+                    self.host,
+                    "could not confirm the kill of what a lost connection left running: "
+                    + "; ".join(unsure)
+                    + "; drp runs nothing more there until it is gone",
+                )
+
     def _redact(self, text: str) -> str:
         if self.sudo_password and self.sudo_password in text:
             return text.replace(self.sudo_password, _MASK)
@@ -377,6 +581,8 @@ class SshTransport:
 
     def put(self, data: bytes, dest: str, *, mode: int | None = None) -> None:
         """Write ``data`` to ``dest`` atomically: temp file in the same directory, then rename."""
+        self.connect()
+        self._settle_orphans()  # a first attempt left running might still write there
         directory, name = posixpath.split(dest)
         tmp = posixpath.join(directory, f".{name}.drp-{uuid.uuid4().hex[:12]}")
         sftp = self._sftp_client()
@@ -446,6 +652,20 @@ def _wait(channel: paramiko.Channel, seconds: float) -> None:
         channel.status_event.wait(seconds)
     else:
         select.select([channel], [], [], seconds)
+
+
+def _collect(channel: paramiko.Channel, seconds: float) -> tuple[bytes, bytes]:
+    """A short command's whole stdout and stderr (until it exits or ``seconds`` pass)."""
+    out, err = bytearray(), bytearray()
+    deadline = time.monotonic() + seconds
+    while True:
+        while channel.recv_ready():
+            out += channel.recv(_CHUNK)
+        while channel.recv_stderr_ready():
+            err += channel.recv_stderr(_CHUNK)
+        if _finished(channel) or time.monotonic() >= deadline:
+            return bytes(out), bytes(err)
+        _wait(channel, min(0.1, deadline - time.monotonic()))
 
 
 def _feed_stdin(channel: paramiko.Channel, data: bytes) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -22,30 +19,58 @@ def lab(tmp_path: Path, sshd: SshServer) -> Lab:
 
 # -- 2. dropped connection --------------------------------------------------------------
 
+# The first attempt records its process group (the step's shell) and a child, then
+# sleeps until the test cuts the link; every attempt says if that one still runs.
+# Before it records anything it pushes more than a pipe holds through stderr: once
+# that write returns, sshd has read (and passed on) the PID line drp's wrapper
+# printed first, so drp knows which group to kill when the test cuts the link.
+DROP = """
+name: drop-connection
+targets: all
+steps:
+  - id: slow
+    run: |
+      echo x >> {{ vars.dir }}/slow-attempts
+      n=$(wc -l < {{ vars.dir }}/slow-attempts)
+      if [ "$n" -eq 1 ]; then
+        head -c 70000 /dev/zero >&2
+        echo $$ > {{ vars.dir }}/slow.pid
+        sleep 30 & echo $! > {{ vars.dir }}/sleep.pid
+        wait
+      fi
+      for p in $(cat {{ vars.dir }}/slow.pid {{ vars.dir }}/sleep.pid); do
+        s=$(ps -o stat= -p "$p"); case "$s" in ""|Z*) ;; *) echo "first attempt runs: $p";; esac
+      done
+      echo done
+    retry: {attempts: 3, delay: 0.2, jitter: false, failures: [connection]}
+"""
 
-def test_dropped_connection_is_retried_after_reconnect(lab: Lab) -> None:
+
+def test_dropped_connection_kills_the_first_attempt_then_retries(lab: Lab) -> None:
     process = lab.start(
-        "run", str(lab.book("drop-connection")), "-i", str(lab.inventory),
-        "--state-dir", str(lab.state),
+        "run", str(lab.runbook(DROP)), "-i", str(lab.inventory), "--state-dir", str(lab.state),
     )  # fmt: skip
-    pid = None
     try:
-        pid = read_pid(lab.root / "slow.pid")
+        group, child = read_pid(lab.root / "slow.pid"), read_pid(lab.root / "sleep.pid")
         assert lab.sshd.kill_sessions() >= 1
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, out + err
     finally:
         stop(process)
-        if pid is not None and alive(pid):  # the orphaned first attempt
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    # nobody here kills the first attempt: drp did, before the retry (it would sleep 30 s)
+    assert not alive(group) and not alive(child)
     run_id = lab.only_run()
     attempts = [
         e for e in lab.of(run_id, "step.attempt", step="slow") if e["data"]["phase"] == "action"
     ]
     assert [a["outcome"] for a in attempts] == ["failed", "ok"]
-    assert "connection" in attempts[0]["data"]["error"]
-    assert attempts[1]["data"]["stdout"].strip() == "done"
+    first, second = attempts[0]["data"], attempts[1]["data"]
+    assert "connection" in first["error"]
+    assert f"process group {group} may still run: drp kills it when it reconnects" in first["error"]
+    assert second["stdout"].strip() == "done"  # not "first attempt runs: ..."
+    assert second["stderr"].startswith(
+        f"drp: killed process group {group} on h1, left running by a lost connection: "
+    ), second["stderr"]
     assert lab.outcome(run_id) == "ok"
     assert (lab.root / "slow-attempts").read_text().count("x") == 2
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import pwd
+import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paramiko
@@ -23,9 +27,9 @@ from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError, In
 from drp.inventory.loader import load_inventory
 from drp.inventory.model import Address, Become
 from drp.results import CommandResult
-from drp.transport.command import take_pid_marker, wrap_become, wrap_with_pid
+from drp.transport.command import SudoLine, take_pid_marker, wrap_become, wrap_with_pid
 from drp.transport.hostkeys import fingerprint, record_host_key, scan_host_key
-from drp.transport.ssh import SshTransport
+from drp.transport.ssh import SshTransport, _Orphan
 
 pytestmark = pytest.mark.integration
 
@@ -521,25 +525,6 @@ def test_become_password_never_reaches_the_command_when_sudo_needs_none(
     assert "pw-123" not in result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def sudo_user() -> Iterator[tuple[str, str]]:
-    """A local user whose sudo rule asks for its password (needs root, like CI)."""
-    if os.geteuid() != 0 or shutil.which("sudo") is None or shutil.which("useradd") is None:
-        pytest.skip("needs root, sudo and useradd")
-    name, password = "drp-sudo-test", secrets.token_urlsafe(12)
-    subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
-    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
-    rule = Path("/etc/sudoers.d/drp-sudo-test")
-    rule.write_text(f"{name} ALL=(ALL) ALL\n")
-    rule.chmod(0o440)
-    try:
-        yield name, password
-    finally:
-        rule.unlink(missing_ok=True)
-        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
-
-
 def test_become_password_through_real_sudo(ssh: SshTransport, sudo_user: tuple[str, str]) -> None:
     """As a user that sudo asks: the right password works once, a wrong one fails once."""
     name, password = sudo_user
@@ -564,6 +549,308 @@ def test_sudo_password_is_masked_in_output(sshd: SshServer) -> None:
         assert "hunter2" not in result.stdout + result.stderr
     finally:
         transport.close()
+
+
+# -- killing: through sudo for become, "killed" only when confirmed -------------------------
+
+
+@pytest.fixture(scope="module")
+def nopasswd_user() -> Iterator[str]:
+    """A local user whose sudo rule needs no password (needs root, like CI)."""
+    if os.geteuid() != 0 or shutil.which("sudo") is None or shutil.which("useradd") is None:
+        pytest.skip("needs root, sudo and useradd")
+    name = "drp-nopasswd-test"
+    subprocess.run(["userdel", "--force", "--remove", name], check=False, capture_output=True)
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    # a password nobody uses: sshd refuses an account without one (locked) even with a key
+    password = secrets.token_urlsafe(12)
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+    rule = Path(f"/etc/sudoers.d/{name}")
+    rule.write_text(f"{name} ALL=(ALL) NOPASSWD: ALL\n")
+    rule.chmod(0o440)
+    try:
+        yield name
+    finally:
+        rule.unlink(missing_ok=True)
+        subprocess.run(["userdel", "--force", "--remove", name], check=False, capture_output=True)
+
+
+def _authorize(sshd: SshServer, user: str) -> None:
+    """Let ``user`` log in with this sshd's client key (sshd reads ~/.ssh as the user)."""
+    ssh_dir = Path(pwd.getpwnam(user).pw_dir) / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    keys.write_text(Path(f"{sshd.client_key}.pub").read_text())
+    for path in (ssh_dir, keys):
+        shutil.chown(path, user, user)
+
+
+def _owner(pid: int) -> int:
+    return Path(f"/proc/{pid}").stat().st_uid
+
+
+def _stubborn(pidfile: Path, child: Path) -> str:
+    """A command that ignores TERM and has a child: only KILL, from someone allowed, stops it.
+
+    (sudo relays a TERM the SSH user sends it to the command, so a command that
+    obeys TERM would not show whether the kill went through sudo.)
+    """
+    return (
+        f"trap '' TERM; echo $$ > {pidfile}; sleep 300 & echo $! > {child}; "
+        "while :; do sleep 0.1; done"
+    )
+
+
+def _kill_leftovers(*pids: int | None) -> None:
+    """Test hygiene when an assertion failed: nothing of the test (its group) outlives it."""
+    for pid in pids:
+        if pid is not None and not process_gone(pid):
+            with contextlib.suppress(ProcessLookupError):
+                group = os.getpgid(pid)
+                if group != os.getpgrp():
+                    os.killpg(group, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+
+
+def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=runner)
+    thread.start()
+    return thread, errors
+
+
+def test_timeout_kills_a_become_command_through_sudo(
+    sshd: SshServer, nopasswd_user: str, tmp_path: Path
+) -> None:
+    """The SSH user may not signal root's processes: drp kills them through sudo -n."""
+    _authorize(sshd, nopasswd_user)
+    pidfile, childfile = tmp_path / "root.pid", tmp_path / "child.pid"
+    line, stdin = wrap_become(_stubborn(pidfile, childfile), Become(), None)
+    assert isinstance(line, SudoLine) and line.become == Become() and stdin is None
+    transport = SshTransport(sshd.host(user=nopasswd_user))
+    pids: list[int] = []
+    try:
+        thread, errors = _in_thread(lambda: transport.run(line, timeout=2))
+        pids = [_read_pid(pidfile), _read_pid(childfile)]
+        assert [_owner(pid) for pid in pids] == [0, 0]
+        thread.join(20)
+        assert len(errors) == 1 and isinstance(errors[0], CommandTimeout), errors
+        assert re.search(r"timed out after 2s and was killed: sudo -n", str(errors[0]))
+        gone = [process_gone(pid) for pid in pids]  # confirmed before run() returned
+        assert gone == [True, True], f"root's {pids} survived"
+        assert transport.run("id -un").stdout == f"{nopasswd_user}\n"
+    finally:
+        transport.close()
+        _kill_leftovers(*pids)
+
+
+def test_cancel_kills_a_become_command_through_sudo_with_its_password(
+    sshd: SshServer, sudo_user: tuple[str, str], tmp_path: Path
+) -> None:
+    """sudo asks this user for a password: the kill goes through sudo with it, like the command."""
+    name, password = sudo_user
+    _authorize(sshd, name)
+    pidfile, childfile = tmp_path / "root.pid", tmp_path / "child.pid"
+    line, stdin = wrap_become(_stubborn(pidfile, childfile), Become(), password)
+    transport = SshTransport(sshd.host(user=name), sudo_password=password)
+    pids: list[int] = []
+    try:
+        thread, errors = _in_thread(lambda: transport.run(line, stdin=stdin))
+        pids = [_read_pid(pidfile), _read_pid(childfile)]
+        assert [_owner(pid) for pid in pids] == [0, 0]
+        transport.cancel()
+        thread.join(20)
+        assert not thread.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], Cancelled), errors
+        assert "cancelled; killed:" in str(errors[0]) and password not in str(errors[0])
+        assert [process_gone(pid) for pid in pids] == [True, True], f"root's {pids} survived"
+        assert ".drp-askpass" not in transport.run(f"ls -A ~{name}").stdout
+    finally:
+        transport.close()
+        _kill_leftovers(*pids)
+
+
+def test_a_kill_that_cannot_be_confirmed_is_not_reported_as_one(
+    sshd: SshServer, nopasswd_user: str, tmp_path: Path
+) -> None:
+    """sudo inside a command drp was not told about: the kill fails, and the error says so."""
+    _authorize(sshd, nopasswd_user)
+    pidfile, childfile = tmp_path / "root.pid", tmp_path / "child.pid"
+    transport = SshTransport(sshd.host(user=nopasswd_user))
+    pids: list[int] = []
+    try:
+        with pytest.raises(CommandTimeout) as caught:
+            transport.run(f"sudo -n sh -c {shlex.quote(_stubborn(pidfile, childfile))}", timeout=1)
+        message = str(caught.value)
+        assert re.search(r"could not confirm the kill of process group \d+ on h1 \(", message)
+        assert "it outlived KILL" in message and "was killed" not in message
+        pids = [_read_pid(pidfile), _read_pid(childfile)]
+        assert not any(process_gone(pid) for pid in pids)  # true: root's command still runs
+    finally:
+        transport.close()
+        _kill_leftovers(*pids)
+
+
+def test_a_timeout_before_the_pid_arrived_does_not_claim_a_kill(
+    ssh: SshTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pidfile = tmp_path / "silent.pid"
+    monkeypatch.setattr(  # a wrapper that never reports the PID
+        "drp.transport.ssh.wrap_with_pid", lambda command: f"exec /bin/sh -c {shlex.quote(command)}"
+    )
+    pid = None
+    try:
+        with pytest.raises(CommandTimeout) as caught:
+            ssh.run(f"echo $$ > {pidfile}; exec sleep 300", timeout=0.5)
+        assert "could not kill it on h1: its process id never arrived" in str(caught.value)
+        assert "was killed" not in str(caught.value)
+        pid = _read_pid(pidfile)
+    finally:
+        _kill_leftovers(pid)
+
+
+# -- what a lost connection left running ----------------------------------------------------
+
+
+def _pid_arrived(transport: SshTransport) -> bool:
+    """The remote shell's PID line reached the transport (it can only kill what it knows)."""
+    return any(run.pid for run in list(transport._runs.values()))
+
+
+def _live(*pids: int) -> str:
+    """A command printing which of ``pids`` still run on the host (zombies do not count)."""
+    return "; ".join(
+        f's=$(ps -o stat= -p {pid}); case "$s" in ""|Z*) ;; *) echo {pid};; esac' for pid in pids
+    )
+
+
+def test_a_command_left_running_by_a_lost_connection_is_killed_on_reconnect(
+    sshd_fresh: SshServer, tmp_path: Path
+) -> None:
+    sshd = sshd_fresh
+    leader, child = tmp_path / "leader.pid", tmp_path / "child.pid"
+    transport = SshTransport(sshd.host())
+    pids: list[int] = []
+    try:
+        thread, errors = _in_thread(
+            lambda: transport.run(f"echo $$ > {leader}; sleep 300 & echo $! > {child}; wait")
+        )
+        pids = [_read_pid(leader), _read_pid(child)]
+        assert _wait_until(lambda: _pid_arrived(transport))
+        assert sshd.kill_sessions() >= 1
+        thread.join(10)
+        assert len(errors) == 1 and type(errors[0]) is ConnectError, errors
+        assert f"process group {pids[0]} may still run" in str(errors[0])
+        assert not any(process_gone(pid) for pid in pids)  # the first attempt runs on
+        result = transport.run(_live(*pids))
+        assert result.stdout == ""  # gone before the next command started
+        assert result.stderr.startswith(
+            f"drp: killed process group {pids[0]} on h1, left running by a lost connection: "
+            "echo $$ > "
+        ), result.stderr
+        assert transport.run("echo again").stderr == ""  # reported once
+    finally:
+        transport.close()
+        _kill_leftovers(*pids)
+
+
+def test_a_become_command_left_running_is_killed_through_sudo_on_reconnect(
+    sshd_fresh: SshServer, nopasswd_user: str, tmp_path: Path
+) -> None:
+    sshd = sshd_fresh
+    _authorize(sshd, nopasswd_user)
+    pidfile, childfile = tmp_path / "root.pid", tmp_path / "child.pid"
+    line, _ = wrap_become(_stubborn(pidfile, childfile), Become(), None)
+    transport = SshTransport(sshd.host(user=nopasswd_user))
+    pids: list[int] = []
+    try:
+        thread, errors = _in_thread(lambda: transport.run(line))
+        pids = [_read_pid(pidfile), _read_pid(childfile)]
+        assert [_owner(pid) for pid in pids] == [0, 0]
+        assert _wait_until(lambda: _pid_arrived(transport))
+        assert sshd.kill_sessions() >= 1
+        thread.join(10)
+        assert len(errors) == 1 and type(errors[0]) is ConnectError, errors
+        assert not any(process_gone(pid) for pid in pids)
+        result = transport.run(_live(*pids))
+        assert result.stdout == ""
+        assert result.stderr.startswith("drp: killed process group "), result.stderr
+    finally:
+        transport.close()
+        _kill_leftovers(*pids)
+
+
+def _etime_seconds(pid: int) -> int:
+    text = subprocess.run(
+        ["ps", "-o", "etime=", "-p", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not text:
+        return -1
+    *rest, seconds = text.replace("-", ":").split(":")
+    return int(seconds) + 60 * int(rest[-1]) if rest else int(seconds)
+
+
+def test_a_reused_process_group_id_is_left_alone(ssh: SshTransport) -> None:
+    """Only a group as old as the lost command is killed: a younger one reused the id."""
+    old = subprocess.Popen(["sleep", "300"], start_new_session=True)  # group id = its pid
+    since = time.monotonic()
+    young = None
+    try:
+        assert _wait_until(lambda: _etime_seconds(old.pid) >= 3, 10)
+        young = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        for pid in (old.pid, young.pid):
+            ssh._orphans.append(_Orphan(pid, since, f"lost command {pid}"))
+        result = ssh.run("echo next")
+        assert result.stdout == "next\n"
+        assert f"drp: killed process group {old.pid} on h1" in result.stderr, result.stderr
+        assert (
+            f"drp: process group {young.pid} on h1, left running by a lost connection, "
+            f"had already ended: lost command {young.pid}"
+        ) in result.stderr
+        assert old.wait(5) is not None  # killed
+        assert young.poll() is None  # never touched
+    finally:
+        for process in (old, young):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_an_orphan_drp_cannot_kill_keeps_it_from_running_anything(
+    sshd: SshServer, nopasswd_user: str
+) -> None:
+    """A group the SSH user may not signal (drp did not know it ran through sudo): stop."""
+    _authorize(sshd, nopasswd_user)
+    root_owned = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    marker = Path(f"/tmp/drp-test-{uuid.uuid4().hex}")
+    transport = SshTransport(sshd.host(user=nopasswd_user))
+    try:
+        transport._orphans.append(_Orphan(root_owned.pid, time.monotonic(), "sudo the-first-try"))
+        with pytest.raises(ConnectError) as caught:
+            transport.run(f"touch {marker}")
+        message = str(caught.value)
+        assert "could not confirm the kill of what a lost connection left running" in message
+        assert f"process group {root_owned.pid} on h1" in message and "not permitted" in message
+        assert not marker.exists()  # the second copy never started
+        assert root_owned.poll() is None
+        root_owned.kill()
+        root_owned.wait()
+        result = transport.run(f"touch {marker}")  # tried again: now it is gone
+        assert marker.exists()
+        assert "had already ended: sudo the-first-try" in result.stderr
+    finally:
+        transport.close()
+        marker.unlink(missing_ok=True)
+        if root_owned.poll() is None:
+            root_owned.kill()
+            root_owned.wait()
 
 
 # -- fallback addresses with their own jump host (or none) ----------------------------------
