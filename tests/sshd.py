@@ -5,12 +5,15 @@ writes an ``sshd_config`` listening on 127.0.0.1, 127.0.0.2 and 127.0.0.3 (so
 tests have several "hosts") on a free port, starts ``sshd -D -e`` and polls
 until every address answers with an SSH banner. The returned
 :class:`SshServer` builds drp ``Host`` values and inventory files that point
-at it, and can drop every client connection to simulate a broken link.
+at it, and can drop every client connection to simulate a broken link;
+:func:`restart_sshd` brings a killed one back on the same port with the same
+host key (a host back from a reboot).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -150,6 +153,33 @@ def start_sshd(directory: Path) -> tuple[SshServer, subprocess.Popen[bytes]]:
     known_hosts.write_text("".join(f"[{a}]:{port} {key_line}\n" for a in ADDRESSES))
     server = SshServer(port, directory, host_key, client_key, known_hosts, process.pid, log)
     return server, process
+
+
+def restart_sshd(server: SshServer) -> tuple[SshServer, subprocess.Popen[bytes]]:
+    """Start ``server``'s sshd again once its listener is gone: same port, host key and config.
+
+    What a host coming back from a reboot looks like to a client: the same
+    address and key, new processes. Returns once every address answers.
+    """
+    config = server.directory / "sshd_config"
+    with server.log.open("ab") as sink:
+        process = subprocess.Popen(
+            [str(SSHD), "-D", "-e", "-f", str(config)], stdout=sink, stderr=sink
+        )
+    if not _wait_ready(process, server.port):
+        raise RuntimeError(f"sshd did not restart; see {server.log}")
+    return dataclasses.replace(server, pid=process.pid), process
+
+
+def refused(address: str, port: int) -> bool:
+    """True when nothing listens on ``address:port`` (the connection is refused)."""
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
 
 
 def stop_sshd(process: subprocess.Popen[bytes]) -> None:
