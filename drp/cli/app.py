@@ -72,13 +72,18 @@ def _mount_log() -> None:
 _mount_log()
 
 
+MAX_SHOWN = 50  # problems printed for one error
+
+
 def _report(error: DrpError) -> None:
     stream = sys.stderr
     if isinstance(error, InputError):
         count = len(error.problems)
         stream.write(f"error: {count} problem{'s' if count != 1 else ''} found\n")
-        for problem in error.problems:
+        for problem in error.problems[:MAX_SHOWN]:
             stream.write(f"  {problem}\n")
+        if count > MAX_SHOWN:  # one screen: the first ones usually cause the rest
+            stream.write(f"  …and {count - MAX_SHOWN} more (fix these first)\n")
     else:
         stream.write(f"error: {error}\n")
 

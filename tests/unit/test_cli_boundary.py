@@ -46,3 +46,18 @@ def test_the_traceback_file_is_never_written_through_a_link(
     with pytest.raises(SystemExit):
         cli.main([f"--state-dir={tmp_path}", "log", "list"])
     assert target.read_text() == "precious\n"
+
+
+def test_a_flood_of_problems_fits_one_screen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steps = "".join(f"  - {{id: s{i}, run: 'true', tmeout: 5s}}\n" for i in range(60))
+    book = tmp_path / "flood.yaml"
+    book.write_text(f"name: flood\nsteps:\n{steps}")
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["validate", str(book)])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 60 problems found\n")
+    assert err.count("unknown key 'tmeout'") == cli.MAX_SHOWN
+    assert "…and 10 more (fix these first)" in err
