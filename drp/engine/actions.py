@@ -197,7 +197,10 @@ def _reboot(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     reboot_cmd = (
         hr.render(spec.command) if spec.command else (hr.host.reboot_command or DEFAULT_REBOOT)
     )
-    detached = f"nohup /bin/sh -c {shlex.quote('sleep 1; ' + reboot_cmd)} >/dev/null 2>&1 &"
+    # in its own session (setsid): not in the process group drp kills if this exec's
+    # connection drops, which a reboot makes likely
+    later = f"nohup /bin/sh -c {shlex.quote('sleep 1; ' + reboot_cmd)} >/dev/null 2>&1"
+    detached = f"if command -v setsid >/dev/null 2>&1; then setsid {later} & else {later} & fi"
     try:
         hr.exec(detached, ps=ps, phase="action", attempt=attempt, timeout=30)
     except AttemptFailed as exc:

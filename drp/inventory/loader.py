@@ -64,12 +64,15 @@ class Inventory:
         return [self.hosts[n] for n in names]
 
     def _match(self, pattern: str) -> list[str]:
+        """``a,b`` union, ``!x`` minus, ``&g`` intersection; starting with ``!`` or ``&``
+        starts from every host (``--limit '!ns1'`` is every target but ns1), as Ansible does."""
         include: set[str] = set()
         exclude: set[str] = set()
         intersect: list[set[str]] = []
-        for raw in (p.strip() for p in pattern.split(",")):
-            if not raw:
-                continue
+        terms = [t for t in (p.strip() for p in pattern.split(",")) if t]
+        if terms and terms[0][0] in "!&":
+            include = set(self.hosts)
+        for raw in terms:
             if raw.startswith("!"):
                 exclude |= self._term(raw[1:])
             elif raw.startswith("&"):

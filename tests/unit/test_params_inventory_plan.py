@@ -97,6 +97,9 @@ def test_inventory_resolution() -> None:
     assert [h.name for h in inv.select("all,&dns")] == ["ns1", "ns-backup"]
     assert [h.name for h in inv.select("web*")] == ["web1", "web2"]
     assert [h.name for h in inv.select("all", limit="ns*")] == ["ns1", "ns-backup"]
+    # a pattern that starts by excluding or intersecting starts from every host
+    assert [h.name for h in inv.select("dns", limit="!ns1")] == ["ns-backup"]
+    assert [h.name for h in inv.select("&dns")] == ["ns1", "ns-backup"]
 
 
 def test_unknown_target_suggests(tmp_path: Path) -> None:
