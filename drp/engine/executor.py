@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -86,7 +87,7 @@ def start_event(
         options.run_id,
         data={
             "runbook": book.name,
-            "runbook_path": book.path,
+            "runbook_path": os.path.abspath(book.path),  # resume works from any directory
             "runbook_sha256": book.sha256,
             "params": plan.params.masked(),
             "inventory": plan.inventory.path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,9 +204,10 @@ def load_runbook(path: Path) -> Runbook:
         )
     if collector.problems or header is None:
         raise RunbookError(_in_order(collector.problems, str(path)))
-    digest = hashlib.sha256()
-    for name, content in collector.files:
-        digest.update(name.encode() + b"\0" + content + b"\0")
+    digest = hashlib.sha256()  # of the contents and the names relative to the runbook:
+    for name, content in collector.files:  # the same from any working directory
+        relative = os.path.relpath(name, path.parent)
+        digest.update(relative.encode() + b"\0" + content + b"\0")
     return Runbook(
         name=header.name,
         summary=header.summary,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -77,3 +78,24 @@ def test_a_changed_runbook_is_refused_unless_allowed_and_then_recorded(lab: Lab)
     assert resumed["runbook_sha256"] != started["runbook_sha256"]
     assert resumed["inventory_sha256"] == started["inventory_sha256"]
     assert lab.drp("log", "verify", run_id).returncode == 0
+
+
+def test_a_run_started_with_a_relative_path_resumes_from_another_directory(lab: Lab) -> None:
+    lab.runbook(lab.book("gate").read_text(), "gate.yaml")
+    paused = lab.drp("run", "gate.yaml", "--state-dir", str(lab.state))  # cwd: lab.root
+    assert paused.returncode == 5, combined(paused)
+    run_id = lab.only_run()
+    elsewhere = lab.root / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        lab.args("resume", run_id, "--approve", "swap-disk"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=lab.env(),
+        stdin=subprocess.DEVNULL,
+        cwd=elsewhere,
+        check=False,
+    )
+    assert done.returncode == 0, combined(done)
+    assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
