@@ -707,7 +707,31 @@ def _open_socket(address: Address, timeout: float, jump: SshTransport | None) ->
     except OSError as exc:
         raise _UnreachableError(exc.strerror or str(exc)) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _notice_dead_links(sock)
     return sock
+
+
+DEAD_LINK_SECONDS = 60
+
+
+def _notice_dead_links(sock: socket.socket) -> None:
+    """Make a silently dead link an error within about a minute, not TCP's ~15 minutes.
+
+    paramiko's keepalive only sends (every ``KEEPALIVE_SECONDS``) and never waits for
+    an answer; with TCP_USER_TIMEOUT the kernel drops the connection once sent data
+    stays unacknowledged that long, and TCP keepalives probe an idle one. Options a
+    platform lacks are skipped.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_SECONDS),
+        ("TCP_KEEPINTVL", 5),
+        ("TCP_KEEPCNT", 6),
+        ("TCP_USER_TIMEOUT", DEAD_LINK_SECONDS * 1000),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class _Client(paramiko.SSHClient):

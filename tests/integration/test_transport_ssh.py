@@ -84,6 +84,21 @@ def test_fifty_commands_share_one_connection(sshd: SshServer, ssh: SshTransport)
     assert sshd.accepted_logins() - before == 1
 
 
+def test_the_socket_notices_a_dead_link(ssh: SshTransport) -> None:
+    """No Nagle delay, TCP keepalives, and a dead link dropped after DEAD_LINK_SECONDS."""
+    import socket
+
+    from drp.transport.ssh import DEAD_LINK_SECONDS
+
+    ssh.connect()
+    sock = ssh._transport().sock
+    assert isinstance(sock, socket.socket)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    user_timeout = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+    assert user_timeout == DEAD_LINK_SECONDS * 1000
+
+
 def test_stdin_is_delivered(ssh: SshTransport) -> None:
     assert ssh.run("cat", stdin="line one\nline two\n").stdout == "line one\nline two\n"
     big = "x" * 300_000 + "\n"
