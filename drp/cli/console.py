@@ -586,7 +586,7 @@ def _flags(ps: Any) -> str:
     if ps.step.kind == "manual":
         flags.append("[yellow]manual gate[/]")
     if ps.step.kind == "manual":
-        return "  [" + "; ".join(flags) + "]"
+        return "  \\[" + "; ".join(flags) + "]"
     if ps.become:
         flags.append("sudo")
     if ps.retry.attempts > 1:
@@ -597,7 +597,8 @@ def _flags(ps: Any) -> str:
         flags.append("sensitive")
     if ps.on_failure != "abort":
         flags.append(f"on failure: {ps.on_failure}")
-    return ("  [" + "; ".join(flags) + "]") if flags else ""
+    # '\\[': a literal bracket, not the start of rich markup ('[sudo; …]' would vanish)
+    return ("  \\[" + "; ".join(flags) + "]") if flags else ""
 
 
 def _print_field(console: Console, label: str, text: str) -> None:

@@ -95,6 +95,11 @@ def test_dry_run_of_disk_replace_from_the_readme() -> None:
     assert result.returncode == 0, result.stderr
     for step in ("inspect-arrays", "fail-and-remove", "datacenter-swap", "wait-resync"):
         assert step in result.stdout
+    # the flags of every step are shown: '[sudo; …]' is text, not rich markup that vanishes
+    words = " ".join(result.stdout.split())
+    shell = "Host answers and has a POSIX shell [sudo; retry ×3 on connection; timeout 5m00s]"
+    assert shell in words
+    assert "Physical disk swap [manual gate]" in words
 
 
 @pytest.mark.parametrize(
