@@ -9,6 +9,7 @@ just before they run.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ class PlannedStep:
     on_failure: str
     when: str | None
     display: dict[str, str]
+    # what the action does beyond its command, for review: a wait's condition, the
+    # commands a reboot uses, the file a put writes (see _details)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -43,6 +47,15 @@ class PlannedStep:
     @property
     def destructive(self) -> bool:
         return self.step.destructive
+
+    @property
+    def time_limit(self) -> float | None:
+        """How long the step may take: a wait's or a reboot's own timeout, else per attempt."""
+        if self.step.wait is not None:
+            return self.step.wait.timeout
+        if self.step.reboot is not None:
+            return self.step.reboot.timeout
+        return self.timeout
 
 
 @dataclass(frozen=True)
@@ -122,64 +135,215 @@ def _display(
     step: Step,
     context: dict[str, Any],
     redactor: Redactor,
-    host: str,
+    host: Host,
     skipped: bool,
     bad: _Unrenderable,
 ) -> dict[str, str]:
-    """The rendered commands of a step, for review (secrets masked)."""
+    """The rendered commands of a step, for review (secrets masked), in the order they run."""
     out: dict[str, str] = {}
-    for name, (text, shell) in _shown(step).items():
+    if step.reboot is not None and not step.reboot.command:  # not a template: as written
+        out["reboot"] = redactor.text(_reboot_commands(step, host)[0][0])
+    for name, (text, shell) in _shown(step, host.name).items():
         try:
             out[name] = redactor.text(render(text, context, shell=shell))
         except TemplateProblem as exc:
             out[name] = f"<cannot render yet: {redactor.text(str(exc))}>"
             if not skipped and not _uses_captures(text):
-                bad.add(step, name, host, exc)
-    if not skipped:
-        for name, text in _checked_only(step, bad.runbook):
-            try:
-                render(text, context, shell=False)
-            except TemplateProblem as exc:
-                if not _uses_captures(text):
-                    bad.add(step, name, host, exc)
+                bad.add(step, name, host.name, exc)
     return out
 
 
-def _shown(step: Step) -> dict[str, tuple[str, bool]]:
-    """The templates a plan shows, by display name: (template, is a shell command)."""
+def confirm_question(step: Step, host: str) -> str:
+    """The template of the question a destructive step asks (as ``gates.confirm`` asks it)."""
+    if isinstance(step.confirm, str):
+        return step.confirm
+    return f"{step.title} is destructive on {host}. Run it?"
+
+
+def _shown(step: Step, host: str) -> dict[str, tuple[str, bool]]:
+    """The templates a plan shows, by display name: (template, is a shell command).
+
+    In the order a run uses them: the action, its guard, the confirmation, the
+    verify commands, and the rollback (only on failure).
+    """
     fields: dict[str, tuple[str, bool]] = {}
-    for name in ("run", "local", "unless", "rollback"):
+    for name in ("run", "local"):
         value = getattr(step, name)
         if value:
             fields[name] = (value, True)
-    for index, command in enumerate(step.verify):
-        fields[f"verify[{index}]"] = (command, True)
     if step.wait:
         fields["wait"] = (step.wait.command, True)
     if step.manual:
         fields["manual"] = (step.manual.instructions, False)
     if step.put:
         fields["put"] = (step.put.dest, False)
-    if step.reboot:
-        fields["reboot"] = (step.reboot.command or "<host's reboot command>", True)
+    if step.reboot and step.reboot.command:
+        fields["reboot"] = (step.reboot.command, True)
+    if step.unless:
+        fields["unless"] = (step.unless, True)
+    if step.destructive:
+        fields["confirm"] = (confirm_question(step, host), False)
+    for index, command in enumerate(step.verify):
+        fields[f"verify[{index}]"] = (command, True)
+    if step.rollback:
+        fields["rollback"] = (step.rollback, True)
     return fields
 
 
-def _checked_only(step: Step, runbook: Runbook) -> list[tuple[str, str]]:
-    """Text templates the plan does not show but the run renders: rendered here, as a check."""
-    out: list[tuple[str, str]] = []
-    if isinstance(step.confirm, str) and step.confirm:
-        out.append(("confirm", step.confirm))
-    if step.put and step.put.template:
-        if step.put.content is not None:
-            out.append(("put.content", step.put.content))
-        elif step.put.src is not None:  # read as the executor reads it
-            try:
-                source = Path(runbook.path).parent / step.put.src
-                out.append(("put.src", source.read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError):
-                pass  # the run reports it as the step's failure, as it always did
+def _details(
+    step: Step,
+    context: dict[str, Any],
+    redactor: Redactor,
+    host: Host,
+    skipped: bool,
+    bad: _Unrenderable,
+    timeout: float | None,
+    display: dict[str, str],
+) -> dict[str, Any]:
+    """What a wait, reboot or put step does beyond the command the plan shows."""
+    if step.wait is not None:
+        spec = step.wait
+        return {
+            "interval": spec.interval,
+            "timeout": spec.timeout,
+            # as actions._wait limits one poll (never beyond the wait's own deadline)
+            "poll_timeout": min(timeout or max(30.0, spec.interval * 4), spec.timeout),
+            "until": spec.until.model_dump(),
+            "progress": spec.progress,
+        }
+    if step.reboot is not None:
+        (_, command_from), (boot_id, boot_id_from) = _reboot_commands(step, host)
+        return {
+            "command": display.get("reboot", ""),  # rendered, when it is the step's
+            "command_from": command_from,
+            "boot_id_command": redactor.text(boot_id),
+            "boot_id_from": boot_id_from,
+            "timeout": step.reboot.timeout,
+        }
+    if step.put is not None:
+        return _put_details(step, context, redactor, host.name, skipped, bad)
+    return {}
+
+
+def _reboot_commands(step: Step, host: Host) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The reboot and boot-id commands a reboot step uses on ``host``, each with its origin.
+
+    As ``actions._reboot`` chooses them: the step's, else the host's (inventory),
+    else drp's default.
+    """
+    from drp.engine.actions import DEFAULT_BOOT_ID, DEFAULT_REBOOT  # it imports this module
+
+    spec = step.reboot
+    assert spec is not None
+
+    def pick(own: str | None, inventory: str | None, default: str) -> tuple[str, str]:
+        if own:
+            return own, "runbook"
+        if inventory:
+            return inventory, "inventory"
+        return default, "default"
+
+    return (
+        pick(spec.command, host.reboot_command, DEFAULT_REBOOT),
+        pick(spec.boot_id_command, host.boot_id_command, DEFAULT_BOOT_ID),
+    )
+
+
+def _put_details(
+    step: Step,
+    context: dict[str, Any],
+    redactor: Redactor,
+    host: str,
+    skipped: bool,
+    bad: _Unrenderable,
+) -> dict[str, Any]:
+    """The file a put writes: where from, how, and what it will contain (secrets masked).
+
+    Inline content and templates are shown rendered (a reviewer reads what lands
+    on the host); a plain source file, uploaded as written, by its size and hash.
+    A sensitive step's content is not shown.
+    """
+    from drp.engine.actions import backup_path  # it imports this module
+
+    spec = step.put
+    assert spec is not None
+    try:
+        dest = render(spec.dest, context, shell=False)
+    except TemplateProblem:
+        dest = spec.dest  # the display says why
+    out: dict[str, Any] = {
+        "dest": redactor.text(dest),
+        "src": spec.src,
+        "template": spec.template,
+        "mode": spec.mode,
+        "owner": spec.owner,
+        "group": spec.group,
+        "backup": redactor.text(backup_path(dest, "<run id>")) if spec.backup else None,
+        "bytes": None,
+        "lines": None,
+        "sha256": None,
+        "content": None,
+        "note": "",
+    }
+    data, out["note"] = _put_data(step, context, redactor, host, skipped, bad)
+    if data is None:
+        return out
+    if not spec.template:
+        out["sha256"] = hashlib.sha256(data).hexdigest()  # as written: no secret in it
+    # the size of what is uploaded; unknown until the captures are in
+    out["bytes"] = None if out["note"] else len(data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:  # a binary file, uploaded as written
+        return out
+    masked = redactor.text(text)
+    out["lines"] = len(text.splitlines())
+    if masked != text:
+        out["bytes"] = None  # the size would tell a masked secret's length
+    if step.sensitive:
+        out["note"] = "; ".join(filter(None, ["content not shown: sensitive step", out["note"]]))
+    elif spec.content is not None or spec.template:
+        out["content"] = masked
     return out
+
+
+def _put_data(
+    step: Step,
+    context: dict[str, Any],
+    redactor: Redactor,
+    host: str,
+    skipped: bool,
+    bad: _Unrenderable,
+) -> tuple[bytes | None, str]:
+    """The bytes a put uploads (None when they cannot be known now), and a note on them.
+
+    Read and rendered as the executor does. A template that cannot render for
+    another reason than captures to come is a plan problem, as a command is.
+    """
+    spec = step.put
+    assert spec is not None
+    if spec.content is not None:
+        raw = spec.content.encode()
+    else:
+        source = Path(bad.runbook.path).parent / (spec.src or "")
+        try:
+            raw = source.read_bytes()
+        except OSError as exc:
+            return None, f"cannot read {source}: {exc.strerror} (the run would fail here)"
+    if not spec.template:
+        return raw, ""
+    try:
+        template = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text: it cannot be rendered as a template"
+    try:
+        data = render(template, context, shell=False).encode()
+    except TemplateProblem as exc:
+        if not skipped and not _uses_captures(template):
+            field_name = "put.content" if spec.content is not None else "put.src"
+            bad.add(step, field_name, host, exc)
+        return None, f"cannot render yet: {redactor.text(str(exc))}"
+    return data, "captures are filled in at run time" if _uses_captures(template) else ""
 
 
 def _when_display(
@@ -297,16 +461,19 @@ def build_plan(
                 else (defaults.become or host.become is not None)
             )
             when, skipped = _when_display(step, context, host.name, bad)
+            timeout = step.timeout if step.timeout is not None else defaults.timeout
+            display = _display(step, context, redactor, host, skipped, bad)
             planned.append(
                 PlannedStep(
                     step=step,
                     host=host.name,
                     retry=step.retry or defaults.retry,
-                    timeout=step.timeout if step.timeout is not None else defaults.timeout,
+                    timeout=timeout,
                     become=become,
                     on_failure=step.on_failure or defaults.on_failure,
                     when=when,
-                    display=_display(step, context, redactor, host.name, skipped, bad),
+                    display=display,
+                    details=_details(step, context, redactor, host, skipped, bad, timeout, display),
                 )
             )
         per_host[host.name] = tuple(planned)
