@@ -10,7 +10,7 @@ hosts:
       - 198.51.100.10               # through the host's jump, like the primary
       - {address: 192.0.2.10, jump: none}         # direct: the bastion may be down too
       - {address: 192.0.2.20, jump: ops@192.0.2.2} # through a bastion of its own
-    jump: bastion                   # an inventory host, or user@host:port
+    jump: bastion                   # an inventory host, user@host:port, or none (direct)
     become: true                    # or {user: root, password_env: DRP_BECOME_PASSWORD}
     vars: {bay: 2}
 groups:
@@ -20,14 +20,51 @@ groups:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
 from drp.fields import Duration
 
-_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+#: What a ``jump`` says for "no jump host: connect directly" (so no host may be named so).
+NO_JUMP = "none"
+
+
+NAME_HINT = "use letters, digits, '.', '_' and '-', starting with a letter, digit or '_'"
+
+
+def name_problem(name: object, kind: str) -> tuple[str, str] | None:
+    """What is wrong with ``name`` as a ``kind`` ("host" or "group") name, and a hint; or None."""
+    if not isinstance(name, str):
+        return (
+            f"invalid {kind} name {name!r}: YAML reads it as {type(name).__name__}, not text",
+            'quote the name, e.g. "1": or "yes":',
+        )
+    if not _NAME.match(name):
+        return f"invalid {kind} name {name!r}", NAME_HINT
+    if kind == "host" and is_no_jump(name):
+        return (
+            f"invalid host name {name!r}: it is reserved",
+            f"rename the host; 'jump: {NO_JUMP}' means no jump host",
+        )
+    return None
+
+
+def is_no_jump(ref: str) -> bool:
+    """``none`` (in any case, as DNS names are): no jump host, connect directly."""
+    return ref.lower() == NO_JUMP
 
 
 class BecomeSpec(BaseModel):
@@ -57,10 +94,6 @@ class ConnectionSpec(BaseModel):
     boot_id_command: str | None = None
 
 
-#: What a fallback's ``jump`` says for "no jump host: connect directly".
-NO_JUMP = "none"
-
-
 class FallbackSpec(BaseModel):
     """A fallback address that says its own way in (the plain string form inherits the host's)."""
 
@@ -78,7 +111,7 @@ class FallbackSpec(BaseModel):
     @property
     def direct(self) -> bool:
         """``jump: none`` (or an explicit null): no jump host for this address."""
-        return "jump" in self.model_fields_set and self.jump in (None, NO_JUMP)
+        return "jump" in self.model_fields_set and (self.jump is None or is_no_jump(self.jump))
 
 
 def _fallback_form(value: Any) -> str | None:
@@ -109,7 +142,10 @@ class HostSpec(ConnectionSpec):
             "host's jump), or {address, jump} with a jump of its own or 'none' (direct)"
         ),
     )
-    jump: str | None = Field(default=None, description="bastion: inventory host or user@host:port")
+    jump: str | None = Field(
+        default=None,
+        description="bastion: an inventory host, user@host:port, or 'none' (direct, the default)",
+    )
     vars: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -134,12 +170,13 @@ class InventoryFile(BaseModel):
 
     @field_validator("hosts", "groups")
     @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import re
-
+    def _names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # the loader checks each name where it is written; this keeps the model honest
+        kind = "host" if info.field_name == "hosts" else "group"
         for name in value:
-            if not re.match(_NAME, name):
-                raise ValueError(f"invalid name {name!r}: use letters, digits, '.', '_', '-'")
+            problem = name_problem(name, kind)
+            if problem:
+                raise ValueError(f"{problem[0]} ({problem[1]})")
         return value
 
 
