@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -72,11 +72,28 @@ class BecomeSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: str = Field(default="sudo", pattern=r"^sudo$")
+    method: Literal["sudo"] = "sudo"
     user: str = "root"
     password_env: str | None = Field(
         default=None, description="environment variable holding the sudo password"
     )
+
+
+def _become_form(value: Any) -> str | None:
+    if isinstance(value, dict | BecomeSpec):
+        return "spec"
+    return "flag" if isinstance(value, bool | str | int) else None
+
+
+# true/false, or a mapping: a mapping's mistakes are told as such, not also "not a boolean"
+BecomeField = Annotated[
+    Annotated[bool, Tag("flag")] | Annotated[BecomeSpec, Tag("spec")],
+    Discriminator(
+        _become_form,
+        custom_error_type="become",
+        custom_error_message="become is true, false or {user: ..., password_env: ...}",
+    ),
+]
 
 
 class ConnectionSpec(BaseModel):
@@ -89,7 +106,7 @@ class ConnectionSpec(BaseModel):
     key: str | None = Field(default=None, description="path of the private key")
     known_hosts: str | None = None
     connect_timeout: Duration | None = None
-    become: bool | BecomeSpec | None = None
+    become: BecomeField | None = None
     reboot_command: str | None = None
     boot_id_command: str | None = None
 

@@ -293,6 +293,21 @@ def test_a_name_is_no_typo_of_a_much_shorter_host(tmp_path: Path) -> None:
     assert y.jump is not None and y.jump.address == "bastoin.example.com"
 
 
+def test_become_mistakes_are_told_once(tmp_path: Path) -> None:
+    text = """\
+hosts:
+  a: {become: {method: su}}
+  b: {become: [yes]}
+  c: {become: maybe}
+"""
+    assert problems(tmp_path, text) == [
+        "inv.yaml:2:24 hosts.a.become.method: Input should be 'sudo' (did you mean 'sudo'?)",
+        "inv.yaml:3:15 hosts.b.become: become is true, false or {user: ..., password_env: ...}",
+        "inv.yaml:4:15 hosts.c.become: Input should be a valid boolean, unable to interpret "
+        "input (write true or false)",
+    ]
+
+
 def test_unknown_host_suggests_or_says_where_to_look() -> None:
     inv = load_inventory(EXAMPLE)
     with pytest.raises(InventoryError) as caught:
