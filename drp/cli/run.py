@@ -7,6 +7,7 @@ plan to the engine. Exit codes come from the run's status.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shlex
@@ -45,7 +46,7 @@ from drp.engine.options import (
     RunOptions,
     default_operator,
 )
-from drp.errors import ExitCode, InputError, LockedError
+from drp.errors import ExitCode, InputError, LockedError, Problem
 from drp.journal import (
     JournalWriter,
     journal_path,
@@ -155,7 +156,22 @@ TargetsOption = typer.Option(
     None, "--targets", "-t", help="Inventory pattern: host, group, glob, 'a,b', '!x', '&group'."
 )
 LimitOption = typer.Option(None, "--limit", "-l", help="Further restrict the targets.")
-FormatOption = typer.Option("text", "--format", "-f", help="text or json.")
+FORMATS = ("text", "json")
+
+
+def check_format(value: str) -> str:
+    """``--format`` is text or json: anything else is an input error, never silently text."""
+    if value in FORMATS:
+        return value
+    close = difflib.get_close_matches(value.lower(), FORMATS, n=1)
+    hint = (f"did you mean {close[0]!r}? " if close else "") + "choose text or json"
+    raise InputError(
+        [Problem("<input>", None, None, "--format", f"unknown format {value!r}", hint)]
+    )
+
+
+# checked as the command line is read: before a prompt, a file or a host
+FormatOption = typer.Option("text", "--format", "-f", help="text or json.", callback=check_format)
 
 
 def plan(

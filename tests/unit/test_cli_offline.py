@@ -143,6 +143,44 @@ def test_bad_input_gets_a_clear_error_and_a_distinct_exit_code(
     assert "Traceback" not in result.stderr
 
 
+PLAN_ARGS = ["disk-replace", "-i", EXAMPLE, "-H", "db1"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["plan", *PLAN_ARGS],
+        ["run", *PLAN_ARGS, "--dry-run"],
+        ["run", *PLAN_ARGS, "-K"],  # refused before a password prompt, a journal or a host
+        ["resume", "20261121-234112-disk-replace-7f3a"],  # the same option
+    ],
+    ids=lambda command: " ".join(a for a in command if a != EXAMPLE),
+)
+def test_format_is_text_or_json_and_anything_else_is_an_input_error(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = subprocess.run(
+        [DRP, *command, "--format", "yaml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DRP_STATE_DIR": str(tmp_path / "state")},
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--format: unknown format 'yaml' (choose text or json)" in result.stderr
+    assert result.stdout == ""  # no plan in another format than the one asked for
+    assert not (tmp_path / "state").exists()  # no journal, no debug log
+
+
+def test_a_misspelt_format_gets_a_suggestion() -> None:
+    result = drp("plan", *PLAN_ARGS, "-f", "jsno")
+    assert result.returncode == 2
+    assert "unknown format 'jsno' (did you mean 'json'? choose text or json)" in result.stderr
+    for fmt in ("text", "json"):
+        assert drp("plan", *PLAN_ARGS, "-f", fmt).returncode == 0
+
+
 def test_list_and_show() -> None:
     listed = runner.invoke(app, ["list"])
     assert listed.exit_code == 0
