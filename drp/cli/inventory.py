@@ -14,7 +14,7 @@ from drp.cli.console import make_console
 from drp.errors import HostKeyError, InputError
 
 if TYPE_CHECKING:
-    from drp.inventory import Host
+    from drp.inventory import Address, Host
 
 app = typer.Typer(help="Inspect the inventory and trust host keys.", no_args_is_help=True)
 
@@ -30,29 +30,43 @@ def list_hosts(
     """
     inv = open_inventory(inventory)
     table = Table("host", "address", "user", "groups", "fallback", "jump")
+    for column in table.columns:  # on a narrow terminal, wrap an address: never cut it short
+        column.overflow = "fold"
     for host in inv.select(pattern):
-        table.add_row(
+        cells = (
             host.name,
-            f"{host.address}:{host.port}",
+            _host_port(host.address, host.port),
             host.user or "",
             ", ".join(host.groups),
-            ", ".join(f"{a.host}:{a.port}" for a in host.fallback),
+            "\n".join(_route(host, a) for a in host.fallback),
             host.jump.name if host.jump else "",
         )
+        table.add_row(*(escape(cell) for cell in cells))  # '[fe80::1]' is no markup
     console = make_console()
     console.print(table)
     if inv.groups:
         console.print("groups: " + ", ".join(f"{g} ({len(m)})" for g, m in inv.groups.items()))
 
 
+def _host_port(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _route(host: Host, address: Address) -> str:
+    """A fallback address and how it is reached: ``addr:port via JUMP`` or ``addr:port direct``."""
+    where = _host_port(address.host, address.port)
+    bastion = host.jump_for(address)
+    return f"{where} via {bastion.name}" if bastion is not None else f"{where} direct"
+
+
 def _describe(host: Host) -> dict[str, object]:
     return {
-        "address": f"{host.address}:{host.port}",
+        "address": _host_port(host.address, host.port),
         "user": host.user,
         "key": host.key,
         "known_hosts": host.known_hosts,
         "connect_timeout": host.connect_timeout,
-        "fallback": [f"{a.host}:{a.port}" for a in host.fallback],
+        "fallback": [_route(host, a) for a in host.fallback],
         "jump": _describe(host.jump) | {"name": host.jump.name} if host.jump else None,
         "become": {"user": host.become.user, "password_env": host.become.password_env}
         if host.become
@@ -72,9 +86,9 @@ def show_host(
 
     Example: drp inventory show db1 -i inventory/example.yaml
     """
-    inv = open_inventory(inventory)
+    found = open_inventory(inventory).get(host)  # an unknown host prints nothing on stdout
     typer.echo(f"{host}:")
-    typer.echo("  " + dump_yaml(_describe(inv.get(host))).replace("\n", "\n  ").rstrip())
+    typer.echo("  " + dump_yaml(_describe(found)).replace("\n", "\n  ").rstrip())
 
 
 @app.command("trust")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from drp.cli.app import app
 from drp.errors import InventoryError
 from drp.inventory import load_inventory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.yaml"
+runner = CliRunner()
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:
@@ -325,3 +330,64 @@ def test_the_example_inventory_is_valid() -> None:
     db1 = inv.get("db1")
     assert db1.jump is not None and db1.jump.name == "bastion"
     assert [db1.jump_for(a) for a in db1.fallback] == [db1.jump, None]
+
+
+def drp(*args: str) -> subprocess.CompletedProcess[str]:
+    """drp as an operator runs it: exit code, stdout and stderr apart."""
+    return subprocess.run(
+        [sys.executable, "-m", "drp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_show_an_unknown_host_prints_nothing_on_stdout() -> None:
+    result = drp("inventory", "show", "db", "-i", str(EXAMPLE))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: 1 problem found\n  {EXAMPLE} hosts: no host named 'db' (did you mean 'db1'?)\n"
+    )
+
+
+def test_show_and_list_say_how_each_fallback_is_reached(tmp_path: Path) -> None:
+    (tmp_path / "inv.yaml").write_text(
+        """\
+hosts:
+  bastion: {address: 192.0.2.1}
+  db1:
+    address: 203.0.113.10
+    jump: bastion
+    fallback:
+      - 198.51.100.10
+      - {address: 192.0.2.10, jump: none}
+      - {address: "192.0.2.20:2222", jump: ops@192.0.2.2}
+      - "[2001:db8::1]:2200"
+      - {address: "[fe80::1]", jump: "ops@[fe80::2]:22"}
+  web1: {fallback: [198.51.100.20]}
+"""
+    )
+    inventory = str(tmp_path / "inv.yaml")
+    shown = runner.invoke(app, ["inventory", "show", "db1", "-i", inventory])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "  fallback:\n"
+        "  - 198.51.100.10:22 via bastion\n"
+        "  - 192.0.2.10:22 direct\n"
+        "  - 192.0.2.20:2222 via ops@192.0.2.2\n"
+        "  - '[2001:db8::1]:2200 via bastion'\n"
+        "  - '[fe80::1]:22 via ops@[fe80::2]:22'\n"
+    ) in shown.stdout
+    listed = runner.invoke(app, ["inventory", "list", "-i", inventory], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    rows = [line for line in listed.stdout.splitlines() if "via" in line or "direct" in line]
+    assert [row.split("│")[5].strip() for row in rows] == [
+        "198.51.100.10:22 via bastion",
+        "192.0.2.10:22 direct",
+        "192.0.2.20:2222 via ops@192.0.2.2",
+        "[2001:db8::1]:2200 via bastion",
+        "[fe80::1]:22 via ops@[fe80::2]:22",
+        "198.51.100.20:22 direct",
+    ]
