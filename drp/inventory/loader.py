@@ -141,6 +141,16 @@ def _distance(a: str, b: str) -> int:
 #: A bare jump name this close to an inventory host is taken for a typo of it.
 TYPO_DISTANCE = 2
 
+
+def _typo_edits(name: str) -> int:
+    """How many edits of ``name`` are still a typo of it: one per three letters, at most two.
+
+    "bastoin" is "bastion" mistyped and "db2" may be "db1", but "gw0" is no typo
+    of "h10", nor "db2" of "b": short names are only a few edits from anything.
+    """
+    return min(TYPO_DISTANCE, len(name) // 3)
+
+
 _SECTIONS = {"hosts": "host", "groups": "group"}
 _KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "a boolean"}
 
@@ -425,6 +435,7 @@ class _Resolver:
         self.problems = problems
         self.done: dict[str, Host | None] = {}
         self.active: list[str] = []  # hosts being resolved, each the jump host of the one before
+        self.typos: dict[str, str | None] = {}
 
     def host(self, name: str) -> Host | None:
         """The resolved host ``name``; None when it is not usable (its problems are reported)."""
@@ -558,9 +569,17 @@ class _Resolver:
         """The inventory host a bare name (no '.', ':' or '@') is a typo of, if any."""
         if any(c in ref for c in ".:@"):
             return None
-        close = [(_distance(ref, name), name) for name in self.spec.declared]
-        # "db2" is no typo of a host named "b": fewer edits than the name has letters
-        typos = [(d, name) for d, name in close if d <= TYPO_DISTANCE and d < len(name)]
+        if ref not in self.typos:  # many hosts may name the same bastion
+            self.typos[ref] = self._closest(ref)
+        return self.typos[ref]
+
+    def _closest(self, ref: str) -> str | None:
+        close = [
+            (_distance(ref, name), name)
+            for name in self.spec.declared
+            if abs(len(name) - len(ref)) <= TYPO_DISTANCE  # else more edits than that
+        ]
+        typos = [(d, name) for d, name in close if d <= _typo_edits(name)]
         return min(typos, key=lambda typo: typo[0])[1] if typos else None
 
 

@@ -290,12 +290,21 @@ hosts:
     ]
 
 
-def test_a_name_is_no_typo_of_a_much_shorter_host(tmp_path: Path) -> None:
-    """Two edits turn 'db2' into 'b': too many for a one-letter name; it is a DNS name."""
-    inv = load(tmp_path, "hosts:\n  b: {}\n  x: {jump: db2}\n  y: {jump: bastoin.example.com}\n")
-    x, y = inv.get("x"), inv.get("y")
+def test_a_name_is_no_typo_of_a_short_host_many_edits_away(tmp_path: Path) -> None:
+    """Two edits turn 'db2' into 'b' and 'gw0' into 'h10': too many for a short name."""
+    text = """\
+hosts:
+  b: {}
+  h10: {}
+  x: {jump: db2}
+  y: {jump: gw0}
+  z: {jump: bastoin.example.com}
+"""
+    inv = load(tmp_path, text)
+    x, y, z = inv.get("x"), inv.get("y"), inv.get("z")
     assert x.jump is not None and (x.jump.address, x.jump.port) == ("db2", 22)
-    assert y.jump is not None and y.jump.address == "bastoin.example.com"
+    assert y.jump is not None and y.jump.address == "gw0"
+    assert z.jump is not None and z.jump.address == "bastoin.example.com"
 
 
 def test_become_mistakes_are_told_once(tmp_path: Path) -> None:
