@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 DEFAULT_REBOOT = "systemctl reboot || /sbin/reboot"
+BOOT_ID_TIMEOUT = 15.0  # reading the boot id, when the step sets no timeout
 PROGRESS_EVERY = 30.0  # seconds between journaled progress records when nothing changes
 
 
@@ -117,6 +118,14 @@ def progress_of(pattern: str | None, text: str) -> float | None:
         return None
 
 
+def poll_limit(step_timeout: float | None, interval: float) -> float:
+    """How long one poll of a wait may take: the step's timeout, else 4 intervals (≥ 30 s).
+
+    Never beyond the wait's own deadline (the caller caps it with what is left).
+    """
+    return step_timeout or max(30.0, interval * 4)
+
+
 def _wait(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     spec = ps.step.wait
     assert spec is not None
@@ -124,7 +133,7 @@ def _wait(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     started = time.monotonic()
     deadline = started + spec.timeout
     journaled: tuple[float | None, float] = (None, 0.0)
-    poll_timeout = ps.timeout or max(30.0, spec.interval * 4)
+    poll_timeout = poll_limit(ps.timeout, spec.interval)
     while True:
         remaining = deadline - time.monotonic()
         try:
@@ -191,7 +200,9 @@ def _reboot(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     spec = ps.step.reboot
     assert spec is not None
     boot_id_cmd = spec.boot_id_command or hr.host.boot_id_command or DEFAULT_BOOT_ID
-    before = hr.exec(boot_id_cmd, ps=ps, phase="action", attempt=attempt).stdout.strip()
+    before = hr.exec(
+        boot_id_cmd, ps=ps, phase="action", attempt=attempt, timeout=ps.timeout or BOOT_ID_TIMEOUT
+    ).stdout.strip()
     if not before:
         raise AttemptFailed("exit", f"boot id command printed nothing: {boot_id_cmd}")
     reboot_cmd = (
@@ -226,7 +237,12 @@ def _reboot(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
             continue
         try:
             after = hr.exec(
-                boot_id_cmd, ps=ps, phase="poll", attempt=attempt, timeout=15, record=False
+                boot_id_cmd,
+                ps=ps,
+                phase="poll",
+                attempt=attempt,
+                timeout=BOOT_ID_TIMEOUT,
+                record=False,
             ).stdout.strip()
         except AttemptFailed:
             hr.transport.close()
@@ -277,7 +293,15 @@ def _put(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
         except OSError as exc:
             raise AttemptFailed("exit", f"cannot read {source}: {exc.strerror}") from None
         if spec.template:
-            data = hr.render(data.decode(), shell=False).encode()
+            try:
+                text = data.decode()
+            except UnicodeDecodeError as exc:
+                raise AttemptFailed(
+                    "exit",
+                    f"{source} is not UTF-8 ({exc.reason} at byte {exc.start}): "
+                    "a template must be text (or set template: false to upload it as is)",
+                ) from None
+            data = hr.render(text, shell=False).encode()
     dest = hr.render(spec.dest, shell=False)
     staging = f"/tmp/.drp-put-{secrets.token_hex(6)}"  # noqa: S108 - random name, mode 0600
     try:

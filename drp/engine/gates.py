@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from drp.engine.events import EventType
 from drp.engine.options import Decision, GateAnswer, GateKind, GateRequest
-from drp.engine.plan import PlannedStep
+from drp.engine.plan import PlannedStep, confirm_question
 from drp.engine.stops import HostStopped
 from drp.results import HostStatus, StepStatus
 
@@ -68,11 +68,7 @@ def ask(hr: HostRun, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
 
 def confirm(hr: HostRun, ps: PlannedStep) -> None:
     """A destructive step runs only once confirmed; a refusal or a pause stops the host."""
-    prompt = (
-        ps.step.confirm
-        if isinstance(ps.step.confirm, str)
-        else (f"{ps.step.title} is destructive on {hr.host.name}. Run it?")
-    )
+    prompt = confirm_question(ps.step, hr.host.name)  # the question the plan shows
     answer = ask(hr, ps, "confirm", hr.render(prompt, shell=False))
     if answer.decision is Decision.REJECT:
         raise HostStopped(HostStatus.REJECTED, f"{ps.id}: refused by {answer.by}")

@@ -202,12 +202,13 @@ def _details(
 ) -> dict[str, Any]:
     """What a wait, reboot or put step does beyond the command the plan shows."""
     if step.wait is not None:
+        from drp.engine.actions import poll_limit  # it imports this module
+
         spec = step.wait
         return {
             "interval": spec.interval,
             "timeout": spec.timeout,
-            # as actions._wait limits one poll (never beyond the wait's own deadline)
-            "poll_timeout": min(timeout or max(30.0, spec.interval * 4), spec.timeout),
+            "poll_timeout": min(poll_limit(timeout, spec.interval), spec.timeout),
             "until": spec.until.model_dump(),
             "progress": spec.progress,
         }

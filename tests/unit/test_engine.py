@@ -632,6 +632,24 @@ def test_a_failed_upload_fails_the_step_not_the_run(tmp_path: Path) -> None:
     assert "after" not in w.finished("h1") and w.finished("h2")["after"] == "ok"
 
 
+def test_a_template_source_that_is_no_longer_text_fails_its_step(tmp_path: Path) -> None:
+    (tmp_path / "motd.j2").write_text("hello {{ host.name }}\n")
+    w = world(
+        tmp_path,
+        """
+        name: t
+        targets: all
+        steps:
+          - {id: upload, put: {src: motd.j2, dest: /etc/motd, template: true}}
+        """,
+    )
+    (tmp_path / "motd.j2").write_bytes(b"\xff\xfe binary now")  # changed after validation
+    assert w.execute().status is RunStatus.FAILED
+    failed = w.of(EventType.STEP_FINISHED, step="upload")[0]
+    assert failed.outcome == "failed" and "is not UTF-8" in failed.message
+    assert w.fakes["h1"].files == {}
+
+
 # -- Ctrl-C at a gate -------------------------------------------------------------------
 
 
