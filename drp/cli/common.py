@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # the models import pydantic and Jinja2: loaded when a comman
     from drp.inventory import Inventory
     from drp.runbook import Params, Runbook
     from drp.runbook.model import Param
+    from drp.runbook.params import Origin
 
 ENV_INVENTORY = "DRP_INVENTORY"
 DEFAULT_INVENTORY = "inventory.yaml"
@@ -106,13 +107,20 @@ def gather_params(
     from drp.runbook import parse_assignments, resolve_params
 
     given: dict[str, Any] = dict(base or {})
+    origins: dict[str, Origin] = {}
     if params_file is not None:
-        given.update(_read_params_file(params_file))
-    given.update(parse_assignments(assignments or []))
-    return resolve_params(runbook, given, inventory, _prompt if interactive() else None)
+        from_file, origins = _read_params_file(params_file)
+        given.update(from_file)
+    assigned = parse_assignments(assignments or [])
+    given.update(assigned)
+    for name in assigned:  # --param wins: a problem with it is not in the file
+        origins.pop(name, None)
+    prompt = _prompt if interactive() else None
+    return resolve_params(runbook, given, inventory, prompt, origins)
 
 
-def _read_params_file(path: Path) -> dict[str, Any]:
+def _read_params_file(path: Path) -> tuple[dict[str, Any], dict[str, Origin]]:
+    """The file's values, and where each is written (for located problems)."""
     from drp import yamlsrc
 
     source = yamlsrc.load(path)
@@ -124,7 +132,8 @@ def _read_params_file(path: Path) -> dict[str, Any]:
                 )
             ]
         )
-    return {str(k): v for k, v in source.data.items()}
+    values = {str(k): v for k, v in source.data.items()}
+    return values, {name: (source.path, *source.where((name,))) for name in values}
 
 
 def dump_yaml(data: Any) -> str:

@@ -85,10 +85,14 @@ def coerce(name: str, param: Param, raw: Any, inventory: Inventory | None) -> An
         close = difflib.get_close_matches(value, param.choices or [], n=1)
         also = f" (did you mean {close[0]!r}?)" if close and not param.secret else ""
         raise ValueError(f"{shown} is not one of {', '.join(param.choices or [])}{also}")
-    if kind is ParamType.HOST and inventory is not None and value not in inventory.hosts:
-        raise ValueError(f"no inventory host named {shown}")
-    if kind is ParamType.GROUP and inventory is not None and value not in inventory.groups:
-        raise ValueError(f"no inventory group named {shown}")
+    if kind in (ParamType.HOST, ParamType.GROUP) and inventory is not None:
+        what, known = (
+            ("host", inventory.hosts) if kind is ParamType.HOST else ("group", inventory.groups)
+        )
+        if value not in known:
+            close = difflib.get_close_matches(value, list(known), n=1)
+            also = f" (did you mean {close[0]!r}?)" if close and not param.secret else ""
+            raise ValueError(f"no inventory {what} named {shown}{also}")
     if param.pattern and not re.fullmatch(param.pattern, value):
         raise ValueError(f"{shown} does not match the pattern {param.pattern!r}")
     return value
@@ -112,14 +116,25 @@ def _bool(raw: Any, shown: str) -> bool:
     raise ValueError(f"expected true or false, got {shown}")
 
 
+Origin = tuple[str, int | None, int | None]
+"""Where a given value was written: a params file with line and column, or ``--param``."""
+
+_CLI: Origin = ("--param", None, None)
+
+
 def resolve_params(
     runbook: Runbook,
     given: Mapping[str, Any],
     inventory: Inventory | None,
     prompt: Prompt | None = None,
+    origins: Mapping[str, Origin] | None = None,
 ) -> Params:
-    """Check and type every param; report every problem at once (unknown, missing, invalid)."""
+    """Check and type every param; report every problem at once (unknown, missing, invalid).
+
+    ``origins`` says where each given value was written (default: ``--param``).
+    """
     problems: list[Problem] = []
+    where = origins or {}
     for name in given:
         if name not in runbook.params:
             close = difflib.get_close_matches(name, list(runbook.params), n=1)
@@ -128,7 +143,7 @@ def resolve_params(
                 if close
                 else (f"params of {runbook.name}: {', '.join(runbook.params) or 'none'}")
             )
-            problems.append(Problem("--param", None, None, name, "unknown param", hint))
+            problems.append(Problem(*where.get(name, _CLI), name, "unknown param", hint))
     values: dict[str, Any] = {}
     for name, param in runbook.params.items():
         raw = given.get(name)
@@ -157,7 +172,7 @@ def resolve_params(
             if from_default:  # the loader checked the rest: this needs the inventory
                 problems.append(_bad_default(runbook, name, param, str(exc), inventory))
             else:
-                problems.append(Problem("--param", None, None, name, str(exc), param.help))
+                problems.append(Problem(*where.get(name, _CLI), name, str(exc), param.help))
     if problems:
         raise ParamError(problems)
     secret = frozenset(n for n, p in runbook.params.items() if p.secret)
@@ -167,14 +182,11 @@ def resolve_params(
 def _bad_default(
     runbook: Runbook, name: str, param: Param, reason: str, inventory: Inventory | None
 ) -> Problem:
-    """A host or group default the inventory does not have: where it is written, what to do."""
-    known: list[str] = []
-    if inventory is not None:
-        known = list(inventory.hosts if param.type is ParamType.HOST else inventory.groups)
-    close = difflib.get_close_matches(str(param.default), known, n=1)
+    """A host or group default the inventory does not have: where it is written, what to do.
+
+    ``reason`` (from :func:`coerce`) already suggests the nearest name.
+    """
     hint = f"pass --param {name}=VALUE, or change the default"
-    if close:
-        hint = f"did you mean {close[0]!r}? or pass --param {name}=VALUE"
     where = f" of {inventory.path}" if inventory is not None else ""
     return runbook.problem(
         f"params.{name}.default", f"the default does not fit the inventory{where}: {reason}", hint

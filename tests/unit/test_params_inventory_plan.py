@@ -190,7 +190,8 @@ def test_host_and_group_defaults_are_checked_against_the_inventory(tmp_path: Pat
         f"{EXAMPLE}: no inventory host named 'nosuchhost' "
         "(pass --param h=VALUE, or change the default)",
         f"{runbook.path}:5:29 params.g.default: the default does not fit the inventory of "
-        f"{EXAMPLE}: no inventory group named 'webb' (did you mean 'web'? or pass --param g=VALUE)",
+        f"{EXAMPLE}: no inventory group named 'webb' (did you mean 'web'?) "
+        "(pass --param g=VALUE, or change the default)",
     ]
     values = resolve_params(runbook, {"h": "db1", "g": "web"}, inv).values
     assert values == {"h": "db1", "g": "web", "ok": "web1"}
