@@ -185,7 +185,7 @@ def unlock(
             "unlock removes another run's lock: pass --force once you have "
             "checked that run is dead or finished"
         )
-    from drp.engine.lock import DEFAULT_LOCK_DIR, force_release
+    from drp.engine.lock import DEFAULT_LOCK_DIR, force_release, lock_become
     from drp.transport.command import wrap_become
     from drp.transport.ssh import SshTransport
 
@@ -197,10 +197,12 @@ def unlock(
     writer = JournalWriter.create(run_dir(state_dir(state), run_id), who)
     transport = SshTransport(target, sudo_password=password)
 
-    def on_host(command: str) -> CommandResult:  # the lock is root's when the host has become
+    root = lock_become(target)
+
+    def on_host(command: str) -> CommandResult:  # as runs take the lock: root, through sudo
         line, stdin = command, None
-        if target.become is not None and target.user != target.become.user:
-            line, stdin = wrap_become(command, target.become, password)
+        if root is not None and target.user != root.user:
+            line, stdin = wrap_become(command, root, password)
         return transport.run(line, timeout=30, stdin=stdin)
 
     outcome = "failed"

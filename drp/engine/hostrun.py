@@ -15,7 +15,7 @@ from typing import Any
 
 from drp.engine import actions, gates
 from drp.engine.events import Event, EventType, Sink
-from drp.engine.lock import DEFAULT_LOCK_DIR, Holder, acquire, release
+from drp.engine.lock import DEFAULT_LOCK_DIR, Holder, acquire, lock_become, release
 from drp.engine.options import (
     HostResume,
     Operator,
@@ -24,7 +24,15 @@ from drp.engine.options import (
 from drp.engine.plan import Plan, PlannedStep
 from drp.engine.retry import AttemptFailed, RetryHooks, connect_policy, retrying
 from drp.engine.stops import HostStopped
-from drp.errors import Cancelled, CommandTimeout, ConnectError, DrpError, LockedError
+from drp.errors import (
+    AuthError,
+    Cancelled,
+    CommandTimeout,
+    ConnectError,
+    DrpError,
+    HostKeyError,
+    LockedError,
+)
 from drp.inventory import Become, Host
 from drp.redact import Redactor
 from drp.results import CommandResult, HostStatus, StepStatus
@@ -271,10 +279,7 @@ class HostRun:
         return str(self.host.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
 
     def _lock_runner(self, command: str) -> CommandResult:
-        # the lock lives in a directory of root's: through sudo when the host or runbook has it
-        host_become, root = self.host.become, None
-        if host_become is not None or self.shared.plan.runbook.defaults.become:
-            root = Become(password_env=host_become.password_env if host_become else None)
+        root = lock_become(self.host, self.shared.plan.runbook.defaults.become)
         return self.exec(command, ps=None, phase="lock", record=False, become=root)
 
     def take_lock(self) -> None:
@@ -490,8 +495,6 @@ def _first(command: str) -> str:
 
 
 def _refused(exc: ConnectError) -> bool:
-    from drp.errors import AuthError, HostKeyError
-
     return isinstance(exc, (AuthError, HostKeyError))
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from drp.errors import LockedError
+from drp.inventory.model import Become, Host
 from drp.results import CommandResult
 
 DEFAULT_LOCK_DIR = "/var/lib/drp/lock"
@@ -30,6 +31,14 @@ class Holder:
 
     def describe(self) -> str:
         return f"run {self.run_id} by {self.operator} since {self.since}"
+
+
+def lock_become(host: Host, runbook_becomes: bool = False) -> Become | None:
+    """Who handles the lock on ``host``: root through sudo when the host (or the runbook)
+    uses ``become`` (the lock lives in a directory of root's), else the login itself."""
+    if host.become is None and not runbook_becomes:
+        return None
+    return Become(user="root", password_env=host.become.password_env if host.become else None)
 
 
 def _acquire_script(lock_dir: str, info: str) -> str:

@@ -114,7 +114,8 @@ class RunState:
         return {name for name, s in steps if s.done and s.status in ACTED}
 
     def in_doubt(self, host: str) -> set[str]:
-        """Steps started on ``host`` whose end was never recorded."""
+        """Steps of ``host`` that may have acted, partly or fully: started with no end
+        recorded, cut short while acting, or whose rollback failed."""
         return {name for name, s in self.host(host).steps.items() if s.in_doubt}
 
     def paused(self, host: str) -> set[str]:

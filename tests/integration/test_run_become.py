@@ -115,3 +115,29 @@ def test_root_login_becomes_the_user_the_inventory_names(tmp_path: Path, sshd: S
         if e["type"] == "step.attempt" and e["data"].get("phase") == "action"
     ]
     assert outputs == ["nobody", "root"], outputs
+
+
+def test_unlock_removes_a_lock_of_roots_through_sudo(
+    tmp_path: Path, sshd: SshServer, sudo_user: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, password = sudo_user
+    _authorize(sshd, name)
+    lab = new_lab(tmp_path, sshd)
+    lock = tmp_path / "root-only" / "lock"
+    lab.write_inventory(
+        {
+            "h1": {
+                "address": "127.0.0.1",
+                "user": name,
+                "become": {"user": "postgres", "password_env": "DRP_TEST_H1_SUDO"},
+                "vars": {"drp_lock_dir": str(lock)},
+            }
+        }
+    )
+    monkeypatch.setenv("DRP_TEST_H1_SUDO", password)
+    gate = "name: g\ntargets: all\nsteps:\n  - {id: wait-here, manual: swap the disk}\n"
+    assert lab.run(lab.runbook(gate)).returncode == 5  # paused: the run keeps its lock
+    assert (lock / "holder").is_file()
+    unlocked = lab.drp("unlock", "h1", "--force", "-i", str(lab.inventory))
+    assert unlocked.returncode == 0, combined(unlocked)
+    assert not lock.exists()  # removed as root, not as the login nor as postgres
