@@ -1,4 +1,4 @@
-"""The console: how events, plans and gate prompts look to a person (rich), or to a program (JSON).
+"""The run console: how a run's events look to a person (rich), or to a program (JSON).
 
 Sinks here subscribe to the engine's events; they are the only code that
 prints while a run is under way. ``ConsoleSink`` prints one line per finished
@@ -6,21 +6,17 @@ step, a line per retry, manual-gate instructions and a final summary table.
 On a terminal it also keeps a live view at the bottom: one row per busy host
 with its current step and how long it has run (a wait shows its progress, or
 its elapsed time against its timeout). Without a terminal the output stays
-plain lines, fit for a log.
+plain lines, fit for a log. ``JsonSink`` writes one JSON object per event.
 
-``ConsoleOperator`` answers gates at the prompt. Gates are asked from a host's
-worker thread, which Ctrl-C never reaches, so the prompt reads the terminal
-with ``select()`` and gives up when the executor calls ``interrupt()``.
+Plans are rendered in :mod:`drp.cli.plan_view`; gates are answered at the
+prompt by :mod:`drp.cli.prompts`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import json
-import os
-import select
 import sys
 import threading
 import time
@@ -28,25 +24,19 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
-from rich.prompt import InvalidResponse, Prompt
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
 from drp.durations import format_duration
 from drp.engine.events import Event
-from drp.engine.options import Decision, GateAnswer, GateRequest
-from drp.errors import Cancelled
-
-if TYPE_CHECKING:
-    from drp.engine.plan import Plan, PlannedStep
 
 GLYPH = {
     "ok": "[green]✓[/]",
@@ -449,313 +439,6 @@ class JsonSink:
             sys.stdout.flush()
 
 
-class Keyboard:
-    """Lines typed at the terminal, read so that a question can be withdrawn while it waits.
-
-    Ctrl-C raises KeyboardInterrupt in the main thread only, and a gate's prompt
-    runs in a host's worker thread: a blocking ``input()`` there would hold the
-    whole run until Enter. ``readline`` polls the file descriptor with
-    ``select()`` and raises :class:`Cancelled` once ``stop`` is set.
-    """
-
-    POLL = 0.1  # seconds: how soon a withdrawn question notices
-
-    def __init__(self, fd: int | None = None) -> None:
-        self.fd = fd
-        self.stop = threading.Event()
-        self._pending = b""
-
-    def readline(self) -> str:
-        """One line without its end; EOFError at the end of input."""
-        fd = sys.stdin.fileno() if self.fd is None else self.fd
-        while b"\n" not in self._pending:
-            if self.stop.is_set():
-                raise Cancelled("interrupted at the prompt")
-            ready, _, _ = select.select([fd], [], [], self.POLL)
-            if not ready:
-                continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                if not self._pending:
-                    raise EOFError
-                break
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
-        return line.decode(encoding, errors="replace").rstrip("\r")
-
-
-class ConsoleOperator:
-    """Answers gates at the terminal: approve, reject, or pause to resume later.
-
-    Ctrl-C at the prompt (``interrupt()``, called by the executor) withdraws the
-    question: ``decide`` raises :class:`Cancelled`, nothing is answered, and
-    ``drp resume`` asks again.
-    """
-
-    def __init__(
-        self,
-        console: Console,
-        operator: str,
-        sink: ConsoleSink | None,
-        *,
-        keyboard: Keyboard | None = None,
-    ) -> None:
-        self.console = console
-        self.operator = operator
-        self.sink = sink
-        self.keyboard = keyboard or Keyboard()
-
-    def interrupt(self) -> None:
-        self.keyboard.stop.set()
-
-    def decide(self, request: GateRequest) -> GateAnswer:
-        choices = {
-            "manual": ("done", "reject", "pause"),
-            "confirm": ("yes", "no", "pause"),
-            "in-doubt": ("rerun", "skip", "pause"),
-        }[request.kind]
-        held = self.sink.hold() if self.sink is not None else contextlib.nullcontext()
-        note = ""
-        with held:
-            try:
-                answer = self._ask(
-                    f"{escape(request.host)} {escape(request.step)}: {'/'.join(choices)}?",
-                    list(choices),
-                    "pause",
-                )
-                if answer == choices[1]:
-                    note = self._ask("reason (for the audit log)", None, "")
-            except EOFError:
-                answer = "pause"
-            except Cancelled:
-                self.console.print()  # end the prompt's line (the terminal echoed ^C)
-                raise
-        decision = {0: Decision.APPROVE, 1: Decision.REJECT, 2: Decision.PAUSE}[
-            choices.index(answer)
-        ]
-        return GateAnswer(decision, self.operator, note)
-
-    def _ask(self, text: str, choices: list[str] | None, default: str) -> str:
-        """rich's prompt (look, choices, validation), reading through the :class:`Keyboard`."""
-        prompt = Prompt(text, console=self.console, choices=choices)
-        while True:
-            self.console.print(prompt.make_prompt(default), end="")
-            value = self.keyboard.readline()
-            if not value.strip():
-                return default
-            try:
-                return prompt.process_response(value)
-            except InvalidResponse as error:
-                prompt.on_validate_error(value, error)
-
-
 def _last_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[-1][:160] if lines else ""
-
-
-def print_plan(console: Console, plan: Plan) -> None:
-    """The dry-run view: every step × host in order, rendered, with what makes it risky.
-
-    One block per step: a header (id, kind, title, flags), then one labelled
-    field per line of what the run does: the action, what its kind adds (a
-    wait's condition, a reboot's commands, a put's file), the guard, the
-    confirmation, verify, rollback, captures. Lines are never wrapped here: a
-    command reads as it will run (a terminal wraps what is too wide).
-    """
-    say = functools.partial(console.print, soft_wrap=True)
-    book = plan.runbook
-    say(
-        f"[bold]plan[/] {escape(book.name)} (sha256 {book.sha256[:12]}…)  "
-        f"targets {escape(plan.targets)} → {escape(', '.join(h.name for h in plan.hosts))}"
-    )
-    params = plan.params.masked()
-    if params:
-        say("params: " + ", ".join(f"{k}={escape(repr(v))}" for k, v in params.items()))
-    for host in plan.hosts:
-        say(f"\n[bold]{escape(host.name)}[/] ({escape(host.address)}:{host.port})")
-        for index, ps in enumerate(plan.steps[host.name], 1):
-            say(
-                f" {index:>2}. [bold]{escape(ps.id)}[/] [dim]{ps.step.kind}[/]  "
-                f"{escape(ps.step.title)}{_flags(ps)}"
-            )
-            if ps.when:
-                say(f"       when: {escape(ps.when)}")
-            for label, text in _plan_fields(ps):
-                _print_field(console, label, text)
-    say("\n[dim]dry run: nothing was contacted, nothing was changed[/]")
-
-
-def _flags(ps: PlannedStep) -> str:
-    flags = []
-    if ps.destructive:
-        flags.append("[red]destructive, asks first[/]")
-    if ps.step.kind == "manual":
-        flags.append("[yellow]manual gate[/]")
-    if ps.step.kind == "manual":
-        return "  \\[" + "; ".join(flags) + "]"
-    if ps.become:
-        flags.append("sudo")
-    if ps.retry.attempts > 1:
-        flags.append(f"retry ×{ps.retry.attempts} on {','.join(map(str, ps.retry.failures))}")
-    if ps.time_limit:
-        flags.append(f"timeout {format_duration(ps.time_limit)}")
-    if ps.step.success_codes != [0]:
-        flags.append(f"success: exit {','.join(map(str, ps.step.success_codes))}")
-    if ps.step.sensitive:
-        flags.append("[yellow]sensitive[/]: output not shown or journaled")
-    if ps.on_failure != "abort":
-        flags.append(f"on failure: {ps.on_failure}")
-    # '\\[': a literal bracket, not the start of rich markup ('[sudo; …]' would vanish)
-    return ("  \\[" + "; ".join(flags) + "]") if flags else ""
-
-
-PLAN_LINES = 20  # lines of a put's content the text plan shows (JSON has all of it)
-
-
-def _plan_fields(ps: PlannedStep) -> list[tuple[str, str]]:
-    """The labelled fields of a step's block: its action and what its kind adds first."""
-    display = dict(ps.display)
-    fields: list[tuple[str, str]] = []
-    action = ps.step.kind
-    if action in display:
-        fields.append((action, display.pop(action)))
-    details = ps.details
-    if ps.step.wait is not None:
-        fields += _wait_fields(details)
-    elif ps.step.reboot is not None:
-        fields += _reboot_fields(ps, details)
-    elif ps.step.put is not None:
-        fields += _put_fields(details)
-    fields += display.items()
-    if ps.step.capture:
-        names = [name if rx else f"{name} (all of stdout)" for name, rx in ps.step.capture.items()]
-        masked = "  (sensitive: journaled as <sensitive>, captured again on resume)"
-        fields.append(("captures", ", ".join(names) + (masked if ps.step.sensitive else "")))
-    return fields
-
-
-def _wait_fields(details: dict[str, Any]) -> list[tuple[str, str]]:
-    until = details["until"]
-    conditions = []
-    if until.get("exit") is not None:
-        conditions.append(f"exit code {until['exit']}")
-    if until.get("match"):
-        conditions.append(f"output matches '{until['match']}'")
-    if until.get("not_match"):
-        conditions.append(f"output does not match '{until['not_match']}'")
-    fields = [("until", " and ".join(conditions) or "the first poll (no condition)")]
-    if details.get("progress"):
-        fields.append(("progress", f"'{details['progress']}' (group 1: percent done)"))
-    fields.append(
-        (
-            "polls",
-            f"every {format_duration(details['interval'])} for at most "
-            f"{format_duration(details['timeout'])} (each poll at most "
-            f"{format_duration(details['poll_timeout'])}; a poll lost to the link is 'not yet')",
-        )
-    )
-    return fields
-
-
-_ORIGIN = {
-    "runbook": "the step's",
-    "inventory": "{host}'s {key} in the inventory",
-    "default": "drp's default; {host} has no {key} in the inventory",
-}
-
-
-def _reboot_fields(ps: PlannedStep, details: dict[str, Any]) -> list[tuple[str, str]]:
-    def origin(which: str, key: str) -> str:
-        return _ORIGIN[details[f"{which}_from"]].format(host=ps.host, key=key)
-
-    return [
-        ("from", f"{origin('command', 'reboot_command')}; started detached, in its own session"),
-        ("boot id", f"{details['boot_id_command']}  ({origin('boot_id', 'boot_id_command')})"),
-        (
-            "back",
-            "when the host answers with a different boot id, within "
-            f"{format_duration(details['timeout'])}",
-        ),
-    ]
-
-
-def _put_fields(details: dict[str, Any]) -> list[tuple[str, str]]:
-    lines = details["lines"]
-    size = [f"{lines} line{'' if lines == 1 else 's'}" if lines is not None else ""]
-    size.append(f"{details['bytes']} bytes" if details["bytes"] is not None else "")
-    if details["sha256"]:
-        size.append(f"sha256 {details['sha256'][:12]}…")
-    if details["note"]:
-        size.append(details["note"])
-    how = "rendered as a template" if details["template"] else "as written"
-    where = details["src"] if details["src"] is not None else "inline content"
-    said = ", ".join(filter(None, size))
-    source = f"{where}, {how}" + (f" ({said})" if said else "")
-    content = details["content"]
-    if content is not None:
-        every = content.splitlines() or [""]
-        shown = every[:PLAN_LINES]
-        if len(every) > PLAN_LINES:
-            shown.append(f"… {len(every) - PLAN_LINES} more lines (--format json has them all)")
-        source += ":\n" + "\n".join(f"│ {line}" for line in shown)
-    mode = f"mode {details['mode']}" if details["mode"] else "mode unchanged (0644 if new)"
-    owner = ":".join(filter(None, [details["owner"], details["group"]]))
-    if details["group"] and not details["owner"]:
-        owner = f"group {details['group']}"
-    elif owner:
-        owner = f"owner {owner}"
-    backup = (
-        f"backup {details['backup']} (a rollback restores it)" if details["backup"] else "no backup"
-    )
-    file = ", ".join([mode, owner or "owner unchanged", backup, "left alone if identical"])
-    return [("from", source), ("file", file)]
-
-
-def _print_field(console: Console, label: str, text: str) -> None:
-    lines = text.rstrip("\n").splitlines() or [""]
-    console.print(f"       {label}: {lines[0]}", markup=False, soft_wrap=True)
-    for line in lines[1:]:
-        console.print(f"       {' ' * len(label)}  {line}", markup=False, soft_wrap=True)
-
-
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """The plan as data, for ``--format json``.
-
-    Per step: ``timeout`` is how long the step may take (a wait's or a reboot's
-    own timeout, else per attempt); ``commands`` holds every rendered template
-    (action, guard, confirmation, verify, rollback); a wait, reboot or put step
-    also has an object named after its kind with what it does beyond that.
-    """
-    return {
-        "runbook": plan.runbook.name,
-        "sha256": plan.runbook.sha256,
-        "targets": plan.targets,
-        "params": plan.params.masked(),
-        "hosts": {
-            host.name: [_step_json(ps) for ps in plan.steps[host.name]] for host in plan.hosts
-        },
-    }
-
-
-def _step_json(ps: PlannedStep) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": ps.id,
-        "kind": ps.step.kind,
-        "name": ps.step.title,
-        "destructive": ps.destructive,
-        "manual": ps.step.kind == "manual",
-        "become": ps.become,
-        "timeout": ps.time_limit,
-        "when": ps.when,
-        "retry": ps.retry.model_dump(),
-        "on_failure": ps.on_failure,
-        "success_codes": list(ps.step.success_codes),
-        "sensitive": ps.step.sensitive,
-        "captures": dict(ps.step.capture),
-        "commands": ps.display,
-    }
-    if ps.details:
-        out[ps.step.kind] = ps.details
-    return out

@@ -30,14 +30,7 @@ from drp.cli.common import (
     open_runbook,
     startup_done,
 )
-from drp.cli.console import (
-    ConsoleOperator,
-    ConsoleSink,
-    JsonSink,
-    make_console,
-    plan_json,
-    print_plan,
-)
+from drp.cli.console import ConsoleSink, JsonSink, make_console
 from drp.engine.events import Event, EventType, Sink
 from drp.engine.options import (
     HostResume,
@@ -143,6 +136,8 @@ def _prepare(
 
 
 def _show_plan(plan: Plan, fmt: str) -> None:
+    from drp.cli.plan_view import plan_json, print_plan
+
     if fmt == "json":
         typer.echo(json.dumps(plan_json(plan), indent=2, default=str))
     else:
@@ -198,6 +193,8 @@ def _sinks(
     operator: str,
     interactive_ok: bool,
 ) -> tuple[Sink, Operator]:
+    from drp.cli.prompts import ConsoleOperator
+
     console = make_console()
     shown: Sink
     gatekeeper: Operator = NoOperator()

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from drp.cli.console import ConsoleOperator, ConsoleSink, Keyboard, Row
+from drp.cli.console import ConsoleSink, Row
+from drp.cli.prompts import ConsoleOperator, Keyboard
 from drp.engine.events import Event, EventType
 from drp.engine.gates import Interruptible
 from drp.engine.options import Decision, GateAnswer, GateKind, GateRequest

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from drp.cli.console import PLAN_LINES, plan_json, print_plan
+from drp.cli.plan_view import PLAN_LINES, plan_json, print_plan
 from drp.engine import gates
 from drp.engine.actions import DEFAULT_BOOT_ID, DEFAULT_REBOOT
 from drp.engine.options import Decision, GateAnswer
