@@ -20,6 +20,10 @@ This is the only module that uses paramiko (imported through
   retry never runs beside the first attempt; the next command's stderr starts
   with a ``drp:`` line saying so;
 - put/get files over SFTP on the same connection, writes atomic by rename.
+
+What needs no paramiko lives beside it: opening the TCP socket in
+:mod:`drp.transport.sockets`, the kill line, its verdict and the orphan records
+and messages in :mod:`drp.transport.kill`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import getpass
 import hashlib
 import posixpath
 import select
-import socket
 import threading
 import time
 import uuid
@@ -54,23 +57,30 @@ from drp.transport.command import (
     LineSplitter,
     SudoLine,
     first_line,
-    kill_group_command,
     kill_verdict,
     take_pid_marker,
-    wrap_become,
     wrap_with_pid,
 )
 from drp.transport.hostkeys import entry_name, fingerprint, known_hosts_path
+from drp.transport.kill import (
+    KILL_ANSWER_SECONDS,
+    KILL_GRACE_SECONDS,
+    Kill,
+    Orphan,
+    cancelled_message,
+    how_killed,
+    kill_line,
+    kill_outcome,
+    settled_note,
+    still_running,
+    unsure_about,
+)
 from drp.transport.paramiko_import import paramiko
+from drp.transport.sockets import KEEPALIVE_SECONDS, UnreachableError, open_socket
 
-KEEPALIVE_SECONDS = 15
-KILL_GRACE_SECONDS = 2.0
-KILL_ANSWER_SECONDS = KILL_GRACE_SECONDS + 10  # the kill script's TERM wait, KILL wait, ps calls
 _POLL = 0.25  # longest sleep between checks for cancel() while a command runs
 _CHUNK = 65536
 _MASK = "********"
-
-Sock = socket.socket | paramiko.Channel
 
 
 class _UnknownKeyError(paramiko.SSHException):
@@ -89,23 +99,6 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         raise _UnknownKeyError(hostname, key)
 
 
-class _UnreachableError(Exception):
-    """One address failed at the network level: the next one may work."""
-
-
-@dataclass(frozen=True)
-class _Kill:
-    """How killing a process group went: the kill script's verdict, or ``failed`` to ask."""
-
-    verdict: str  # gone | absent | alive | unknown | failed
-    detail: str = ""
-
-    @property
-    def confirmed(self) -> bool:
-        """The host said the group is gone (killed now, or ended before)."""
-        return self.verdict in ("gone", "absent")
-
-
 @dataclass
 class _Running:
     """A command in flight: its channel, its remote PID once known, and who stopped it."""
@@ -118,20 +111,9 @@ class _Running:
     pid_at: float = 0.0  # monotonic time the PID arrived: the command has run since
     cancelled: bool = False
     killing: bool = False
-    kill: _Kill | None = None
+    kill: Kill | None = None
     kill_done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass(frozen=True)
-class _Orphan:
-    """A command whose connection died while it ran: it may still run on the host."""
-
-    pgid: int
-    since: float  # monotonic time its PID arrived
-    command: str  # first line, for messages
-    become: Become | None = None
-    password: str | None = field(default=None, repr=False)
 
 
 class SshTransport:
@@ -146,7 +128,7 @@ class SshTransport:
         self._jumps: dict[Host, SshTransport] = {}  # bastion -> its connection, opened lazily
         self._info: ConnectInfo | None = None
         self._runs: dict[int, _Running] = {}
-        self._orphans: list[_Orphan] = []
+        self._orphans: list[Orphan] = []
         self._notes: list[str] = []  # orphan reports for the next command's stderr
         self._settle_lock = threading.Lock()
 
@@ -176,7 +158,7 @@ class SshTransport:
         for index, (address, bastion) in enumerate(zip(addresses, bastions, strict=True)):
             try:
                 self._client = self._connect_to(address, self._jump_to(bastion))
-            except _UnreachableError as exc:
+            except UnreachableError as exc:
                 direct = " direct" if bastion is None and host.jump is not None else ""
                 failures.append(f"{address.host}:{address.port}{direct} ({exc})")
                 continue
@@ -204,7 +186,7 @@ class SshTransport:
 
     def _connect_to(self, address: Address, jump: SshTransport | None) -> paramiko.SSHClient:
         host = self._host
-        sock = _open_socket(address, host.connect_timeout, jump)
+        sock = open_socket(address, host.connect_timeout, jump)
         client = _new_client(host)
         try:
             client.connect(
@@ -236,7 +218,7 @@ class SshTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             if not transport.is_active():
                 self._dropped(transport)
-            raise _UnreachableError(f"via {self.host}: {exc or type(exc).__name__}") from None
+            raise UnreachableError(f"via {self.host}: {exc or type(exc).__name__}") from None
 
     def _transport(self) -> paramiko.Transport:
         transport = self._client.get_transport() if self._client else None
@@ -373,7 +355,7 @@ class SshTransport:
                 raise Cancelled(self._cancelled(run, self._stop(run, out, err, lines)))
             if deadline is not None and time.monotonic() >= deadline:
                 killed = self._stop(run, out, err, lines)
-                how = self._how_killed(run, killed)
+                how = how_killed(self.host, run.pid, killed)
                 joint = " and " if killed is not None and killed.confirmed else "; "
                 raise CommandTimeout(
                     f"{self.host}: timed out after {timeout or 0:g}s{joint}{how}: "
@@ -411,7 +393,7 @@ class SshTransport:
 
     def _stop(
         self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter
-    ) -> _Kill | None:
+    ) -> Kill | None:
         """Kill the command's process group on the host, waiting briefly for its PID if needed."""
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         while run.pid is None and not run.channel.closed and time.monotonic() < deadline:
@@ -419,7 +401,7 @@ class SshTransport:
             self._read_available(run, out, err, lines)
         return self._kill(run)
 
-    def _kill(self, run: _Running) -> _Kill | None:
+    def _kill(self, run: _Running) -> Kill | None:
         """Kill ``run``'s group once: the first caller does it, a second waits for its outcome.
 
         None while the PID is unknown (nothing can be sent). A kill the link
@@ -431,7 +413,7 @@ class SshTransport:
             first, run.killing = not run.killing, True
         if not first:
             run.kill_done.wait(KILL_ANSWER_SECONDS + self._host.connect_timeout)
-            return run.kill or _Kill("unknown", "the kill did not answer in time")
+            return run.kill or Kill("unknown", "the kill did not answer in time")
         try:
             killed = self._kill_group(run.pid, run.become, run.password)
             if killed.verdict == "failed":
@@ -449,10 +431,9 @@ class SshTransport:
         *,
         min_age: int = 0,
         reopen: bool = False,
-    ) -> _Kill:
+    ) -> Kill:
         """Run the kill script for group ``pgid`` (through sudo for ``become``); its verdict."""
-        script = kill_group_command(pgid, KILL_GRACE_SECONDS, min_age=min_age)
-        line, stdin = wrap_become(script, become, password) if become else (script, None)
+        line, stdin = kill_line(pgid, become, password, min_age=min_age)
         channel: paramiko.Channel | None = None
         try:
             if reopen:
@@ -467,9 +448,9 @@ class SshTransport:
             out, err = _collect(channel, KILL_ANSWER_SECONDS)
             alive = transport.is_active()
         except ConnectError as exc:
-            return _Kill("failed", str(exc).removeprefix(f"{self.host}: "))
+            return Kill("failed", str(exc).removeprefix(f"{self.host}: "))
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            return _Kill("failed", f"connection lost: {exc or type(exc).__name__}")
+            return Kill("failed", f"connection lost: {exc or type(exc).__name__}")
         finally:
             if channel is not None:
                 channel.close()
@@ -477,32 +458,10 @@ class SshTransport:
         said = first_line(self._redact(err.decode("utf-8", errors="replace")), 120)
         if password:
             said = said.replace(password, _MASK)
-        if verdict is None:
-            if not alive:
-                return _Kill("failed", "connection lost while killing")
-            return _Kill("unknown", said or f"no answer within {KILL_ANSWER_SECONDS:g}s")
-        if verdict == "alive":
-            return _Kill(verdict, "it outlived KILL" + (f": {said}" if said else ""))
-        return _Kill(verdict, "no usable ps on the host to tell" if verdict == "unknown" else "")
+        return kill_outcome(verdict, said, alive=alive)
 
-    def _how_killed(self, run: _Running, killed: _Kill | None) -> str:
-        """What became of a stopped command: "was killed" only when the host confirmed it."""
-        if run.pid is None or killed is None:
-            return f"could not kill it on {self.host}: its process id never arrived"
-        if killed.verdict == "gone":
-            return "was killed"
-        if killed.verdict == "absent":
-            return "had ended before drp killed it"
-        return (
-            f"could not confirm the kill of process group {run.pid} on {self.host} "
-            f"({killed.detail})"
-        )
-
-    def _cancelled(self, run: _Running, killed: _Kill | None) -> str:
-        what = first_line(run.command)
-        if killed is not None and killed.verdict == "gone":
-            return f"{self.host}: cancelled; killed: {what}"
-        return f"{self.host}: cancelled; {self._how_killed(run, killed)}: {what}"
+    def _cancelled(self, run: _Running, killed: Kill | None) -> str:
+        return cancelled_message(self.host, run.command, run.pid, killed)
 
     def cancel(self) -> None:
         """Kill every command in flight (whole process group); their run() raises Cancelled."""
@@ -521,7 +480,7 @@ class SshTransport:
             return " (the command may still run on the host: its process id never arrived)"
         if run.kill is not None and run.kill.confirmed:
             return ""
-        orphan = _Orphan(run.pid, run.pid_at, first_line(run.command), run.become, run.password)
+        orphan = Orphan(run.pid, run.pid_at, first_line(run.command), run.become, run.password)
         with self._lock:
             if all(o.pgid != orphan.pgid for o in self._orphans):
                 self._orphans.append(orphan)
@@ -542,35 +501,22 @@ class SshTransport:
                 orphans = list(self._orphans)
             unsure: list[str] = []
             for orphan in orphans:
-                age = int(time.monotonic() - orphan.since) - 1  # etime counts whole seconds
                 killed = self._kill_group(
-                    orphan.pgid, orphan.become, orphan.password, min_age=max(0, age), reopen=True
+                    orphan.pgid,
+                    orphan.become,
+                    orphan.password,
+                    min_age=orphan.min_age(),
+                    reopen=True,
                 )
-                if killed.verdict == "failed":
-                    raise ConnectError(
-                        self.host,
-                        f"{killed.detail}; process group {orphan.pgid}, left running by a lost "
-                        f"connection, is still to be killed: {orphan.command}",
-                    )
-                where = f"process group {orphan.pgid} on {self.host}"
-                if not killed.confirmed:
-                    unsure.append(f"{where} ({killed.detail}): {orphan.command}")
+                note = settled_note(self.host, orphan, killed)  # raises if it could not ask
+                if note is None:
+                    unsure.append(unsure_about(self.host, orphan, killed))
                     continue
-                lost = f"{where}, left running by a lost connection"
                 with self._lock:
                     self._orphans.remove(orphan)
-                    self._notes.append(
-                        f"killed {lost}: {orphan.command}"
-                        if killed.verdict == "gone"
-                        else f"{lost}, had already ended: {orphan.command}"
-                    )
+                    self._notes.append(note)
             if unsure:
-                raise ConnectError(
-                    self.host,
-                    "could not confirm the kill of what a lost connection left running: "
-                    + "; ".join(unsure)
-                    + "; drp runs nothing more there until it is gone",
-                )
+                raise still_running(self.host, unsure)
 
     def _redact(self, text: str) -> str:
         if self.sudo_password and self.sudo_password in text:
@@ -692,48 +638,6 @@ def _existing_mode(sftp: paramiko.SFTPClient, path: str) -> int | None:
     return None if st_mode is None else st_mode & 0o7777
 
 
-def _open_socket(address: Address, timeout: float, jump: SshTransport | None) -> Sock:
-    if jump is not None:
-        try:
-            return jump.open_tunnel(address, timeout)
-        except HostKeyError:
-            raise  # names the bastion and how to trust it
-        except ConnectError as exc:
-            raise _UnreachableError(f"jump host {exc}") from None
-    try:
-        sock = socket.create_connection((address.host, address.port), timeout=timeout)
-    except TimeoutError:
-        raise _UnreachableError(f"timed out after {timeout:g}s") from None
-    except OSError as exc:
-        raise _UnreachableError(exc.strerror or str(exc)) from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _notice_dead_links(sock)
-    return sock
-
-
-DEAD_LINK_SECONDS = 60
-
-
-def _notice_dead_links(sock: socket.socket) -> None:
-    """Make a silently dead link an error within about a minute, not TCP's ~15 minutes.
-
-    paramiko's keepalive only sends (every ``KEEPALIVE_SECONDS``) and never waits for
-    an answer; with TCP_USER_TIMEOUT the kernel drops the connection once sent data
-    stays unacknowledged that long, and TCP keepalives probe an idle one. Options a
-    platform lacks are skipped.
-    """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (
-        ("TCP_KEEPIDLE", KEEPALIVE_SECONDS),
-        ("TCP_KEEPINTVL", 5),
-        ("TCP_KEEPCNT", 6),
-        ("TCP_USER_TIMEOUT", DEAD_LINK_SECONDS * 1000),
-    ):
-        option = getattr(socket, name, None)
-        if option is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
-
-
 class _Client(paramiko.SSHClient):
     """An SSHClient that verifies against an already parsed known_hosts file.
 
@@ -801,7 +705,7 @@ def _raise_connect_failure(host: Host, address: Address, exc: BaseException) -> 
         user = host.user or getpass.getuser()
         raise AuthError(host.name, f"authentication failed for {user}@{name}: {exc}") from None
     if isinstance(exc, (OSError, EOFError, paramiko.SSHException)):
-        raise _UnreachableError(str(exc) or type(exc).__name__) from None
+        raise UnreachableError(str(exc) or type(exc).__name__) from None
     raise exc
 
 
@@ -810,7 +714,7 @@ def fetch_server_key(host: Host, address: Address) -> tuple[str, str]:
     bastion = host.jump_for(address)
     jump = SshTransport(bastion) if bastion is not None else None
     try:
-        sock = _open_socket(address, host.connect_timeout, jump)
+        sock = open_socket(address, host.connect_timeout, jump)
         transport = paramiko.Transport(sock)
         try:
             transport.start_client(timeout=host.connect_timeout)
@@ -818,7 +722,7 @@ def fetch_server_key(host: Host, address: Address) -> tuple[str, str]:
             return key.get_name(), key.get_base64()
         finally:
             transport.close()
-    except (_UnreachableError, OSError, EOFError, paramiko.SSHException) as exc:
+    except (UnreachableError, OSError, EOFError, paramiko.SSHException) as exc:
         raise ConnectError(
             host.name, f"cannot read host key from {address.host}:{address.port}: {exc}"
         ) from None

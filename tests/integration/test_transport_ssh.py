@@ -29,7 +29,8 @@ from drp.inventory.model import Address, Become
 from drp.results import CommandResult
 from drp.transport.command import SudoLine, take_pid_marker, wrap_become, wrap_with_pid
 from drp.transport.hostkeys import fingerprint, record_host_key, scan_host_key
-from drp.transport.ssh import SshTransport, _Orphan
+from drp.transport.kill import Orphan as _Orphan
+from drp.transport.ssh import SshTransport
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +89,7 @@ def test_the_socket_notices_a_dead_link(ssh: SshTransport) -> None:
     """No Nagle delay, TCP keepalives, and a dead link dropped after DEAD_LINK_SECONDS."""
     import socket
 
-    from drp.transport.ssh import DEAD_LINK_SECONDS
+    from drp.transport.sockets import DEAD_LINK_SECONDS
 
     ssh.connect()
     sock = ssh._transport().sock
