@@ -76,16 +76,14 @@ class Redactor:
     """Replaces every occurrence of each secret, in each of its forms, with :data:`MASK`."""
 
     secrets: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         found = {p for secret in self.secrets for p in forms(secret)}
-        # longest first, so a form (or a secret) that contains another is masked whole
-        patterns = tuple(sorted(found, key=lambda p: (-len(p), p)))
-        object.__setattr__(self, "patterns", patterns)
-        # one left-to-right scan: two copies side by side are both masked (a form that
-        # straddles them, found first by a longest-first replace, would break the other)
+        # one left-to-right scan, longest form first at each place, so a form (or a
+        # secret) that contains another is masked whole, and two copies side by side
+        # are both masked (a replace per form could straddle them and break one)
+        patterns = sorted(found, key=lambda p: (-len(p), p))
         regex = re.compile("|".join(map(re.escape, patterns))) if patterns else None
         object.__setattr__(self, "_regex", regex)
 
