@@ -215,17 +215,6 @@ def test_a_params_file_that_does_not_exist(tmp_path: Path) -> None:
     assert f"{missing} cannot read file: No such file or directory" in result.stderr
 
 
-def test_a_wrong_value_in_a_params_file_is_reported(tmp_path: Path) -> None:
-    values = tmp_path / "params.yaml"
-    values.write_text("failed: /dev/sdb\nfroce: true\n")
-    result = drp(
-        "plan", "disk-replace", "-i", EXAMPLE, "-H", "db1", "--params-file", str(values),
-        tmp=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "froce: unknown param (did you mean 'force'?)" in result.stderr
-
-
 def test_a_wrong_value_in_a_params_file_is_located_in_the_file(tmp_path: Path) -> None:
     values = tmp_path / "params.yaml"
     values.write_text("failed: /dev/sdb\nfroce: true\n")
