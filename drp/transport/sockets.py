@@ -1,14 +1,15 @@
 """The TCP side of an SSH connection: opening the socket a session runs over.
 
 Paramiko-free (the SSH transport in :mod:`drp.transport.ssh` does the SSH):
-:func:`open_socket` connects to one address directly (TCP_NODELAY, and kernel
-settings that notice a dead link within about a minute) or asks a jump host for
-a tunnel, and raises :class:`UnreachableError` for network trouble, which tells
-the transport to try the host's next address.
+:func:`open_socket` connects to one address directly (TCP_NODELAY, quick ACKs,
+and kernel settings that notice a dead link within about a minute) or asks a
+jump host for a tunnel, and raises :class:`UnreachableError` for network
+trouble, which tells the transport to try the host's next address.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Protocol, TypeVar
 
@@ -16,6 +17,7 @@ from drp.errors import ConnectError, HostKeyError
 from drp.inventory.model import Address
 
 KEEPALIVE_SECONDS = 15
+QUICKACK: int = getattr(socket, "TCP_QUICKACK", 0)  # Linux only: 0 where there is none
 DEAD_LINK_SECONDS = 60
 
 _T_co = TypeVar("_T_co", covariant=True)
@@ -50,7 +52,35 @@ def open_socket(
         raise UnreachableError(exc.strerror or str(exc)) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     notice_dead_links(sock)
-    return sock
+    return quick_acks(sock, timeout)
+
+
+class QuickAckSocket(socket.socket):
+    """A socket that acknowledges what it receives at once (Linux ``TCP_QUICKACK``).
+
+    sshd runs exec sessions with Nagle on (it sets TCP_NODELAY only for a pty).
+    After login it sends a ``hostkeys-00`` notice, then holds its next small
+    packet (the answer to our first channel open) until that notice is
+    acknowledged, while our kernel delays the ACK in the hope of piggybacking
+    it: a ~40 ms stall on every connection. The kernel leaves quick-ACK mode on
+    its own, so it is set again after every read; one cheap syscall, whose
+    failure never loses the data already read.
+    """
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        with contextlib.suppress(OSError):
+            self.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        return data
+
+
+def quick_acks(sock: socket.socket, timeout: float) -> socket.socket:
+    """``sock`` as a :class:`QuickAckSocket`, where the platform has TCP_QUICKACK."""
+    if not QUICKACK:
+        return sock
+    quick = QuickAckSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    quick.settimeout(timeout)
+    return quick
 
 
 def notice_dead_links(sock: socket.socket) -> None:

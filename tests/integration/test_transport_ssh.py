@@ -86,14 +86,16 @@ def test_fifty_commands_share_one_connection(sshd: SshServer, ssh: SshTransport)
 
 
 def test_the_socket_notices_a_dead_link(ssh: SshTransport) -> None:
-    """No Nagle delay, TCP keepalives, and a dead link dropped after DEAD_LINK_SECONDS."""
+    """No Nagle delay, quick ACKs, TCP keepalives, a dead link dropped after DEAD_LINK_SECONDS."""
     import socket
 
-    from drp.transport.sockets import DEAD_LINK_SECONDS
+    from drp.transport.sockets import DEAD_LINK_SECONDS, QuickAckSocket
 
     ssh.connect()
     sock = ssh._transport().sock
     assert isinstance(sock, socket.socket)
+    if hasattr(socket, "TCP_QUICKACK"):
+        assert isinstance(sock, QuickAckSocket)
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     user_timeout = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
