@@ -193,7 +193,9 @@ def test_replaced_disk_boots_alone(lab_guest: Guest) -> None:
     guest.ssh(f"mdadm /dev/md0 --add {new.by_id}-part2", check=True)
     guest.ssh("mdadm --wait /dev/md0; true", timeout=900)
     assert "[UU]" in mdstat(guest)
-    guest.ssh(f"grub-install {new.by_id}", check=True, timeout=300)
+    # sync as the disk-replace runbook does: grub-install rewrites /boot/grub/i386-pc and
+    # the hard reset below drops the page cache (CI once saw the guest silent after it)
+    guest.ssh(f"grub-install {new.by_id} && sync", check=True, timeout=300)
 
     old_boot = guest.boot_id()
     guest.pull_disk("disk0")
