@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 SSHD = Path("/usr/sbin/sshd")
 BENCH_USER = "drpbench"
@@ -237,8 +238,13 @@ def write_drp_files(server: Server, work: Path, nhosts: int, steps: list[int]) -
     return files
 
 
+#: What ``drp run`` imports besides paramiko (the libraries, not drp's own modules).
+DRP_LIBRARIES = "typer,pydantic,rich.console,rich.live,rich.table,jinja2,yaml,tenacity"
+
 PARAMIKO_SCRIPT = r"""
 import json, os, socket, sys, time
+for name in filter(None, os.environ.get("BENCH_PRELOAD", "").split(",")):
+    __import__(name)  # the floor row: any tool built on drp's libraries pays these imports
 t0 = time.perf_counter()
 import paramiko
 from concurrent.futures import ThreadPoolExecutor
@@ -393,34 +399,49 @@ class Sample:
         return min(self.times)
 
 
-def timed(
-    argv: list[str],
-    reps: int,
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    before: Callable[[int], None] | None = None,
-    json_out: bool = False,
-    ok_codes: tuple[int, ...] = (0,),
-) -> Sample:
-    """Wall time of ``argv`` as a whole process, ``reps`` times (after one warm-up)."""
-    sample = Sample()
-    for rep in range(-1, reps):
-        if before is not None:
-            before(rep)
+@dataclass
+class Job:
+    """One command to time as a whole process."""
+
+    argv: list[str]
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    before: Callable[[int], None] | None = None
+    json_out: bool = False
+    sample: Sample = field(default_factory=Sample)
+
+    def once(self, rep: int) -> None:
+        """Run once; record the time unless ``rep`` < 0 (the warm-up) or it failed before."""
+        if self.sample.error:
+            return
+        if self.before is not None:
+            self.before(rep)
         start = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, env=env, cwd=cwd, check=False)
+        done = subprocess.run(
+            self.argv, capture_output=True, env=self.env, cwd=self.cwd, check=False
+        )
         elapsed = time.perf_counter() - start
-        if done.returncode not in ok_codes:
+        if done.returncode != 0:
             tail = (done.stderr or done.stdout).decode(errors="replace")[-1500:]
-            sample.error = f"exit {done.returncode}: {tail}"
-            return sample
-        if rep < 0:
-            continue  # warm-up: page cache, .pyc files, sshd's first fork
-        sample.times.append(elapsed)
-        if json_out:
-            sample.extra.append(json.loads(done.stdout.decode().strip().splitlines()[-1]))
-    return sample
+            self.sample.error = f"exit {done.returncode}: {tail}"
+        elif rep >= 0:  # the warm-up fills the page cache, the .pyc files, sshd's first fork
+            self.sample.times.append(elapsed)
+            if self.json_out:
+                self.sample.extra.append(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+
+
+def interleaved(reps: int, *jobs: Job) -> list[Sample]:
+    """Time ``jobs`` round-robin, one warm-up and ``reps`` rounds: a machine that slows
+    down part-way (these are shared VMs) slows every tool of a round alike."""
+    for rep in range(-1, reps):
+        for job in jobs:
+            job.once(rep)
+    return [job.sample for job in jobs]
+
+
+def timed(argv: list[str], reps: int, **options: Any) -> Sample:
+    """Wall time of ``argv`` as a whole process, ``reps`` times (after one warm-up)."""
+    return interleaved(reps, Job(argv, **options))[0]
 
 
 @dataclass
@@ -631,38 +652,58 @@ def main() -> None:
             log = print
             log(f"sshd on port {server.port}, {nh} addresses, user {BENCH_USER}", file=sys.stderr)
 
-            # baselines first: they set the ratios
-            log("raw paramiko ...", file=sys.stderr)
             raw = scripts / "raw_paramiko.py"
+            fab = scripts / "fabric_run.py"
             py = sys.executable
-            p1 = timed([py, str(raw), *common, str(n1), *one], reps, json_out=True)
-            pn = timed([py, str(raw), *common, str(hs), *many], reps, json_out=True)
-            q1 = timed([py, str(raw), *common, str(n1), *one], reps, env=qenv, json_out=True)
-            qn = timed([py, str(raw), *common, str(hs), *many], reps, env=qenv, json_out=True)
-            plong = timed([py, str(raw), *common, str(nlong), *one], reps, json_out=True)
+            floor_env = {**os.environ, "BENCH_PRELOAD": DRP_LIBRARIES}
+
+            def raw_job(script: Path, count: int, hosts: list[str], **options: Any) -> Job:
+                return Job([py, str(script), *common, str(count), *hosts], json_out=True, **options)
+
+            def drp_job(count: int, forks: int, *, one_host: bool) -> Job:
+                return Job(drp_run(count, forks, one_host=one_host), env=env, before=fresh_state)
+
+            # Each scenario's tools are timed round-robin (see interleaved), the baselines
+            # that set the ratios next to drp; the long runs ride with the 1-host ones, as
+            # drp's per-step figure is the difference of the two.
+            log("1 host: raw paramiko, drp, fabric ...", file=sys.stderr)
+            p1, q1, l1, d1, f1, plong, dlong = interleaved(
+                reps,
+                raw_job(raw, n1, one),
+                raw_job(raw, n1, one, env=qenv),
+                raw_job(raw, n1, one, env=floor_env),
+                drp_job(n1, 10, one_host=True),
+                raw_job(fab, n1, one),
+                raw_job(raw, nlong, one),
+                drp_job(nlong, 10, one_host=True),
+            )
+            log(f"{nh} hosts: raw paramiko, drp, fabric ...", file=sys.stderr)
+            pn, qn, ln, dn, fn = interleaved(
+                reps,
+                raw_job(raw, hs, many),
+                raw_job(raw, hs, many, env=qenv),
+                raw_job(raw, hs, many, env=floor_env),
+                drp_job(hs, nh, one_host=False),
+                raw_job(fab, hs, many),
+            )
             raw_cmd_ms = (
                 statistics.median(e["per_command"] for e in plong.extra) * 1000
                 if plong.extra
                 else None
             )
-            log("python startup ...", file=sys.stderr)
-            py_bare = timed([py, "-c", "pass"], reps)
-            py_paramiko = timed([py, "-c", "import paramiko"], reps)
-
-            log("drp ...", file=sys.stderr)
-            d_help = timed([*drp, "--help"], reps, env=env)
-            d_version = timed([*drp, "--version"], reps, env=env)
-            d1 = timed(drp_run(n1, 10, one_host=True), reps, env=env, before=fresh_state)
-            dn = timed(drp_run(hs, nh, one_host=False), reps, env=env, before=fresh_state)
-            dlong = timed(drp_run(nlong, 10, one_host=True), reps, env=env, before=fresh_state)
             drp_step_ms = None
             if d1.times and dlong.times:
                 drp_step_ms = (dlong.median - d1.median) * 1000 / (nlong - n1)
-
-            log("fabric ...", file=sys.stderr)
-            fab = scripts / "fabric_run.py"
-            f1 = timed([py, str(fab), *common, str(n1), *one], reps, json_out=True)
-            fn = timed([py, str(fab), *common, str(hs), *many], reps, json_out=True)
+            log("start-up ...", file=sys.stderr)
+            libs = ", ".join(DRP_LIBRARIES.split(","))
+            py_bare, py_paramiko, py_libs, d_help, d_version = interleaved(
+                reps,
+                Job([py, "-c", "pass"]),
+                Job([py, "-c", "import paramiko"]),
+                Job([py, "-c", f"import paramiko, {libs}"]),
+                Job([*drp, "--help"], env=env),
+                Job([*drp, "--version"], env=env),
+            )
 
             a1 = an = ar1 = arn = None
             if ansible:
@@ -717,6 +758,7 @@ def main() -> None:
     rows += [
         Row(s1, "raw paramiko (TCP_NODELAY)", p1, n1, baseline=pbase1),
         Row(s1, "raw paramiko (+ TCP_QUICKACK)", q1, n1, baseline=pbase1),
+        Row(s1, "raw paramiko after drp's libraries", l1, n1, baseline=pbase1),
         Row(s1, "drp run", d1, n1, baseline=pbase1, target="<= 0.5 s", target_value=0.5),
         Row(s1, "fabric Connection.run", f1, n1, baseline=pbase1),
         Row(s1, "ansible-playbook command", a1, n1, baseline=pbase1, note=missing_note),
@@ -724,6 +766,7 @@ def main() -> None:
         Row(s1, "pyinfra server.shell", y1, n1, baseline=pbase1, note="not found (--pyinfra)"),
         Row(sn, "raw paramiko pool", pn, hs, baseline=pbasen),
         Row(sn, "raw paramiko pool (+ TCP_QUICKACK)", qn, hs, baseline=pbasen),
+        Row(sn, "raw paramiko pool after drp's libraries", ln, hs, baseline=pbasen),
         Row(sn, "drp run --forks 20", dn, hs, baseline=pbasen, target="<= 0.8 s", target_value=0.8),
         Row(sn, "fabric ThreadingGroup", fn, hs, baseline=pbasen),
         Row(sn, "ansible-playbook command", an, hs, baseline=pbasen, note=missing_note),
@@ -739,6 +782,8 @@ def main() -> None:
         ),
         Row("startup", "python -c pass", py_bare),
         Row("startup", "python -c 'import paramiko'", py_paramiko, baseline=startup_base),
+        Row("startup", "python -c 'import paramiko' + drp's libraries", py_libs,
+            baseline=startup_base),
         Row("startup", "drp --help", d_help, baseline=startup_base,
             target="<= 0.3 s", target_value=0.3),
         Row("startup", "drp --version", d_version, baseline=startup_base),
