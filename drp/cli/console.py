@@ -53,8 +53,10 @@ BAR_WIDTH = 24
 STEP_WIDTH = 40
 
 
-def make_console(*, stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+def make_console(*, stderr: bool = False, **options: Any) -> Console:
+    """drp's console. ``emoji=False``: rich would turn a ``:x:`` or ``:warning:`` in a
+    command's output (which ``escape`` leaves alone) into a pictogram."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False, **options)
 
 
 @dataclass(frozen=True)

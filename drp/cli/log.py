@@ -40,7 +40,7 @@ RunArg = Annotated[str, typer.Argument(help="Run id, unique prefix of one, or 'l
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, emoji=False)  # see make_console
 
 
 def _when(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:

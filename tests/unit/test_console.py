@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from drp.cli.console import ConsoleSink, Row
+from drp.cli.console import ConsoleSink, Row, make_console
 from drp.cli.prompts import ConsoleOperator, Keyboard
 from drp.engine.events import Event, EventType
 from drp.engine.gates import Interruptible
@@ -42,13 +42,12 @@ def event(type_: EventType, host: str | None = "h1", step: str | None = None, **
 
 
 def console(out: StringIO, *, terminal: bool) -> Console:
-    return Console(
+    """drp's own console (make_console), written to ``out``."""
+    return make_console(
         file=out,
         width=120,
         force_terminal=terminal,
         color_system="truecolor" if terminal else None,
-        highlight=False,
-        soft_wrap=False,
     )
 
 
@@ -103,6 +102,27 @@ def bars(view: Any) -> list[ProgressBar]:
 
 
 # -- without a terminal: lines, as before -----------------------------------------------
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_commands_words_are_shown_as_they_are_never_as_markup_or_emoji(
+    clock: Clock, terminal: bool
+) -> None:
+    out = StringIO()
+    sink = ConsoleSink(console(out, terminal=terminal), clock=clock)
+    started(sink, "h1")
+    step(sink, "h1", "prep", "Prepare")
+    stderr = "mdadm: [md0] :x: member gone, see :warning: log"
+    sink(
+        event(
+            EventType.STEP_ATTEMPT, "h1", "prep", attempt=1, outcome="failed", exit_code=1,
+            data={"phase": "action", "stderr": stderr},
+        )
+    )  # fmt: skip
+    sink(event(EventType.STEP_FINISHED, "h1", "prep", outcome="failed", message=stderr))
+    sink._stop_live()
+    shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
+    assert shown.count(stderr) == 2, shown
 
 
 def test_without_a_terminal_each_step_is_one_plain_line_and_nothing_is_live(
