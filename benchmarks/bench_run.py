@@ -13,9 +13,11 @@ A benchmark, not a test: it prints a table and never fails on a missed target
    ``drp run`` 1 host x 20 steps, 20 hosts x 5 steps (``--forks 20``), 1 host x
    200 steps (for the marginal cost of one step on an open connection),
    ``drp --help`` / ``drp --version``, and the baselines: raw paramiko (TCP_NODELAY,
-   one connection, one channel per command; a thread pool for 20 hosts), fabric
+   one connection, one channel per command; a thread pool for 20 hosts; once more
+   after importing drp's libraries, the floor for a tool built on them), fabric
    ``Connection.run`` / ``ThreadingGroup``, and, when found, ``ansible-playbook``
-   and ``pyinfra``;
+   and ``pyinfra``; the tools of a scenario round-robin, so a slow spell of the
+   machine hits them alike;
 4. prints: scenario, tool, median s, per step ms, ratio vs raw paramiko, target, pass/miss.
 
 Usage::
