@@ -74,6 +74,13 @@ _mount_log()
 
 MAX_SHOWN = 50  # problems printed for one error
 
+# What typer raises for a bad command line (unknown option, missing argument, bad
+# value): click's ClickException with older typer, its vendored copy (typer._click)
+# since typer 0.26, which no longer exports it. BadParameter derives from it either way.
+USAGE_ERRORS: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
 
 def _report(error: DrpError) -> None:
     stream = sys.stderr
@@ -139,12 +146,10 @@ def _main(argv: list[str] | None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(int(ExitCode.INTERRUPTED))
+    except USAGE_ERRORS as error:
+        error.show()  # type: ignore[attr-defined]  # click's API, on either class
+        sys.exit(int(ExitCode.INVALID_INPUT))
     except Exception as error:  # the boundary: anything else is a bug, said in one line
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(int(ExitCode.INVALID_INPUT))
         path = _debug_log(error, list(sys.argv[1:] if argv is None else argv))
         sys.stderr.write(
             f"internal error: {type(error).__name__}: {error} "

@@ -3,10 +3,12 @@ private traceback file in the state dir that never holds local variables."""
 
 from __future__ import annotations
 
+import io
 import stat
 from pathlib import Path
 
 import pytest
+from streams import ClosedPipe
 
 import drp.cli.app as cli
 
@@ -61,3 +63,45 @@ def test_a_flood_of_problems_fits_one_screen(
     assert err.startswith("error: 60 problems found\n")
     assert err.count("unknown key 'tmeout'") == cli.MAX_SHOWN
     assert "…and 10 more (fix these first)" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["run", "--bogus"], "No such option: --bogus"),
+        (["run"], "Missing argument"),
+        (["run", "disk-replace", "--forks", "many"], "Invalid value for '--forks'"),
+        (["resume", "--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_a_bad_command_line_is_a_usage_error_never_an_internal_one(
+    argv: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # typer raises the ClickException of its own copy of click, whether or not click
+    # itself is installed: the boundary must know that class, not click's
+    monkeypatch.setenv("DRP_STATE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as ended:
+        cli.main(argv)
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "Usage: drp" in err
+    assert "internal error" not in err and "Traceback" not in err
+    assert not (tmp_path / "drp-debug.log").exists()
+
+
+@pytest.mark.parametrize("argv", [["schema"], ["log", "list"]])  # typer.echo; rich
+def test_a_closed_stdout_ends_a_command_quietly_never_as_an_internal_error(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRP_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    monkeypatch.setattr("sys.stderr", err := io.StringIO())
+    with pytest.raises(SystemExit) as ended:
+        cli.main(argv)  # `drp schema | head`
+    assert ended.value.code == 1
+    assert err.getvalue() == ""
+    assert not (tmp_path / "drp-debug.log").exists()
