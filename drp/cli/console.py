@@ -8,6 +8,10 @@ with its current step and how long it has run (a wait shows its progress, or
 its elapsed time against its timeout). Without a terminal the output stays
 plain lines, fit for a log. ``JsonSink`` writes one JSON object per event.
 
+When the reader of the output goes away (``drp run … | head``, a pager quit),
+both go quiet and call their ``on_closed`` hook (a run then stops as for
+Ctrl-C) instead of letting the error end whichever host thread was printing.
+
 Plans are rendered in :mod:`drp.cli.plan_view`; gates are answered at the
 prompt by :mod:`drp.cli.prompts`.
 """
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
+import os
 import sys
 import threading
 import time
@@ -24,7 +30,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -53,10 +59,61 @@ BAR_WIDTH = 24
 STEP_WIDTH = 40
 
 
-def make_console(*, stderr: bool = False, **options: Any) -> Console:
+OnClosed = Callable[[], None]
+
+
+def silence(stream: IO[str]) -> None:
+    """Point ``stream``'s descriptor at /dev/null: later writes, and the flush at exit
+    (which would otherwise fail again and make the exit status 120), go nowhere."""
+    with contextlib.suppress(OSError, ValueError):  # no descriptor (a StringIO): nothing to do
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+def output_closed(stream: IO[str], on_closed: OnClosed | None) -> None:
+    """The reader of ``stream`` went away: silence it, then tell ``on_closed``, or, when
+    nobody listens, raise BrokenPipeError (typer ends the command with exit 1, quietly)."""
+    silence(stream)
+    if on_closed is None:
+        raise BrokenPipeError(errno.EPIPE, "the output was closed")
+    on_closed()
+
+
+class DrpConsole(Console):
+    """rich's Console, but a closed output is :func:`output_closed`'s business.
+
+    rich's own answer (``SystemExit(1)``, raised in whichever thread printed) ends
+    a host's worker thread silently in the middle of its run.
+    """
+
+    def __init__(self, *, on_closed: OnClosed | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.on_closed = on_closed
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # rich drops what it would print from now on
+        output_closed(self.file, self.on_closed)
+
+
+def make_console(
+    *,
+    stderr: bool = False,
+    soft_wrap: bool = False,
+    on_closed: OnClosed | None = None,
+    **options: Any,
+) -> DrpConsole:
     """drp's console. ``emoji=False``: rich would turn a ``:x:`` or ``:warning:`` in a
     command's output (which ``escape`` leaves alone) into a pictogram."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False, **options)
+    return DrpConsole(
+        stderr=stderr,
+        highlight=False,
+        soft_wrap=soft_wrap,
+        emoji=False,
+        on_closed=on_closed,
+        **options,
+    )
 
 
 @dataclass(frozen=True)
@@ -417,8 +474,10 @@ def _against(elapsed: float, timeout: float | None) -> str:
 class JsonSink:
     """One JSON object per event on stdout, for automation (``--format json``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_closed: OnClosed | None = None) -> None:
         self.lock = threading.Lock()
+        self.on_closed = on_closed
+        self.closed = False
 
     def __call__(self, event: Event) -> None:
         record: dict[str, Any] = {
@@ -437,8 +496,14 @@ class JsonSink:
         if event.transient:
             record["transient"] = True
         with self.lock:
-            sys.stdout.write(json.dumps(record, default=str) + "\n")
-            sys.stdout.flush()
+            if self.closed:
+                return
+            try:
+                sys.stdout.write(json.dumps(record, default=str) + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self.closed = True
+                output_closed(sys.stdout, self.on_closed)
 
 
 def _last_line(text: str) -> str:

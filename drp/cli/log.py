@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from drp.cli.console import make_console
 from drp.errors import ExitCode, InputError
 from drp.journal import list_run_ids, read_journal, resolve_run, state_dir, verify
 from drp.journal.paths import journal_path, run_dir
@@ -40,7 +41,7 @@ RunArg = Annotated[str, typer.Argument(help="Run id, unique prefix of one, or 'l
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True, emoji=False)  # see make_console
+    return make_console(soft_wrap=True)
 
 
 def _when(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from drp.cli.common import (
     open_runbook,
     startup_done,
 )
-from drp.cli.console import ConsoleSink, JsonSink, make_console
+from drp.cli.console import ConsoleSink, JsonSink, make_console, silence
 from drp.engine.events import Event, EventType, Sink
 from drp.engine.options import (
     HostResume,
@@ -192,14 +193,19 @@ def _sinks(
     output: Output,
     operator: str,
     interactive_ok: bool,
+    stop: threading.Event,
 ) -> tuple[Sink, Operator]:
     from drp.cli.prompts import ConsoleOperator
 
-    console = make_console()
+    def closed() -> None:  # `drp run … | head`, a pager quit: stop as for Ctrl-C
+        say("drp: the output was closed: stopping the run as for Ctrl-C\n")
+        stop.set()
+
+    console = make_console(on_closed=closed)
     shown: Sink
     gatekeeper: Operator = NoOperator()
     if output.format == "json":
-        shown = JsonSink()
+        shown = JsonSink(on_closed=closed)
     else:
         sink = ConsoleSink(console, quiet=output.quiet)
         shown = sink
@@ -236,7 +242,8 @@ def execute_plan(
 ) -> RunResult:
     from drp.engine.executor import Executor
 
-    emit, gatekeeper = _sinks(writer, output, options.operator, interactive())
+    stop = threading.Event()
+    emit, gatekeeper = _sinks(writer, output, options.operator, interactive(), stop)
     factory, local = _transports(options)
     executor = Executor(
         plan,
@@ -246,6 +253,7 @@ def execute_plan(
         transports=factory,
         local=local,
         resume=resume,
+        stop=stop,
     )
     startup_done()
     try:
@@ -254,15 +262,22 @@ def execute_plan(
         writer.close()
 
 
+def say(text: str) -> None:
+    """Write to stderr; one that is closed too (``2>&1 | head``) is silenced, never fatal."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except OSError:
+        silence(sys.stderr)
+
+
 def exit_with_status(result: RunResult) -> None:
     if result.status is RunStatus.PAUSED:
-        sys.stderr.write(f"run paused; continue with: drp resume {result.run_id}\n")
+        say(f"run paused; continue with: drp resume {result.run_id}\n")
     elif result.status is RunStatus.INTERRUPTED:
-        sys.stderr.write(f"run interrupted; continue with: drp resume {result.run_id}\n")
+        say(f"run interrupted; continue with: drp resume {result.run_id}\n")
     elif result.status is RunStatus.UNREACHABLE:
-        sys.stderr.write(
-            f"a host was unreachable; once it answers, continue with: drp resume {result.run_id}\n"
-        )
+        say(f"a host was unreachable; once it answers, continue with: drp resume {result.run_id}\n")
     raise typer.Exit(int(EXIT_FOR.get(result.status, ExitCode.STEP_FAILED)))
 
 

@@ -116,13 +116,16 @@ class Executor:
         transports: TransportFactory,
         local: Transport,
         resume: dict[str, HostResume] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.shared = Shared(plan, options, emit, operator, local)
         self.factory = transports
         self.resume = resume or {}
         self.open: dict[str, Transport] = {}
         self.lock = threading.Lock()
-        self.ctrl_c = threading.Event()  # set by the SIGINT handler, acted on by the main thread
+        # a request to stop as Ctrl-C does: set by the SIGINT handler, or by whoever else
+        # holds it (the CLI, when the reader of the output goes away); the main thread acts
+        self.stop = stop if stop is not None else threading.Event()
 
     def execute(
         self, *, resumed: bool = False, extra: dict[str, object] | None = None
@@ -222,14 +225,14 @@ class Executor:
         ):
             yield
             return
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: self.ctrl_c.set())
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: self.stop.set())
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
 
     def _stop_if_asked(self) -> None:
-        if self.ctrl_c.is_set() and not self.shared.cancel.is_set():
+        if self.stop.is_set() and not self.shared.cancel.is_set():
             self.interrupt()
 
     def interrupt(self) -> None:

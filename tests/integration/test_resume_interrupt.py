@@ -75,6 +75,36 @@ def test_ctrl_c_kills_the_remote_command_and_resume_completes(lab: Lab) -> None:
     assert lab.drp("log", "verify", run_id).returncode == 0
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_closed_output_stops_the_run_as_ctrl_c_does(lab: Lab, fmt: str) -> None:
+    """`drp run … | head`, or a pager quit: the next line drp writes finds no reader.
+    The run stops cleanly (remote commands killed, journal says interrupted), instead
+    of the host that printed dying in the middle of its steps with exit 1."""
+    process = lab.start(
+        "run", str(lab.book("go-then-nap")), "-i", str(lab.inventory),
+        "--state-dir", str(lab.state), "--format", fmt,
+    )  # fmt: skip
+    try:
+        read_pid(lab.root / "waiting.pid")
+        assert process.stdout is not None
+        process.stdout.close()  # the reader goes away while wait-go runs
+        (lab.root / "go").touch()  # wait-go ends: its line (or JSON event) has no reader
+        err = process.stderr.read() if process.stderr else ""
+        process.wait(30)
+    finally:
+        stop(process)
+    assert process.returncode == 130, err
+    assert "the output was closed" in err
+    run_id = lab.only_run()
+    assert f"drp resume {run_id}" in err
+    assert lab.outcome(run_id) == "interrupted"
+    assert lab.of(run_id, "step.finished", step="wait-go")[-1]["outcome"] == "ok"
+    assert not (lab.root / "last-done").exists()
+    nap = lab.root / "nap.pid"
+    if nap.exists():  # nap had begun: Ctrl-C's rules, its sleep is killed on the host
+        assert wait_until(lambda: not alive(int(nap.read_text())), 10)
+
+
 # -- 9. kill -9 mid-step, then resume ---------------------------------------------------
 
 

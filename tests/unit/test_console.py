@@ -16,8 +16,9 @@ import pytest
 from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from streams import ClosedPipe
 
-from drp.cli.console import ConsoleSink, Row, make_console
+from drp.cli.console import ConsoleSink, JsonSink, Row, make_console
 from drp.cli.prompts import ConsoleOperator, Keyboard
 from drp.engine.events import Event, EventType
 from drp.engine.gates import Interruptible
@@ -185,6 +186,34 @@ def test_a_retry_notice_is_a_line_never_a_bar(clock: Clock, terminal: bool) -> N
             assert bars(view) == [] and "retry in 1.0s" in render(view)
     finally:
         sink._stop_live()
+
+
+# -- a reader that goes away (`drp run … | head`) -----------------------------------------
+
+
+def test_a_closed_output_silences_the_console_and_tells_its_hook_once(clock: Clock) -> None:
+    told: list[str] = []
+    sink = ConsoleSink(make_console(file=ClosedPipe(), on_closed=lambda: told.append("x")))
+    started(sink, "h1")  # rich would raise SystemExit(1) here, in whatever thread printed
+    sink(event(EventType.STEP_FINISHED, "h1", "prep", outcome="ok", message="done"))
+    assert told == ["x"]
+    assert sink.console.quiet
+
+
+def test_without_a_hook_a_closed_output_is_a_broken_pipe_for_the_cli() -> None:
+    with pytest.raises(BrokenPipeError):
+        make_console(file=ClosedPipe()).print("plan …")
+
+
+def test_the_json_sink_stops_writing_once_its_reader_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    told: list[str] = []
+    sink = JsonSink(on_closed=lambda: told.append("x"))
+    started(sink, "h1")
+    sink(event(EventType.STEP_FINISHED, "h1", "prep", outcome="ok"))
+    assert told == ["x"] and sink.closed
 
 
 # -- the summary table ----------------------------------------------------------------------
