@@ -60,6 +60,36 @@ STEP_WIDTH = 40
 
 
 OnClosed = Callable[[], None]
+#: How a write says its reader is gone: a closed pipe, or a terminal that hung up.
+CLOSED = (errno.EPIPE, errno.EIO)
+
+
+class _Output:
+    """A console's stream, where a terminal that hung up (EIO) fails as a closed pipe
+    does, the one failure rich hands to ``on_broken_pipe``. Anything else is the
+    stream's own (``isatty``, ``fileno``, ``encoding``, ...)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as error:
+            raise _as_closed(error) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as error:
+            raise _as_closed(error) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _as_closed(error: OSError) -> OSError:
+    return BrokenPipeError(errno.EPIPE, str(error)) if error.errno in CLOSED else error
 
 
 def silence(stream: IO[str]) -> None:
@@ -99,14 +129,18 @@ class DrpConsole(Console):
 
 def make_console(
     *,
+    file: IO[str] | None = None,
     stderr: bool = False,
     soft_wrap: bool = False,
     on_closed: OnClosed | None = None,
     **options: Any,
 ) -> DrpConsole:
-    """drp's console. ``emoji=False``: rich would turn a ``:x:`` or ``:warning:`` in a
-    command's output (which ``escape`` leaves alone) into a pictogram."""
+    """drp's console, on ``file`` (default: stdout, or stderr). ``emoji=False``: rich
+    would turn a ``:x:`` or ``:warning:`` in a command's output (which ``escape``
+    leaves alone) into a pictogram."""
+    stream = file if file is not None else (sys.stderr if stderr else sys.stdout)
     return DrpConsole(
+        file=_Output(stream),
         stderr=stderr,
         highlight=False,
         soft_wrap=soft_wrap,
@@ -501,7 +535,9 @@ class JsonSink:
             try:
                 sys.stdout.write(json.dumps(record, default=str) + "\n")
                 sys.stdout.flush()
-            except BrokenPipeError:
+            except OSError as error:
+                if error.errno not in CLOSED:
+                    raise
                 self.closed = True
                 output_closed(sys.stdout, self.on_closed)
 

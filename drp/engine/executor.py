@@ -123,14 +123,14 @@ class Executor:
         self.resume = resume or {}
         self.open: dict[str, Transport] = {}
         self.lock = threading.Lock()
-        # a request to stop as Ctrl-C does: set by the SIGINT handler, or by whoever else
+        # a request to stop as Ctrl-C does: set by the signal handlers, or by whoever else
         # holds it (the CLI, when the reader of the output goes away); the main thread acts
         self.stop = stop if stop is not None else threading.Event()
 
     def execute(
         self, *, resumed: bool = False, extra: dict[str, object] | None = None
     ) -> RunResult:
-        with self._ctrl_c_requests_a_stop():
+        with self._signals_request_a_stop():
             return self._execute(resumed, extra)
 
     def _execute(self, resumed: bool, extra: dict[str, object] | None) -> RunResult:
@@ -210,26 +210,30 @@ class Executor:
         return HostRun(self.shared, host, transport, self.resume.get(host.name)).execute()
 
     @contextlib.contextmanager
-    def _ctrl_c_requests_a_stop(self) -> Iterator[None]:
-        """While the run lasts, Ctrl-C asks it to stop instead of raising KeyboardInterrupt.
+    def _signals_request_a_stop(self) -> Iterator[None]:
+        """While the run lasts, Ctrl-C, SIGTERM and SIGHUP ask it to stop as Ctrl-C does.
 
-        An exception could land anywhere in the main thread (inside ``submit()``,
-        half-way through a journal write); the request is acted on where the main
-        thread waits, within 0.2 s. A second Ctrl-C changes nothing: the hosts are
-        stopping already. Only the main thread can set a handler, and one that
-        someone else set (or SIGINT ignored) is left alone.
+        Python would raise KeyboardInterrupt for the first and end the process at
+        once for the others (``timeout``, ``systemctl stop``, a CI job cancelled, the
+        operator's terminal or SSH session gone), leaving the commands it started
+        running on the hosts. An exception could land anywhere in the main thread
+        (inside ``submit()``, half-way through a journal write); the request is acted
+        on where the main thread waits, within 0.2 s. A second signal changes nothing:
+        the hosts are stopping already. Only the main thread can set handlers, and a
+        signal someone else handles or ignores (``nohup`` ignores SIGHUP) is left so.
         """
-        if (
-            threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        ):
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: self.stop.set())
+        taken = {}
+        for signum, default in _STOP_SIGNALS.items():
+            if signal.getsignal(signum) is default:
+                taken[signum] = signal.signal(signum, lambda signum, frame: self.stop.set())
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, previous in taken.items():
+                signal.signal(signum, previous)
 
     def _stop_if_asked(self) -> None:
         if self.stop.is_set() and not self.shared.cancel.is_set():
@@ -248,6 +252,14 @@ class Executor:
             transports = list(self.open.values())
         for transport in [*transports, self.shared.local]:
             transport.cancel()
+
+
+#: The signals that stop a run as Ctrl-C does, with the handler each has by default.
+_STOP_SIGNALS = {
+    signal.SIGINT: signal.default_int_handler,
+    signal.SIGTERM: signal.SIG_DFL,
+    signal.SIGHUP: signal.SIG_DFL,
+}
 
 
 def _exceeded(failed: int, total: int, max_fail: float | None, rolling: bool) -> bool:

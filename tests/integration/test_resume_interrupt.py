@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +75,53 @@ def test_ctrl_c_kills_the_remote_command_and_resume_completes(lab: Lab) -> None:
     assert (lab.root / "nap-done").exists() and (lab.root / "last-done").exists()
     assert lab.outcome(run_id) == "ok"
     assert lab.drp("log", "verify", run_id).returncode == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(lab: Lab, signum: int) -> None:
+    """`timeout`, `systemctl stop`, a cancelled CI job (SIGTERM), a closed terminal
+    (SIGHUP): Python's default would end drp at once, the remote sleep left running."""
+    process, pid = _start_and_reach_nap(lab, "sleeper")
+    try:
+        os.kill(process.pid, signum)
+        out, err = process.communicate(timeout=30)
+    finally:
+        stop(process)
+    assert process.returncode == 130, out + err
+    assert wait_until(lambda: not alive(pid), 10), f"remote sleep {pid} survived {signum!r}"
+    run_id = lab.only_run()
+    assert f"drp resume {run_id}" in err
+    assert lab.outcome(run_id) == "interrupted"
+    assert not (lab.root / "last-done").exists()
+
+
+def test_the_operators_terminal_hanging_up_stops_the_run_cleanly(lab: Lab) -> None:
+    """The SSH session to the bastion drops: SIGHUP, then every write to the terminal
+    fails (EIO). The run stops as for Ctrl-C and its journal says so."""
+    leader, follower = pty.openpty()
+    # a session leader that takes the pty as its controlling terminal, then becomes drp
+    take_tty = "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    take_tty += "os.execvp(sys.argv[1], sys.argv[1:])"
+    process = subprocess.Popen(
+        [sys.executable, "-c", take_tty, *lab.args(
+            "run", str(lab.book("sleeper")), "-i", str(lab.inventory),
+            "--state-dir", str(lab.state),
+        )],
+        stdin=follower, stdout=follower, stderr=follower,
+        env=lab.env(), cwd=lab.root, start_new_session=True,
+    )  # fmt: skip
+    os.close(follower)
+    try:
+        pid = read_pid(lab.root / "nap.pid")
+        os.close(leader)  # the terminal goes away
+        process.wait(30)
+    finally:
+        stop(process)
+    assert process.returncode == 130
+    assert wait_until(lambda: not alive(pid), 10), f"remote sleep {pid} survived the hang-up"
+    run_id = lab.only_run()
+    assert lab.outcome(run_id) == "interrupted"
+    assert not (lab.state / "drp-debug.log").exists()
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

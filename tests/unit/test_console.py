@@ -4,6 +4,7 @@ the summary table, and the prompt that Ctrl-C withdraws. Rendered to in-memory c
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import threading
@@ -191,9 +192,12 @@ def test_a_retry_notice_is_a_line_never_a_bar(clock: Clock, terminal: bool) -> N
 # -- a reader that goes away (`drp run … | head`) -----------------------------------------
 
 
-def test_a_closed_output_silences_the_console_and_tells_its_hook_once(clock: Clock) -> None:
+@pytest.mark.parametrize("code", [errno.EPIPE, errno.EIO])  # a closed pipe; a hung-up terminal
+def test_a_closed_output_silences_the_console_and_tells_its_hook_once(
+    clock: Clock, code: int
+) -> None:
     told: list[str] = []
-    sink = ConsoleSink(make_console(file=ClosedPipe(), on_closed=lambda: told.append("x")))
+    sink = ConsoleSink(make_console(file=ClosedPipe(code), on_closed=lambda: told.append("x")))
     started(sink, "h1")  # rich would raise SystemExit(1) here, in whatever thread printed
     sink(event(EventType.STEP_FINISHED, "h1", "prep", outcome="ok", message="done"))
     assert told == ["x"]
@@ -205,10 +209,11 @@ def test_without_a_hook_a_closed_output_is_a_broken_pipe_for_the_cli() -> None:
         make_console(file=ClosedPipe()).print("plan …")
 
 
+@pytest.mark.parametrize("code", [errno.EPIPE, errno.EIO])
 def test_the_json_sink_stops_writing_once_its_reader_is_gone(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
-    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    monkeypatch.setattr("sys.stdout", ClosedPipe(code))
     told: list[str] = []
     sink = JsonSink(on_closed=lambda: told.append("x"))
     started(sink, "h1")
