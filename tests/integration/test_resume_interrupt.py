@@ -48,21 +48,27 @@ def _first_count(lab: Lab) -> int:
 # -- 8. Ctrl-C --------------------------------------------------------------------------
 
 
-def test_ctrl_c_kills_the_remote_command_and_resume_completes(lab: Lab) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_or_a_stop_signal_kills_the_remote_command_and_resume_completes(
+    lab: Lab, signum: int
+) -> None:
+    """Ctrl-C, and what `timeout`, `systemctl stop` or a cancelled CI job send (SIGTERM)
+    or a closed terminal (SIGHUP), where Python's default would end drp at once and
+    leave the remote sleep running."""
     process, pid = _start_and_reach_nap(lab, "sleeper")
     try:
-        os.kill(process.pid, signal.SIGINT)
+        os.kill(process.pid, signum)
         out, err = process.communicate(timeout=30)
     finally:
         stop(process)
     assert process.returncode == 130, out + err
-    assert wait_until(lambda: not alive(pid), 10), f"remote sleep {pid} survived Ctrl-C"
+    assert wait_until(lambda: not alive(pid), 10), f"remote sleep {pid} survived {signum!r}"
     run_id = lab.only_run()
     assert f"drp resume {run_id}" in err
     assert lab.outcome(run_id) == "interrupted"
     assert lab.of(run_id, "step.finished", step="nap")[-1]["outcome"] == "interrupted"
 
-    # Ctrl-C stopped nap half-way: it is in doubt, never silently run again
+    # the signal stopped nap half-way: it is in doubt, never silently run again
     (lab.root / "nap-short").touch()
     asked = lab.drp("resume", run_id)
     assert asked.returncode == 5, combined(asked)
@@ -75,24 +81,6 @@ def test_ctrl_c_kills_the_remote_command_and_resume_completes(lab: Lab) -> None:
     assert (lab.root / "nap-done").exists() and (lab.root / "last-done").exists()
     assert lab.outcome(run_id) == "ok"
     assert lab.drp("log", "verify", run_id).returncode == 0
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(lab: Lab, signum: int) -> None:
-    """`timeout`, `systemctl stop`, a cancelled CI job (SIGTERM), a closed terminal
-    (SIGHUP): Python's default would end drp at once, the remote sleep left running."""
-    process, pid = _start_and_reach_nap(lab, "sleeper")
-    try:
-        os.kill(process.pid, signum)
-        out, err = process.communicate(timeout=30)
-    finally:
-        stop(process)
-    assert process.returncode == 130, out + err
-    assert wait_until(lambda: not alive(pid), 10), f"remote sleep {pid} survived {signum!r}"
-    run_id = lab.only_run()
-    assert f"drp resume {run_id}" in err
-    assert lab.outcome(run_id) == "interrupted"
-    assert not (lab.root / "last-done").exists()
 
 
 def test_the_operators_terminal_hanging_up_stops_the_run_cleanly(lab: Lab) -> None:
