@@ -20,6 +20,15 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
+def hup_default() -> Iterator[None]:
+    """drp as started from a terminal: SIGHUP at its default, even when these tests run
+    under nohup (drp leaves an ignored SIGHUP ignored, on purpose)."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.fixture
 def lab(tmp_path: Path, sshd: SshServer) -> Iterator[Lab]:
     lab = new_lab(tmp_path, sshd)
     yield lab
@@ -50,7 +59,7 @@ def _first_count(lab: Lab) -> int:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_ctrl_c_or_a_stop_signal_kills_the_remote_command_and_resume_completes(
-    lab: Lab, signum: int
+    lab: Lab, signum: int, hup_default: None
 ) -> None:
     """Ctrl-C, and what `timeout`, `systemctl stop` or a cancelled CI job send (SIGTERM)
     or a closed terminal (SIGHUP), where Python's default would end drp at once and
@@ -83,7 +92,9 @@ def test_ctrl_c_or_a_stop_signal_kills_the_remote_command_and_resume_completes(
     assert lab.drp("log", "verify", run_id).returncode == 0
 
 
-def test_the_operators_terminal_hanging_up_stops_the_run_cleanly(lab: Lab) -> None:
+def test_the_operators_terminal_hanging_up_stops_the_run_cleanly(
+    lab: Lab, hup_default: None
+) -> None:
     """The SSH session to the bastion drops: SIGHUP, then every write to the terminal
     fails (EIO). The run stops as for Ctrl-C and its journal says so."""
     leader, follower = pty.openpty()
