@@ -33,23 +33,42 @@ def sshd_fresh(tmp_path: Path) -> Iterator[SshServer]:
         stop_sshd(process)
 
 
+SUDO_PREFIX = "drpt"  # test users and their sudoers rules: drpt<pid>x<random>
+
+
+def _sweep_stale_sudo_users() -> None:
+    """Remove users and sudoers rules left by a test session that was killed.
+
+    Each name carries the pid of the pytest that made it; a rule whose pid is
+    no longer alive belongs to a dead session (``finally`` never ran).
+    """
+    for rule in Path("/etc/sudoers.d").glob(f"{SUDO_PREFIX}*"):
+        pid = rule.name[len(SUDO_PREFIX) :].partition("x")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            rule.unlink(missing_ok=True)
+            subprocess.run(["userdel", "--remove", rule.name], check=False, capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def sudo_user() -> Iterator[tuple[str, str]]:
     """A local user whose sudo rule asks for its password (needs root, like CI).
 
     It logs in to the test sshd with the same client key as root (one
-    AuthorizedKeysFile for every user).
+    AuthorizedKeysFile for every user). The name is unique to this session
+    (two test runs on one machine never share it), and the rule and user of a
+    killed session are swept away by the next one.
     """
     if os.geteuid() != 0 or shutil.which("sudo") is None or shutil.which("useradd") is None:
         pytest.skip("needs root, sudo and useradd")
-    name, password = "drp-sudo-test", secrets.token_urlsafe(12)
-    subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+    _sweep_stale_sudo_users()
+    name = f"{SUDO_PREFIX}{os.getpid()}x{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(12)
+    rule = Path("/etc/sudoers.d") / name  # sudo reads files without '.' or '~' only
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
-    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
-    rule = Path("/etc/sudoers.d/drp-sudo-test")
-    rule.write_text(f"{name} ALL=(ALL) ALL\n")
-    rule.chmod(0o440)
     try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+        rule.write_text(f"{name} ALL=(ALL) ALL\n")
+        rule.chmod(0o440)
         yield name, password
     finally:
         rule.unlink(missing_ok=True)
