@@ -153,12 +153,17 @@ def parse(text: str, path: str) -> Source:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        raise InputError([_yaml_problem(exc, path, text)]) from None
-    except yaml.YAMLError as exc:
-        raise InputError([Problem(path, None, None, "", f"invalid YAML: {exc}", "")]) from None
-    except RecursionError:  # the pure-Python composer on absurd nesting
-        raise _input_error(path, "invalid YAML: nesting is too deep", _DEPTH_HINT) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        # A parser may refuse deep nesting itself (libyaml since PyYAML 6.0.4, the
+        # pure-Python composer by recursion): whoever noticed, the author gets drp's
+        # own located problem, found by a second parse that stops at MAX_DEPTH.
+        deep = _find_deep_nesting(text, path)
+        if deep is not None:
+            raise InputError([deep]) from None
+        if isinstance(exc, yaml.MarkedYAMLError):
+            raise InputError([_yaml_problem(exc, path, text)]) from None
+        hint = _DEPTH_HINT if isinstance(exc, RecursionError) or "nest" in str(exc) else ""
+        raise _input_error(path, f"invalid YAML: {exc or 'nesting is too deep'}", hint) from None
     finally:
         loader.dispose()
     if node is None:
@@ -265,14 +270,7 @@ def _shape_problem(root: yaml.Node, path: str, text: str) -> Problem | None:
         if id(child) in sizes:  # an alias to a node already measured
             continue
         if len(stack) >= MAX_DEPTH:
-            return Problem(
-                path,
-                child.start_mark.line + 1,
-                child.start_mark.column + 1,
-                _short_loc(child_loc),
-                f"nesting deeper than {MAX_DEPTH} levels",
-                _DEPTH_HINT,
-            )
+            return _too_deep(path, child.start_mark, child_loc)
         on_path.add(id(child))
         stack.append((child, child_loc, iter(_children(child))))
     total = sizes[id(root)]
@@ -315,31 +313,85 @@ def _recursive_alias(node: yaml.Node, loc: Loc, path: str, text: str) -> Problem
     )
 
 
-class _AliasTracer(yaml.SafeLoader):
-    """The pure-Python composer, stopping at an alias to a node still being composed."""
+def _too_deep(path: str, mark: yaml.Mark, loc: Loc) -> Problem:
+    """The one problem for nesting past :data:`MAX_DEPTH`, whichever check found it."""
+    return Problem(
+        path,
+        mark.line + 1,
+        mark.column + 1,
+        _short_loc(loc),
+        f"nesting deeper than {MAX_DEPTH} levels",
+        _DEPTH_HINT,
+    )
 
-    found: yaml.Mark | None = None
+
+class _Tracer(yaml.SafeLoader):
+    """The pure-Python composer, used on error paths only, that stops early and says where.
+
+    It stops at an alias to a node still being composed (a recursive alias), and
+    at the first value nested deeper than :data:`MAX_DEPTH` (before any parser's
+    own limit or Python's recursion limit is reached).
+    """
+
+    recursive_alias: yaml.Mark | None = None
+    too_deep: tuple[yaml.Mark, Loc] | None = None
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._loc: list[str | int] = []
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             target = self.anchors.get(event.anchor)
             if target is not None and target.end_mark is None:  # still open: recursion
-                self.found = event.start_mark
+                self.recursive_alias = event.start_mark
                 raise yaml.YAMLError("recursive alias")
-        return super().compose_node(parent, index)
+        part = _part(index)
+        if part is not None:
+            self._loc.append(part)
+        # the document is level 1, as in _shape_problem; a mapping's key one below it
+        depth = len(self._loc) + 1 + (index is None and parent is not None)
+        if depth > MAX_DEPTH:
+            self.too_deep = (self.peek_event().start_mark, tuple(self._loc))  # type: ignore[no-untyped-call]
+            raise yaml.YAMLError("nesting too deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if part is not None:
+                self._loc.pop()
 
 
-def _find_recursive_alias(text: str) -> yaml.Mark | None:
-    """Only on the error path: a second, slower parse that sees where aliases are."""
-    tracer = _AliasTracer(text)
+def _part(index: Any) -> str | int | None:
+    """Where a node sits in its parent: a list index, a mapping key, or ``None`` for a key."""
+    if isinstance(index, int):
+        return index
+    if isinstance(index, yaml.ScalarNode):
+        return str(index.value)
+    if isinstance(index, yaml.Node):
+        return "?"  # a complex key: the value still counts one level
+    return None
+
+
+def _trace(text: str) -> _Tracer:
+    """Only on error paths: a second, slower parse that sees aliases and depth as it goes."""
+    tracer = _Tracer(text)
     try:
         tracer.get_single_node()
     except (yaml.YAMLError, RecursionError):
         pass
     finally:
         tracer.dispose()
-    return tracer.found
+    return tracer
+
+
+def _find_recursive_alias(text: str) -> yaml.Mark | None:
+    return _trace(text).recursive_alias
+
+
+def _find_deep_nesting(text: str, path: str) -> Problem | None:
+    found = _trace(text).too_deep
+    return None if found is None else _too_deep(path, *found)
 
 
 def load(path: Path) -> Source:
