@@ -186,7 +186,7 @@ def test_a_secret_from_a_params_file_is_masked(tmp_path: Path) -> None:
         (
             "failed: !!python/object:os.system x\n",
             "1:9",
-            "invalid YAML: could not determine a constructor for the tag",
+            "invalid YAML: ",  # then PyYAML's words
         ),
     ],
     ids=["not a mapping", "bad YAML", "duplicate key", "unsafe tag"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,18 @@ def test_a_plain_install_ships_the_builtin_runbooks(tmp_path: Path) -> None:
         ),
     )
     venv = tmp_path / "venv"
-    # the venv sees the already installed dependencies: no network needed
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # The new venv sees the dependencies of the environment running the tests (no
+    # network needed) through a .pth file: `--system-site-packages` would show it
+    # the *base* interpreter's packages when the tests themselves run in a venv.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    purelib = subprocess.run(
+        [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    outer = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    Path(purelib, "outer-environment.pth").write_text("".join(f"{p}\n" for p in sorted(outer)))
     subprocess.run(
         [venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(source)],
         check=True,

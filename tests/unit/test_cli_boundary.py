@@ -68,10 +68,11 @@ def test_a_flood_of_problems_fits_one_screen(
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
-        (["run", "--bogus"], "No such option: --bogus"),
-        (["run"], "Missing argument"),
-        (["run", "disk-replace", "--forks", "many"], "Invalid value for '--forks'"),
-        (["resume", "--bogus"], "No such option: --bogus"),
+        # click words these messages; what is asserted is that the culprit is named
+        (["run", "--bogus"], "--bogus"),
+        (["run"], "runbook"),
+        (["run", "disk-replace", "--forks", "many"], "--forks"),
+        (["resume", "--bogus"], "--bogus"),
     ],
 )
 def test_a_bad_command_line_is_a_usage_error_never_an_internal_one(
@@ -88,7 +89,7 @@ def test_a_bad_command_line_is_a_usage_error_never_an_internal_one(
         cli.main(argv)
     assert ended.value.code == 2
     err = capsys.readouterr().err
-    assert said in err and "Usage: drp" in err
+    assert said in err.partition("Error")[2] and "drp" in err.partition("Error")[0]
     assert "internal error" not in err and "Traceback" not in err
     assert not (tmp_path / "drp-debug.log").exists()
 

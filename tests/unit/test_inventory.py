@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,25 @@ def problems(tmp_path: Path, text: str) -> list[str]:
     with pytest.raises(InventoryError) as caught:
         load_inventory(path)
     return [str(p).replace(f"{tmp_path}/", "") for p in caught.value.problems]
+
+
+def pydantic_worded(found: list[str]) -> list[str]:
+    """pydantic's own wording (which its releases change) folded to ``<pydantic>``.
+
+    What drp owns stays exact: the location, the field, the hint in parentheses;
+    a limit or choice named in pydantic's text is kept as ``<pydantic: VALUE>``.
+    """
+    out = []
+    for line in found:
+        head, sep, rest = line.partition(": Input should be ")
+        if not sep:
+            out.append(line)
+            continue
+        message, hint_sep, hint = rest.partition(" (")
+        value = re.search(r"(\d{3,}|'[^']*')", message)
+        tag = f"<pydantic: {value.group(1)}>" if value else "<pydantic>"
+        out.append(f"{head}: {tag}" + (f" ({hint}" if hint_sep else ""))
+    return out
 
 
 def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
@@ -72,8 +92,8 @@ groups:
   g: {hosts: [a, c], children: nope}
   h: {hosts: [bastoin], vars: 3}
 """
-    assert problems(tmp_path, text) == [
-        "inv.yaml:1:18 defaults.port: Input should be less than or equal to 65535",
+    assert pydantic_worded(problems(tmp_path, text)) == [
+        "inv.yaml:1:18 defaults.port: <pydantic: 65535>",
         "inv.yaml:1:25 defaults.conect_timeout: unknown key 'conect_timeout' "
         "(did you mean 'connect_timeout'?)",
         "inv.yaml:3:7 hosts.a.adress: unknown key 'adress' (did you mean 'address'?)",
@@ -81,18 +101,16 @@ groups:
         "a host outside the inventory: write its full DNS name or user@host)",
         "inv.yaml:3:51 hosts.a.fallback[0]: invalid address '10.0.0.3:99999': port 99999 is "
         "out of range (a port is a number from 1 to 65535)",
-        "inv.yaml:4:19 hosts.bastion.port: Input should be a valid integer, unable to parse "
-        "string as an integer (write a whole number, e.g. 3)",
+        "inv.yaml:4:19 hosts.bastion.port: <pydantic> (write a whole number, e.g. 3)",
         "inv.yaml:5:3 hosts.bad name!: invalid host name 'bad name!' (use letters, digits, "
         "'.', '_' and '-', starting with a letter, digit or '_')",
         "inv.yaml:6:37 hosts.b.fallback[0].jump: unknown jump host 'bastoin' (did you mean "
         "'bastion'? a host outside the inventory: write its full DNS name or user@host)",
         "inv.yaml:8:18 groups.g.hosts[1]: unknown host 'c' (declare it under 'hosts:')",
-        "inv.yaml:8:32 groups.g.children: Input should be a valid list "
+        "inv.yaml:8:32 groups.g.children: <pydantic> "
         "(write a list: [a, b], or one '- item' per line)",
         "inv.yaml:9:15 groups.h.hosts[0]: unknown host 'bastoin' (did you mean 'bastion'?)",
-        "inv.yaml:9:31 groups.h.vars: Input should be a valid dictionary "
-        "(write a mapping: one 'key: value' per line)",
+        "inv.yaml:9:31 groups.h.vars: <pydantic> (write a mapping: one 'key: value' per line)",
     ]
 
 
@@ -314,11 +332,10 @@ hosts:
   b: {become: [yes]}
   c: {become: maybe}
 """
-    assert problems(tmp_path, text) == [
-        "inv.yaml:2:24 hosts.a.become.method: Input should be 'sudo' (did you mean 'sudo'?)",
+    assert pydantic_worded(problems(tmp_path, text)) == [
+        "inv.yaml:2:24 hosts.a.become.method: <pydantic: 'sudo'> (did you mean 'sudo'?)",
         "inv.yaml:3:15 hosts.b.become: become is true, false or {user: ..., password_env: ...}",
-        "inv.yaml:4:15 hosts.c.become: Input should be a valid boolean, unable to interpret "
-        "input (write true or false)",
+        "inv.yaml:4:15 hosts.c.become: <pydantic> (write true or false)",
     ]
 
 

@@ -175,7 +175,7 @@ def test_a_bomb_in_an_inventory_is_refused_too(tmp_path: Path) -> None:
         (
             "name: x\nsteps: [{id: a, run: !!python/object:os.system echo}]\n",
             (2, 22),
-            "could not determine a constructor for the tag",
+            "invalid YAML: ",  # then PyYAML's words; the hint is drp's
             "remove the tag",
         ),
         (
@@ -187,7 +187,7 @@ def test_a_bomb_in_an_inventory_is_refused_too(tmp_path: Path) -> None:
         (
             "name: x\nsteps:\n  - id: a\n    run: echo: {{ params.x }}\n",
             (4, 14),
-            "mapping values are not allowed",
+            "invalid YAML: ",
             "quote a value that contains ': '",
         ),
     ],
