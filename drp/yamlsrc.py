@@ -150,8 +150,9 @@ def parse(text: str, path: str) -> Source:
     """
     from drp.errors import InputError
 
-    loader = _Loader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = _Loader(text)  # the pure-Python reader checks characters here already
         node = loader.get_single_node()
     except (yaml.YAMLError, RecursionError) as exc:
         # A parser may refuse deep nesting itself (libyaml since PyYAML 6.0.4, the
@@ -162,10 +163,13 @@ def parse(text: str, path: str) -> Source:
             raise InputError([deep]) from None
         if isinstance(exc, yaml.MarkedYAMLError):
             raise InputError([_yaml_problem(exc, path, text)]) from None
+        if isinstance(exc, yaml.reader.ReaderError):
+            raise InputError([_character_problem(exc, path, text)]) from None
         hint = _DEPTH_HINT if isinstance(exc, RecursionError) or "nest" in str(exc) else ""
         raise _input_error(path, f"invalid YAML: {exc or 'nesting is too deep'}", hint) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise _input_error(path, "file holds no YAML document", "a YAML mapping is expected")
     shape = _shape_problem(node, path, text)
@@ -232,6 +236,21 @@ def _yaml_problem(exc: yaml.MarkedYAMLError, path: str, text: str) -> Problem:
     line_no = mark.line + 1 if mark else None
     column = mark.column + 1 if mark else None
     return Problem(path, line_no, column, "", message, hint)
+
+
+def _character_problem(exc: yaml.reader.ReaderError, path: str, text: str) -> Problem:
+    """A character YAML refuses (a control character, a NUL: a binary file?), located."""
+    before = text[: exc.position]
+    line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+    char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or " ")
+    return Problem(
+        path,
+        line,
+        column,
+        "",
+        f"invalid YAML: character U+{char:04X} is not allowed",
+        "YAML files are text: remove control characters; is this a binary file?",
+    )
 
 
 def _children(node: yaml.Node) -> list[tuple[str | int | None, yaml.Node]]:
@@ -375,7 +394,10 @@ def _part(index: Any) -> str | int | None:
 
 def _trace(text: str) -> _Tracer:
     """Only on error paths: a second, slower parse that sees aliases and depth as it goes."""
-    tracer = _Tracer(text)
+    try:
+        tracer = _Tracer(text)
+    except yaml.YAMLError:  # characters YAML refuses: nothing to trace
+        return _Tracer("")
     try:
         tracer.get_single_node()
     except (yaml.YAMLError, RecursionError):

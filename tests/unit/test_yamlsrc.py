@@ -239,3 +239,17 @@ def test_bad_values_get_a_hint_and_misspelt_choices_a_suggestion(tmp_path: Path)
     assert found["steps[0].on_failure"].hint == "did you mean 'rollback'?"
     assert found["steps[0].retry.attempts"].hint == "write a whole number, e.g. 3"
     assert found["steps[0].sensitive"].hint == "write true or false"
+
+
+@pytest.mark.parametrize("loader", ["libyaml", "pure-python"])
+@pytest.mark.parametrize(("text", "where"), [("\x00", (1, 1)), ("a: b\nc: \x07\n", (2, 4))])
+def test_a_control_character_is_located_whichever_parser_reads_it(
+    loader: str, text: str, where: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PyYAML 6.0.4 refuses some of these as its loader is built, 6.0.3 as it reads
+    if loader == "pure-python":
+        monkeypatch.setattr(yamlsrc, "_Loader", yaml.SafeLoader)
+    problem = refused(text)
+    assert (problem.line, problem.column) == where
+    assert problem.message.startswith("invalid YAML: character U+00")
+    assert "control characters" in problem.hint
