@@ -225,7 +225,9 @@ def _transports(options: RunOptions) -> tuple[Any, Transport]:
     from drp.transport.ssh import SshTransport
 
     def factory(host: Host) -> Transport:
-        return SshTransport(host, sudo_password=options.password_for(host.name))
+        return SshTransport(
+            host, sudo_password=options.password_for(host.name), run_id=options.run_id
+        )
 
     return factory, LocalTransport()
 

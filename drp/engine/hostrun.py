@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from drp.engine import actions, gates
+from drp.engine import actions, gates, leftovers
 from drp.engine.events import Event, EventType, Sink
 from drp.engine.lock import DEFAULT_LOCK_DIR, Holder, acquire, lock_become, release
 from drp.engine.options import (
@@ -75,7 +75,9 @@ class HostRun:
         self.shared = shared
         self.host = host
         self.transport = transport
+        self.resumed = resume is not None  # a later session: earlier attempts may still run
         self.resume = resume or HostResume()
+        self.in_doubt_answers: dict[str, bool] = {}  # asked while the first attempt still ran
         self.captures: dict[str, Any] = dict(self.resume.captures)
         self.completed: list[PlannedStep] = []
         self.redactor = shared.plan.redactor
@@ -142,7 +144,10 @@ class HostRun:
             )
         self.check_cancel()
         try:
-            result = transport.run(line, timeout=timeout, stdin=send, on_output=on_output)
+            label = f"{ps.id} {phase} {attempt}" if ps is not None else phase
+            result = transport.run(
+                line, timeout=timeout, stdin=send, on_output=on_output, label=label
+            )
         except CommandTimeout as exc:
             self._record(ps, phase, attempt, command, None, str(exc), record)
             raise AttemptFailed("timeout", str(exc)) from None
@@ -218,6 +223,8 @@ class HostRun:
         status = HostStatus.OK
         try:
             self.connect()
+            if self.resumed:
+                leftovers.settle(self)
             self.take_lock()
             for ps in self.shared.plan.steps[self.host.name]:
                 if self.shared.halt.is_set():

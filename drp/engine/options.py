@@ -69,6 +69,7 @@ class RunOptions:
     yes: bool = False
     approve: frozenset[str] = field(default_factory=frozenset)
     in_doubt: InDoubtPolicy = "ask"
+    kill_in_doubt: bool = False  # kill an earlier attempt still running instead of waiting
     sudo_password: str | None = None
     host_sudo_passwords: Mapping[str, str] = field(default_factory=dict)
     lock: bool = True

@@ -52,6 +52,17 @@ from drp.errors import (
 )
 from drp.inventory.model import Address, Become, Host
 from drp.results import CommandResult
+from drp.transport.attempts import (
+    NO_MARK_NOTE,
+    Leftover,
+    bootstrap,
+    frame,
+    marker_token,
+    new_end,
+    parse_probe,
+    probe_command,
+    take_no_mark,
+)
 from drp.transport.base import ConnectInfo, OutputCallback
 from drp.transport.command import (
     LineSplitter,
@@ -59,7 +70,6 @@ from drp.transport.command import (
     first_line,
     kill_verdict,
     take_pid_marker,
-    wrap_with_pid,
 )
 from drp.transport.hostkeys import entry_name, fingerprint, known_hosts_path
 from drp.transport.kill import (
@@ -109,6 +119,7 @@ class _Running:
     password: str | None = field(default=None, repr=False)
     pid: int | None = None
     pid_at: float = 0.0  # monotonic time the PID arrived: the command has run since
+    marked: bool = True  # the wrapper left its marker (see drp.transport.attempts)
     cancelled: bool = False
     killing: bool = False
     kill: Kill | None = None
@@ -119,9 +130,12 @@ class _Running:
 class SshTransport:
     """Run commands on one host over a single reused SSH connection."""
 
-    def __init__(self, host: Host, *, sudo_password: str | None = None) -> None:
+    def __init__(
+        self, host: Host, *, sudo_password: str | None = None, run_id: str = "adhoc"
+    ) -> None:
         self._host = host
         self.sudo_password = sudo_password
+        self.run_id = run_id  # names the directory of this run's attempt markers on the host
         self._lock = threading.Lock()
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -259,8 +273,13 @@ class SshTransport:
         timeout: float | None = None,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        label: str = "",
     ) -> CommandResult:
-        """Run ``command`` with ``/bin/sh -c`` on the host; see the Transport contract.
+        """Run ``command`` with ``/bin/sh`` on the host; see the Transport contract.
+
+        The command travels on the channel's stdin, ahead of ``stdin``, behind
+        a wrapper that leaves a marker (``label`` says what it is) so that a
+        later drp finds it again (see :mod:`drp.transport.attempts`).
 
         A :class:`~drp.transport.command.SudoLine` (what ``wrap_become`` returns)
         is killed through sudo the same way when it has to be killed. Commands
@@ -274,8 +293,16 @@ class SshTransport:
         clock = time.monotonic()
         transport, channel = self._session()
         sudo = command if isinstance(command, SudoLine) else None
+        end = new_end()
+        wrapper = bootstrap(
+            self.run_id,
+            marker_token(),
+            " ".join(label.split()),
+            sudo.become.user if sudo else None,
+            end,
+        )
         run = _Running(
-            self._exec(channel, transport, command),
+            self._exec(channel, transport, wrapper),
             command,
             become=sudo.become if sudo else None,
             password=sudo.password if sudo else None,
@@ -283,10 +310,7 @@ class SshTransport:
         with self._lock:
             self._runs[id(run)] = run
         try:
-            if stdin is not None:
-                _feed_stdin(run.channel, stdin.encode())
-            else:
-                run.channel.shutdown_write()
+            _feed_stdin(run.channel, (frame(command, end) + (stdin or "")).encode())
             out, err, code = self._pump(run, transport, command, timeout, on_output)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             left = self._left_running(run)
@@ -298,6 +322,8 @@ class SshTransport:
             run.channel.close()
         with self._lock:
             notes, self._notes = self._notes, []
+        if not run.marked:
+            notes.append(NO_MARK_NOTE)
         return CommandResult(
             host=self.host,
             command=command,
@@ -327,10 +353,10 @@ class SshTransport:
             raise ConnectError(self.host, f"connection lost: {exc}") from None
 
     def _exec(
-        self, channel: paramiko.Channel, transport: paramiko.Transport, command: str
+        self, channel: paramiko.Channel, transport: paramiko.Transport, line: str
     ) -> paramiko.Channel:
         try:
-            channel.exec_command(wrap_with_pid(command))
+            channel.exec_command(line)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self._dropped(transport)
             raise ConnectError(self.host, f"connection lost: {exc}") from None
@@ -387,6 +413,8 @@ class SshTransport:
             pid, rest = take_pid_marker(bytes(err))
             if pid is not None:
                 run.pid, run.pid_at = pid, time.monotonic()
+                unmarked, rest = take_no_mark(rest)
+                run.marked = not unmarked
                 err[:] = rest
 
     # -- killing ------------------------------------------------------------------------
@@ -434,6 +462,21 @@ class SshTransport:
     ) -> Kill:
         """Run the kill script for group ``pgid`` (through sudo for ``become``); its verdict."""
         line, stdin = kill_line(pgid, become, password, min_age=min_age)
+        try:
+            out, err, alive = self._short(line, stdin, KILL_ANSWER_SECONDS, reopen=reopen)
+        except ConnectError as exc:
+            return Kill("failed", str(exc).removeprefix(f"{self.host}: "))
+        verdict = kill_verdict(out.decode("utf-8", errors="replace"))
+        said = first_line(self._redact(err.decode("utf-8", errors="replace")), 120)
+        if password:
+            said = said.replace(password, _MASK)
+        return kill_outcome(verdict, said, alive=alive)
+
+    def _short(
+        self, line: str, stdin: str | None, seconds: float, *, reopen: bool = False
+    ) -> tuple[bytes, bytes, bool]:
+        """Run a short drp script of its own (no wrapper, no marker): stdout, stderr,
+        whether the link was still up. ConnectError when it could not be asked."""
         channel: paramiko.Channel | None = None
         try:
             if reopen:
@@ -445,20 +488,34 @@ class SshTransport:
             if stdin is not None:
                 channel.sendall(stdin.encode())
             channel.shutdown_write()
-            out, err = _collect(channel, KILL_ANSWER_SECONDS)
-            alive = transport.is_active()
-        except ConnectError as exc:
-            return Kill("failed", str(exc).removeprefix(f"{self.host}: "))
+            out, err = _collect(channel, seconds)
+            return out, err, transport.is_active()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            return Kill("failed", f"connection lost: {exc or type(exc).__name__}")
+            raise ConnectError(self.host, f"connection lost: {exc or type(exc).__name__}") from None
         finally:
             if channel is not None:
                 channel.close()
-        verdict = kill_verdict(out.decode("utf-8", errors="replace"))
-        said = first_line(self._redact(err.decode("utf-8", errors="replace")), 120)
-        if password:
-            said = said.replace(password, _MASK)
-        return kill_outcome(verdict, said, alive=alive)
+
+    # -- what an earlier drp left running ---------------------------------------------
+
+    def leftovers(self) -> list[Leftover]:
+        """This run's earlier attempts that still run on the host (another drp process
+        started them: it was killed, or lost the link); the others' markers are removed."""
+        self.connect()
+        out, _, _ = self._short(probe_command(self.run_id), None, KILL_ANSWER_SECONDS, reopen=True)
+        return parse_probe(out.decode("utf-8", errors="replace"))
+
+    def kill_leftover(self, leftover: Leftover) -> Kill:
+        """Kill an earlier attempt's process group (through sudo if it ran through sudo)."""
+        self.connect()
+        become = Become(user=leftover.sudo_user) if leftover.sudo_user else None
+        return self._kill_group(
+            leftover.pgid,
+            become,
+            self.sudo_password if become else None,
+            min_age=max(0, leftover.age - 1),
+            reopen=True,
+        )
 
     def _cancelled(self, run: _Running, killed: Kill | None) -> str:
         return cancelled_message(self.host, run.command, run.pid, killed)
