@@ -81,8 +81,15 @@ def resume(
     skip_in_doubt: bool = typer.Option(
         False, "--skip-in-doubt", help="Treat steps in doubt as done."
     ),
+    kill_in_doubt: bool = typer.Option(
+        False,
+        "--kill-in-doubt",
+        help="Kill an earlier attempt still running on a host instead of waiting for it.",
+    ),
     allow_changed: bool = typer.Option(
-        False, "--allow-changed", help="Resume although the runbook changed."
+        False,
+        "--allow-changed",
+        help="Resume although the runbook, params or inventory changed (journaled).",
     ),
     param: list[str] = ParamOption,
     inventory: Path = InventoryOption,
@@ -128,6 +135,7 @@ def resume(
         yes=yes,
         approve=frozenset(approve or []),
         in_doubt=policy,
+        kill_in_doubt=kill_in_doubt,
         sudo_password=password,
         host_sudo_passwords=host_passwords(inv),
         command_line=shlex.join(["drp", *sys.argv[1:]]),
@@ -155,6 +163,7 @@ def resume(
         "approvals": sorted(approve or []),
         "runbook_sha256": book.sha256,
         "in_doubt": policy,
+        "kill_in_doubt": kill_in_doubt,
         # what this session runs with: the params may differ (--param), the inventory too
         "params": the_plan.params.masked(),
         "inventory": inv.path,
