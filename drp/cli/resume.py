@@ -30,6 +30,7 @@ from drp.cli.run import (
     exit_with_status,
     host_passwords,
     known_secrets,
+    warn_secret_params,
 )
 from drp.engine.events import Event, EventType
 from drp.engine.options import HostResume, InDoubtPolicy, RunOptions, default_operator
@@ -119,6 +120,7 @@ def resume(
     base = {k: v for k, v in run_state.params.items() if v != MASK and v is not None}
     from drp.engine.plan import build_plan
 
+    warn_secret_params(book, param)
     password = become_password(ask_become_pass)
     values = gather_params(book, param, None, inv, base=base)
     the_plan = build_plan(

@@ -42,11 +42,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from drp.results import CommandResult
-from drp.transport.attempts import Leftover
-from drp.transport.kill import Kill
+
+if TYPE_CHECKING:  # drp.transport.kill loads the inventory model: not for drp --help
+    from drp.transport.attempts import Leftover
+    from drp.transport.kill import Kill
 
 OutputCallback = Callable[[str], None]
 
