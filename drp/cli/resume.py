@@ -174,6 +174,7 @@ def resume(
         sudo_password=password,
         host_sudo_passwords=host_passwords(inv),
         command_line=shlex.join(["drp", *sys.argv[1:]]),
+        output_dir=str(directory / "output"),
     )
     hosts = {
         h.name: HostResume(

@@ -404,6 +404,7 @@ def run(
         sudo_password=password,
         host_sudo_passwords=host_passwords(the_plan.inventory),
         command_line=shlex.join(["drp", *sys.argv[1:]]),
+        output_dir=str(run_dir(folder, run_id) / "output"),
     )
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
     exit_with_status(execute_plan(the_plan, options, writer, Output(fmt, quiet)))

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from drp.engine import actions, gates, leftovers
@@ -23,6 +24,7 @@ from drp.engine.options import (
 )
 from drp.engine.plan import Plan, PlannedStep
 from drp.engine.retry import AttemptFailed, RetryHooks, connect_policy, retrying
+from drp.engine.spool import Spool
 from drp.engine.stops import HostStopped
 from drp.errors import (
     AuthError,
@@ -40,16 +42,18 @@ from drp.runbook.template import TemplateProblem, evaluate, render
 from drp.transport.base import OutputCallback, Transport
 from drp.transport.command import wrap_become
 
-MAX_STORED_OUTPUT = 32 * 1024
+MAX_STORED_OUTPUT = 32 * 1024  # per stream (stdout, stderr) of one step.attempt record
+MAX_STORED_CAPTURE = 16 * 1024  # per captured value in step.finished
 SENSITIVE = "<sensitive>"  # what the journal stores instead of a sensitive step's captures
+CAPTURE_CUT = "characters cut from this capture] …"  # a journaled capture that is not whole
 
 
-def clip(text: str) -> str:
-    """Keep journal records bounded: the head and tail of very long output."""
-    if len(text) <= MAX_STORED_OUTPUT:
+def clip(text: str, limit: int = MAX_STORED_OUTPUT, what: str = "") -> str:
+    """Keep journal records bounded: the head and tail of very long output, and a mark."""
+    if len(text) <= limit:
         return text
-    half = MAX_STORED_OUTPUT // 2
-    return f"{text[:half]}\n… [{len(text) - MAX_STORED_OUTPUT} characters cut] …\n{text[-half:]}"
+    half = limit // 2
+    return f"{text[:half]}\n… [{len(text) - limit} characters cut{what}] …\n{text[-half:]}"
 
 
 @dataclass
@@ -143,21 +147,37 @@ class HostRun:
                 command, become, self.shared.options.password_for(self.host.name), stdin=stdin
             )
         self.check_cancel()
+        label = f"{ps.id} {phase} {attempt}" if ps is not None else phase
+        spool = self._spool(ps, label) if record else None
         try:
-            label = f"{ps.id} {phase} {attempt}" if ps is not None else phase
             result = transport.run(
-                line, timeout=timeout, stdin=send, on_output=on_output, label=label
+                line,
+                timeout=timeout,
+                stdin=send,
+                on_output=_tee(spool, self.redactor.text, on_output),
+                label=label,
             )
         except CommandTimeout as exc:
-            self._record(ps, phase, attempt, command, None, str(exc), record)
+            self._record(ps, phase, attempt, command, None, str(exc), record, _closed(spool))
             raise AttemptFailed("timeout", str(exc)) from None
         except ConnectError as exc:
-            self._record(ps, phase, attempt, command, None, str(exc), record)
+            self._record(ps, phase, attempt, command, None, str(exc), record, _closed(spool))
             raise AttemptFailed("connection", str(exc)) from None
+        except BaseException:
+            _closed(spool)
+            raise
         if attempt != result.attempt:
             result = replace(result, attempt=attempt)
-        self._record(ps, phase, attempt, command, result, "", record)
+        self._record(ps, phase, attempt, command, result, "", record, _closed(spool))
         return result
+
+    def _spool(self, ps: PlannedStep | None, label: str) -> Spool | None:
+        """Where this command's whole stdout goes once it outgrows memory (never a
+        sensitive step's: its output is dropped beyond what memory keeps)."""
+        folder = self.shared.options.output_dir
+        if folder is None or (ps is not None and ps.step.sensitive):
+            return None
+        return Spool(Path(folder), f"{self.host.name}-{label.replace(' ', '-')}")
 
     def record_attempt(
         self, ps: PlannedStep, phase: str, attempt: int, command: str, result: CommandResult
@@ -173,6 +193,7 @@ class HostRun:
         result: CommandResult | None,
         error: str,
         record: bool,
+        spilled: Path | None = None,
     ) -> None:
         if not record:
             return
@@ -198,6 +219,7 @@ class HostRun:
                 "stdout": clip(stdout),
                 "stderr": clip(stderr),
                 "error": error,
+                **({"output_file": str(spilled)} if spilled else {}),
             },
         )
 
@@ -369,8 +391,12 @@ class HostRun:
             self.completed.append(ps)
 
     def _captures_lost(self, ps: PlannedStep) -> bool:
-        """A sensitive step's captures were never journaled: run it again to get them back."""
-        return ps.step.sensitive and any(self.captures.get(n) == SENSITIVE for n in ps.step.capture)
+        """A capture was not journaled whole (a sensitive step's, or one longer than
+        ``MAX_STORED_CAPTURE``): run the step again to get it back."""
+        kept = [self.captures.get(n) for n in ps.step.capture]
+        if ps.step.sensitive and SENSITIVE in kept:
+            return True
+        return any(isinstance(v, str) and CAPTURE_CUT in v for v in kept)
 
     def _display_command(self, ps: PlannedStep) -> str:
         text = ps.step.run or ps.step.local or (ps.step.wait.command if ps.step.wait else "")
@@ -385,8 +411,11 @@ class HostRun:
         """The captures of ``ps`` as the journal records them (masked when sensitive)."""
         captures = {k: v for k, v in self.captures.items() if k in ps.step.capture}
         if ps.step.sensitive:
-            captures = dict.fromkeys(captures, SENSITIVE)
-        return captures
+            return dict.fromkeys(captures, SENSITIVE)
+        return {
+            k: clip(v, MAX_STORED_CAPTURE, " from this capture") if isinstance(v, str) else v
+            for k, v in captures.items()
+        }
 
     def _finish(self, ps: PlannedStep, status: StepStatus, started: float, message: str) -> None:
         captures = self._step_captures(ps)
@@ -494,6 +523,25 @@ class HostRun:
                 exit_code=result.exit_code,
                 outcome="ok" if result.exit_code == 0 else "failed",
             )
+
+
+def _tee(
+    spool: Spool | None, redact: Callable[[str], str], then: OutputCallback | None
+) -> OutputCallback | None:
+    """The ``on_output`` that spools each line (secrets masked) and passes it on."""
+    if spool is None:
+        return then
+
+    def tee(line: str) -> None:
+        spool(redact(line))
+        if then is not None:
+            then(line)
+
+    return tee
+
+
+def _closed(spool: Spool | None) -> Path | None:
+    return spool.close() if spool is not None else None
 
 
 def _first(command: str) -> str:

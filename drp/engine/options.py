@@ -74,6 +74,7 @@ class RunOptions:
     host_sudo_passwords: Mapping[str, str] = field(default_factory=dict)
     lock: bool = True
     command_line: str = ""
+    output_dir: str | None = None  # where a long output is spilled (RUN_DIR/output)
 
     def password_for(self, host: str) -> str | None:
         """The sudo password for ``host``: its own (inventory ``password_env``), else the run's."""

@@ -23,6 +23,7 @@ from drp.errors import Cancelled, CommandTimeout, StepFailed
 from drp.results import CommandResult
 from drp.transport.attempts import Leftover, frame, new_end, reader
 from drp.transport.base import ConnectInfo, OutputCallback
+from drp.transport.capture import Bounded
 from drp.transport.command import LineSplitter, first_line
 from drp.transport.kill import Kill
 
@@ -107,7 +108,7 @@ class LocalTransport:
         """Collect output until the process exits and closes its pipes, or is stopped."""
         process = run.process
         assert process.stdout is not None and process.stderr is not None
-        out, err = bytearray(), bytearray()
+        out, err = Bounded(), Bounded()
         buffers = {process.stdout.fileno(): out, process.stderr.fileno(): err}
         lines = LineSplitter(on_output)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -130,7 +131,7 @@ class LocalTransport:
                     if not chunk:
                         selector.unregister(key.fileobj)
                         continue
-                    buffers[key.fd] += chunk
+                    buffers[key.fd].add(chunk)
                     if key.fileobj is process.stdout:
                         lines.feed(chunk)
         process.wait()
@@ -139,7 +140,7 @@ class LocalTransport:
         if run.cancelled:  # cancel() killed it between two checks
             raise Cancelled(f"{self._name}: cancelled; killed: {first_line(command)}")
         lines.flush()
-        return bytes(out), bytes(err)
+        return out.value(), err.value()
 
     def cancel(self) -> None:
         """Kill every running command's process group; their run() raises Cancelled."""

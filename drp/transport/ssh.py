@@ -64,6 +64,7 @@ from drp.transport.attempts import (
     take_no_mark,
 )
 from drp.transport.base import ConnectInfo, OutputCallback
+from drp.transport.capture import Bounded
 from drp.transport.command import (
     LineSplitter,
     SudoLine,
@@ -371,7 +372,7 @@ class SshTransport:
         on_output: OutputCallback | None,
     ) -> tuple[bytes, bytes, int]:
         """Collect output until the command exits, is cancelled, times out or the link drops."""
-        out, err = bytearray(), bytearray()
+        out, err = Bounded(), Bounded()
         lines = LineSplitter(on_output, self._redact)
         deadline = None if timeout is None else time.monotonic() + timeout
         channel = run.channel
@@ -394,34 +395,32 @@ class SshTransport:
             raise Cancelled(self._cancelled(run, self._stop(run, out, err, lines)))
         lines.flush()
         if channel.exit_status >= 0:  # paramiko keeps -1 until an exit-status message arrives
-            return bytes(out), bytes(err), channel.exit_status
+            return out.value(), err.value(), channel.exit_status
         if not channel.eof_received or not transport.is_active():
             raise EOFError(f"channel closed without an exit status: {first_line(command)}")
-        return bytes(out), bytes(err), -1  # killed by a signal: sshd sent exit-signal
+        return out.value(), err.value(), -1  # killed by a signal: sshd sent exit-signal
 
     def _read_available(
-        self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter
+        self, run: _Running, out: Bounded, err: Bounded, lines: LineSplitter
     ) -> None:
         channel = run.channel
         while channel.recv_ready():
             chunk = channel.recv(_CHUNK)
-            out += chunk
+            out.add(chunk)
             lines.feed(chunk)
         while channel.recv_stderr_ready():
-            err += channel.recv_stderr(_CHUNK)
-        if run.pid is None and err:
-            pid, rest = take_pid_marker(bytes(err))
+            err.add(channel.recv_stderr(_CHUNK))
+        if run.pid is None and err.head:
+            pid, rest = take_pid_marker(bytes(err.head))
             if pid is not None:
                 run.pid, run.pid_at = pid, time.monotonic()
                 unmarked, rest = take_no_mark(rest)
                 run.marked = not unmarked
-                err[:] = rest
+                err.replace_head(rest)
 
     # -- killing ------------------------------------------------------------------------
 
-    def _stop(
-        self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter
-    ) -> Kill | None:
+    def _stop(self, run: _Running, out: Bounded, err: Bounded, lines: LineSplitter) -> Kill | None:
         """Kill the command's process group on the host, waiting briefly for its PID if needed."""
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         while run.pid is None and not run.channel.closed and time.monotonic() < deadline:
