@@ -24,7 +24,15 @@ from drp.engine.options import (
 )
 from drp.engine.plan import Plan, PlannedStep
 from drp.engine.retry import AttemptFailed, RetryHooks, connect_policy, retrying
-from drp.engine.spool import Spool
+from drp.engine.spool import (
+    CAPTURE_CUT,
+    MAX_STORED_CAPTURE,
+    SENSITIVE,
+    Spool,
+    clip,
+    closed_spool,
+    tee_to,
+)
 from drp.engine.stops import HostStopped
 from drp.errors import (
     AuthError,
@@ -41,19 +49,6 @@ from drp.results import CommandResult, HostStatus, StepStatus
 from drp.runbook.template import TemplateProblem, evaluate, render
 from drp.transport.base import OutputCallback, Transport
 from drp.transport.command import wrap_become
-
-MAX_STORED_OUTPUT = 32 * 1024  # per stream (stdout, stderr) of one step.attempt record
-MAX_STORED_CAPTURE = 16 * 1024  # per captured value in step.finished
-SENSITIVE = "<sensitive>"  # what the journal stores instead of a sensitive step's captures
-CAPTURE_CUT = "characters cut from this capture] …"  # a journaled capture that is not whole
-
-
-def clip(text: str, limit: int = MAX_STORED_OUTPUT, what: str = "") -> str:
-    """Keep journal records bounded: the head and tail of very long output, and a mark."""
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n… [{len(text) - limit} characters cut{what}] …\n{text[-half:]}"
 
 
 @dataclass
@@ -154,21 +149,21 @@ class HostRun:
                 line,
                 timeout=timeout,
                 stdin=send,
-                on_output=_tee(spool, self.redactor.text, on_output),
+                on_output=tee_to(spool, self.redactor.text, on_output),
                 label=label,
             )
         except CommandTimeout as exc:
-            self._record(ps, phase, attempt, command, None, str(exc), record, _closed(spool))
+            self._record(ps, phase, attempt, command, None, str(exc), record, closed_spool(spool))
             raise AttemptFailed("timeout", str(exc)) from None
         except ConnectError as exc:
-            self._record(ps, phase, attempt, command, None, str(exc), record, _closed(spool))
+            self._record(ps, phase, attempt, command, None, str(exc), record, closed_spool(spool))
             raise AttemptFailed("connection", str(exc)) from None
         except BaseException:
-            _closed(spool)
+            closed_spool(spool)
             raise
         if attempt != result.attempt:
             result = replace(result, attempt=attempt)
-        self._record(ps, phase, attempt, command, result, "", record, _closed(spool))
+        self._record(ps, phase, attempt, command, result, "", record, closed_spool(spool))
         return result
 
     def _spool(self, ps: PlannedStep | None, label: str) -> Spool | None:
@@ -523,25 +518,6 @@ class HostRun:
                 exit_code=result.exit_code,
                 outcome="ok" if result.exit_code == 0 else "failed",
             )
-
-
-def _tee(
-    spool: Spool | None, redact: Callable[[str], str], then: OutputCallback | None
-) -> OutputCallback | None:
-    """The ``on_output`` that spools each line (secrets masked) and passes it on."""
-    if spool is None:
-        return then
-
-    def tee(line: str) -> None:
-        spool(redact(line))
-        if then is not None:
-            then(line)
-
-    return tee
-
-
-def _closed(spool: Spool | None) -> Path | None:
-    return spool.close() if spool is not None else None
 
 
 def _first(command: str) -> str:

@@ -1,8 +1,8 @@
-"""Spilling a command's whole stdout to a file in the run directory, as it streams.
+"""How much of a command's output the journal keeps, and the spill file that keeps it all.
 
 The transport keeps only the head and tail of an output in memory
-(:mod:`drp.transport.capture`) and the journal keeps even less (see
-``MAX_STORED_OUTPUT`` in :mod:`drp.engine.hostrun`). So that nothing is lost,
+(:mod:`drp.transport.capture`) and the journal keeps even less (:func:`clip`:
+``MAX_STORED_OUTPUT`` per stream, ``MAX_STORED_CAPTURE`` per capture). So that nothing is lost,
 a :class:`Spool` receives each stdout line (secrets masked) and, once the output
 outgrows what memory keeps, writes it all to ``RUN_DIR/output/HOST-STEP-PHASE-N.out``
 (``0600``, created exclusively, never through a link). The journal's
@@ -13,12 +13,27 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from drp.transport.base import OutputCallback
 from drp.transport.capture import KEEP_HEAD, KEEP_TAIL
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+MAX_STORED_OUTPUT = 32 * 1024  # per stream (stdout, stderr) of one step.attempt record
+MAX_STORED_CAPTURE = 16 * 1024  # per captured value in step.finished
+SENSITIVE = "<sensitive>"  # what the journal stores instead of a sensitive step's captures
+CAPTURE_CUT = "characters cut from this capture] …"  # a journaled capture that is not whole
+
+
+def clip(text: str, limit: int = MAX_STORED_OUTPUT, what: str = "") -> str:
+    """Keep journal records bounded: the head and tail of very long output, and a mark."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… [{len(text) - limit} characters cut{what}] …\n{text[-half:]}"
 
 
 class Spool:
@@ -64,3 +79,22 @@ class Spool:
             self._file = None
         self._lines = []
         return self.path
+
+
+def tee_to(
+    spool: Spool | None, redact: Callable[[str], str], then: OutputCallback | None
+) -> OutputCallback | None:
+    """The ``on_output`` that spools each line (secrets masked) and passes it on."""
+    if spool is None:
+        return then
+
+    def tee(line: str) -> None:
+        spool(redact(line))
+        if then is not None:
+            then(line)
+
+    return tee
+
+
+def closed_spool(spool: Spool | None) -> Path | None:
+    return spool.close() if spool is not None else None

@@ -32,12 +32,10 @@ import contextlib
 import getpass
 import hashlib
 import posixpath
-import select
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -65,6 +63,7 @@ from drp.transport.attempts import (
 )
 from drp.transport.base import ConnectInfo, OutputCallback
 from drp.transport.capture import Bounded
+from drp.transport.channels import CHUNK, Running, collect, feed_stdin, finished, wait
 from drp.transport.command import (
     LineSplitter,
     SudoLine,
@@ -90,7 +89,6 @@ from drp.transport.paramiko_import import paramiko
 from drp.transport.sockets import KEEPALIVE_SECONDS, UnreachableError, open_socket
 
 _POLL = 0.25  # longest sleep between checks for cancel() while a command runs
-_CHUNK = 65536
 _MASK = "********"
 
 
@@ -110,24 +108,6 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         raise _UnknownKeyError(hostname, key)
 
 
-@dataclass
-class _Running:
-    """A command in flight: its channel, its remote PID once known, and who stopped it."""
-
-    channel: paramiko.Channel
-    command: str
-    become: Become | None = None  # run through sudo: kill it through sudo too
-    password: str | None = field(default=None, repr=False)
-    pid: int | None = None
-    pid_at: float = 0.0  # monotonic time the PID arrived: the command has run since
-    marked: bool = True  # the wrapper left its marker (see drp.transport.attempts)
-    cancelled: bool = False
-    killing: bool = False
-    kill: Kill | None = None
-    kill_done: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 class SshTransport:
     """Run commands on one host over a single reused SSH connection."""
 
@@ -142,7 +122,7 @@ class SshTransport:
         self._sftp: paramiko.SFTPClient | None = None
         self._jumps: dict[Host, SshTransport] = {}  # bastion -> its connection, opened lazily
         self._info: ConnectInfo | None = None
-        self._runs: dict[int, _Running] = {}
+        self._runs: dict[int, Running] = {}
         self._orphans: list[Orphan] = []
         self._notes: list[str] = []  # orphan reports for the next command's stderr
         self._settle_lock = threading.Lock()
@@ -302,7 +282,7 @@ class SshTransport:
             sudo.become.user if sudo else None,
             end,
         )
-        run = _Running(
+        run = Running(
             self._exec(channel, transport, wrapper),
             command,
             become=sudo.become if sudo else None,
@@ -311,7 +291,7 @@ class SshTransport:
         with self._lock:
             self._runs[id(run)] = run
         try:
-            _feed_stdin(run.channel, (frame(command, end) + (stdin or "")).encode())
+            feed_stdin(run.channel, (frame(command, end) + (stdin or "")).encode())
             out, err, code = self._pump(run, transport, command, timeout, on_output)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             left = self._left_running(run)
@@ -365,7 +345,7 @@ class SshTransport:
 
     def _pump(
         self,
-        run: _Running,
+        run: Running,
         transport: paramiko.Transport,
         command: str,
         timeout: float | None,
@@ -388,9 +368,9 @@ class SshTransport:
                     f"{self.host}: timed out after {timeout or 0:g}s{joint}{how}: "
                     f"{first_line(command)}"
                 )
-            if _finished(channel):
+            if finished(channel):
                 break
-            _wait(channel, _POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
+            wait(channel, _POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
         if run.cancelled:  # cancel() killed it between two checks
             raise Cancelled(self._cancelled(run, self._stop(run, out, err, lines)))
         lines.flush()
@@ -401,15 +381,15 @@ class SshTransport:
         return out.value(), err.value(), -1  # killed by a signal: sshd sent exit-signal
 
     def _read_available(
-        self, run: _Running, out: Bounded, err: Bounded, lines: LineSplitter
+        self, run: Running, out: Bounded, err: Bounded, lines: LineSplitter
     ) -> None:
         channel = run.channel
         while channel.recv_ready():
-            chunk = channel.recv(_CHUNK)
+            chunk = channel.recv(CHUNK)
             out.add(chunk)
             lines.feed(chunk)
         while channel.recv_stderr_ready():
-            err.add(channel.recv_stderr(_CHUNK))
+            err.add(channel.recv_stderr(CHUNK))
         if run.pid is None and err.head:
             pid, rest = take_pid_marker(bytes(err.head))
             if pid is not None:
@@ -420,15 +400,15 @@ class SshTransport:
 
     # -- killing ------------------------------------------------------------------------
 
-    def _stop(self, run: _Running, out: Bounded, err: Bounded, lines: LineSplitter) -> Kill | None:
+    def _stop(self, run: Running, out: Bounded, err: Bounded, lines: LineSplitter) -> Kill | None:
         """Kill the command's process group on the host, waiting briefly for its PID if needed."""
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         while run.pid is None and not run.channel.closed and time.monotonic() < deadline:
-            _wait(run.channel, 0.05)
+            wait(run.channel, 0.05)
             self._read_available(run, out, err, lines)
         return self._kill(run)
 
-    def _kill(self, run: _Running) -> Kill | None:
+    def _kill(self, run: Running) -> Kill | None:
         """Kill ``run``'s group once: the first caller does it, a second waits for its outcome.
 
         None while the PID is unknown (nothing can be sent). A kill the link
@@ -487,7 +467,7 @@ class SshTransport:
             if stdin is not None:
                 channel.sendall(stdin.encode())
             channel.shutdown_write()
-            out, err = _collect(channel, seconds)
+            out, err = collect(channel, seconds)
             return out, err, transport.is_active()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise ConnectError(self.host, f"connection lost: {exc or type(exc).__name__}") from None
@@ -516,7 +496,7 @@ class SshTransport:
             reopen=True,
         )
 
-    def _cancelled(self, run: _Running, killed: Kill | None) -> str:
+    def _cancelled(self, run: Running, killed: Kill | None) -> str:
         return cancelled_message(self.host, run.command, run.pid, killed)
 
     def cancel(self) -> None:
@@ -530,7 +510,7 @@ class SshTransport:
 
     # -- what a lost connection left running -----------------------------------------
 
-    def _left_running(self, run: _Running) -> str:
+    def _left_running(self, run: Running) -> str:
         """Remember ``run``'s group for the next connection; say so for the error message."""
         if run.pid is None:
             return " (the command may still run on the host: its process id never arrived)"
@@ -639,51 +619,6 @@ class SshTransport:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def _finished(channel: paramiko.Channel) -> bool:
-    if channel.recv_ready() or channel.recv_stderr_ready():
-        return False
-    return channel.closed or (bool(channel.eof_received) and channel.exit_status_ready())
-
-
-def _wait(channel: paramiko.Channel, seconds: float) -> None:
-    """Sleep until the channel has news (data, EOF, exit status) or ``seconds`` pass."""
-    seconds = max(0.0, seconds)
-    if channel.eof_received:  # data pipe stays readable after EOF: wait on the status
-        channel.status_event.wait(seconds)
-    else:
-        select.select([channel], [], [], seconds)
-
-
-def _collect(channel: paramiko.Channel, seconds: float) -> tuple[bytes, bytes]:
-    """A short command's whole stdout and stderr (until it exits or ``seconds`` pass)."""
-    out, err = bytearray(), bytearray()
-    deadline = time.monotonic() + seconds
-    while True:
-        while channel.recv_ready():
-            out += channel.recv(_CHUNK)
-        while channel.recv_stderr_ready():
-            err += channel.recv_stderr(_CHUNK)
-        if _finished(channel) or time.monotonic() >= deadline:
-            return bytes(out), bytes(err)
-        _wait(channel, min(0.1, deadline - time.monotonic()))
-
-
-def _feed_stdin(channel: paramiko.Channel, data: bytes) -> None:
-    """Send stdin from a helper thread so a chatty command cannot deadlock us."""
-
-    def send() -> None:
-        try:
-            channel.sendall(data)
-            channel.shutdown_write()
-        except (OSError, EOFError, paramiko.SSHException):
-            pass  # the pump notices the broken channel
-
-    if len(data) <= 16384:
-        send()
-    else:
-        threading.Thread(target=send, name="drp-ssh-stdin", daemon=True).start()
 
 
 def _existing_mode(sftp: paramiko.SFTPClient, path: str) -> int | None:
