@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 
 from drp.engine import gates
 from drp.engine.events import EventType
+from drp.engine.stops import HostStopped
+from drp.errors import ConnectError
+from drp.results import HostStatus
 from drp.transport.attempts import Leftover
 
 if TYPE_CHECKING:
@@ -31,7 +34,10 @@ POLL_SECONDS = 2.0  # between two looks at an earlier attempt drp waits for
 
 def settle(hr: HostRun) -> None:
     """Wait for (or kill) what an earlier session of this run left running on the host."""
-    found = hr.transport.leftovers()
+    try:
+        found = hr.transport.leftovers()
+    except ConnectError as exc:
+        raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
     if not found:
         return
     if hr.shared.options.kill_in_doubt:
@@ -93,7 +99,10 @@ def _wait(hr: HostRun, found: list[Leftover]) -> None:
         _note(hr, lo, f"waiting for {lo.describe(hr.host.name)} to end (--kill-in-doubt kills it)")
     tokens = {lo.token for lo in found}
     while True:
-        alive = [lo for lo in hr.transport.leftovers() if lo.token in tokens]
+        try:
+            alive = [lo for lo in hr.transport.leftovers() if lo.token in tokens]
+        except ConnectError as exc:  # the earlier attempt's fate is unknown: stop here
+            raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
         if not alive:
             break
         for lo in alive:
