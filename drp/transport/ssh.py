@@ -520,7 +520,10 @@ class SshTransport:
         with self._lock:
             if all(o.pgid != orphan.pgid for o in self._orphans):
                 self._orphans.append(orphan)
-        return f" (process group {run.pid} may still run: drp kills it when it reconnects)"
+        return (
+            f" (process group {run.pid} may still run: drp kills it when it reconnects; "
+            "a later drp resume finds it again and waits for it, or kills it with --kill-in-doubt)"
+        )
 
     def _settle_orphans(self) -> None:
         """Kill the commands a lost connection left running, before anything else runs.
