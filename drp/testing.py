@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 
 from drp.errors import Cancelled, CommandTimeout, ConnectError
 from drp.results import CommandResult
+from drp.transport.attempts import Leftover
 from drp.transport.base import ConnectInfo, OutputCallback
+from drp.transport.kill import Kill
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class FakeTransport:
     files: dict[str, bytes] = field(default_factory=dict)
     connects: int = 0
     unreachable: bool = False
+    still_running: list[Leftover] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cancelled: bool = False
 
@@ -74,6 +77,7 @@ class FakeTransport:
         timeout: float | None = None,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        label: str = "",
     ) -> CommandResult:
         if self._cancelled:
             raise Cancelled("cancelled")
@@ -97,6 +101,14 @@ class FakeTransport:
             datetime.now(UTC),
             0.001,
         )
+
+    def leftovers(self) -> list[Leftover]:
+        """What :attr:`still_running` holds (an earlier drp's attempts), as the host would say."""
+        return list(self.still_running)
+
+    def kill_leftover(self, leftover: Leftover) -> Kill:
+        self.still_running = [lo for lo in self.still_running if lo != leftover]
+        return Kill("gone")
 
     def put(self, data: bytes, dest: str, *, mode: int | None = None) -> None:
         self.files[dest] = data

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the models import pydantic and Jinja2: loaded when a comman
     from drp.runbook.params import Origin
 
 ENV_INVENTORY = "DRP_INVENTORY"
+ENV_PARAM_PREFIX = "DRP_PARAM_"  # DRP_PARAM_TOKEN=... gives param ``token`` (kept out of argv)
 DEFAULT_INVENTORY = "inventory.yaml"
 
 InventoryOption = typer.Option(
@@ -103,10 +104,15 @@ def gather_params(
     *,
     base: dict[str, Any] | None = None,
 ) -> Params:
-    """Params from (lowest first) ``base``, a params file, ``--param``; prompt when interactive."""
+    """Params from (lowest first) ``base``, the environment (``DRP_PARAM_NAME``), a params
+    file, ``--param``; prompt when interactive."""
     from drp.runbook import parse_assignments, resolve_params
 
     given: dict[str, Any] = dict(base or {})
+    for name in runbook.params:
+        from_env = os.environ.get(param_env(name))
+        if from_env is not None:
+            given[name] = from_env
     origins: dict[str, Origin] = {}
     if params_file is not None:
         from_file, origins = _read_params_file(params_file)
@@ -117,6 +123,25 @@ def gather_params(
         origins.pop(name, None)
     prompt = _prompt if interactive() else None
     return resolve_params(runbook, given, inventory, prompt, origins)
+
+
+def param_env(name: str) -> str:
+    """The environment variable that gives param ``name``: ``DRP_PARAM_`` and its name."""
+    return ENV_PARAM_PREFIX + name.upper().replace("-", "_")
+
+
+def secrets_on_command_line(runbook: Runbook, assignments: list[str] | None) -> list[str]:
+    """Warnings for secret params given with ``--param``: ``ps`` and shell history show them."""
+    from drp.runbook import parse_assignments
+
+    given = parse_assignments(assignments or [])
+    return [
+        f"secret param {name!r} was given on the command line (--param), where the process "
+        "list and the shell history show it: let drp prompt for it, or set "
+        f"{param_env(name)} in the environment, or put it in a --params-file"
+        for name, param in runbook.params.items()
+        if param.secret and name in given
+    ]
 
 
 def _read_params_file(path: Path) -> tuple[dict[str, Any], dict[str, Origin]]:

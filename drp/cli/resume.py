@@ -30,6 +30,7 @@ from drp.cli.run import (
     exit_with_status,
     host_passwords,
     known_secrets,
+    warn_secret_params,
 )
 from drp.engine.events import Event, EventType
 from drp.engine.options import HostResume, InDoubtPolicy, RunOptions, default_operator
@@ -49,24 +50,53 @@ from drp.journal import (
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
+    from drp.engine.plan import Plan
     from drp.results import CommandResult
     from drp.runbook import Runbook
 
 
-def _load_for_resume(run_state: RunState, allow_changed: bool) -> Runbook:
+def _load_for_resume(run_state: RunState) -> Runbook:
     from drp.runbook import load_runbook
 
     path = Path(run_state.runbook_path)
     if not path.is_file():
         raise JournalError(f"the runbook of run {run_state.run_id} is gone: {path}")
-    book = load_runbook(path)
-    if book.sha256 != run_state.runbook_sha256 and not allow_changed:
-        raise JournalError(
-            f"runbook {book.name} changed since run {run_state.run_id} started "
-            f"(sha256 {run_state.runbook_sha256[:12]}… → {book.sha256[:12]}…). Review the "
-            "change; resume anyway with --allow-changed (recorded in the journal)."
+    return load_runbook(path)
+
+
+def _changes(run_state: RunState, plan: Plan) -> list[str]:
+    """What differs from the inputs the run last ran with: the runbook, each param, each
+    target host's settings (key by key; only the file's sha256 for a journal without them)."""
+    from drp.engine.executor import journaled_hosts
+    from drp.engine.inputs import differences
+
+    book = plan.runbook
+    changed = []
+    if book.sha256 != run_state.runbook_sha256:
+        changed.append(
+            f"runbook {book.name}: sha256 {run_state.runbook_sha256[:12]}… → {book.sha256[:12]}…"
         )
-    return book
+    changed += differences("param ", run_state.params, plan.params.masked())
+    if run_state.host_settings:
+        now = journaled_hosts(plan)
+        for host in sorted(set(run_state.host_settings) | set(now)):
+            old, new = run_state.host_settings.get(host, {}), now.get(host, {})
+            changed += differences(f"inventory host {host} ", old, new)
+    elif run_state.inventory_sha256 and run_state.inventory_sha256 != plan.inventory.sha256:
+        changed.append(
+            f"inventory {plan.inventory.path}: sha256 {run_state.inventory_sha256[:12]}… → "
+            f"{plan.inventory.sha256[:12]}…"
+        )
+    return changed
+
+
+def _refuse_changes(run_id: str, changed: list[str]) -> None:
+    raise JournalError(
+        f"the inputs changed since run {run_id} last ran: "
+        + "; ".join(changed)
+        + ". Review the change; resume anyway with --allow-changed (the difference is "
+        "recorded in the journal)."
+    )
 
 
 def resume(
@@ -81,8 +111,15 @@ def resume(
     skip_in_doubt: bool = typer.Option(
         False, "--skip-in-doubt", help="Treat steps in doubt as done."
     ),
+    kill_in_doubt: bool = typer.Option(
+        False,
+        "--kill-in-doubt",
+        help="Kill an earlier attempt still running on a host instead of waiting for it.",
+    ),
     allow_changed: bool = typer.Option(
-        False, "--allow-changed", help="Resume although the runbook changed."
+        False,
+        "--allow-changed",
+        help="Resume although the runbook, params or inventory changed (journaled).",
     ),
     param: list[str] = ParamOption,
     inventory: Path = InventoryOption,
@@ -105,13 +142,15 @@ def resume(
     run_state = replay(journal.records, locked=lock_holder(directory) is not None)
     if run_state.status is RunStatus.OK:
         raise JournalError(f"run {the_id} finished ok; nothing to resume")
-    book = _load_for_resume(run_state, allow_changed)
+    book = _load_for_resume(run_state)
     inv = open_inventory(inventory or Path(run_state.inventory))
     from drp.redact import MASK
 
     base = {k: v for k, v in run_state.params.items() if v != MASK and v is not None}
+    from drp.engine.executor import journaled_hosts
     from drp.engine.plan import build_plan
 
+    warn_secret_params(book, param)
     password = become_password(ask_become_pass)
     values = gather_params(book, param, None, inv, base=base)
     the_plan = build_plan(
@@ -121,6 +160,9 @@ def resume(
         targets=",".join(run_state.targets),
         extra_secrets=known_secrets(inv, password),
     )
+    changed = _changes(run_state, the_plan)
+    if changed and not allow_changed:
+        _refuse_changes(the_id, changed)
     policy: InDoubtPolicy = "retry" if retry_in_doubt else "skip" if skip_in_doubt else "ask"
     options = RunOptions(
         run_id=the_id,
@@ -128,9 +170,11 @@ def resume(
         yes=yes,
         approve=frozenset(approve or []),
         in_doubt=policy,
+        kill_in_doubt=kill_in_doubt,
         sudo_password=password,
         host_sudo_passwords=host_passwords(inv),
         command_line=shlex.join(["drp", *sys.argv[1:]]),
+        output_dir=str(directory / "output"),
     )
     hosts = {
         h.name: HostResume(
@@ -152,13 +196,16 @@ def resume(
         sys.stderr.write(f"warning: {warning}\n")
     extra: dict[str, object] = {
         "allow_changed": allow_changed,
+        "changes": changed,
         "approvals": sorted(approve or []),
         "runbook_sha256": book.sha256,
         "in_doubt": policy,
+        "kill_in_doubt": kill_in_doubt,
         # what this session runs with: the params may differ (--param), the inventory too
         "params": the_plan.params.masked(),
         "inventory": inv.path,
         "inventory_sha256": inv.sha256,
+        "hosts": journaled_hosts(the_plan),
     }
     exit_with_status(
         execute_plan(

@@ -29,6 +29,7 @@ from drp.cli.common import (
     interactive,
     open_inventory,
     open_runbook,
+    secrets_on_command_line,
     startup_done,
 )
 from drp.cli.console import ConsoleSink, JsonSink, make_console, silence
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not
     from drp.engine.executor import RunResult
     from drp.engine.plan import Plan
     from drp.inventory import Host, Inventory
+    from drp.runbook import Runbook
 
 ENV_BECOME_PASSWORD = "DRP_BECOME_PASSWORD"  # noqa: S105 - a variable name, not a secret
 EXIT_FOR = {
@@ -124,6 +126,7 @@ def _prepare(
     from drp.engine.plan import build_plan
 
     book = open_runbook(runbook, search)
+    warn_secret_params(book, params)
     inv = open_inventory(inventory)
     values = gather_params(book, params, params_file, inv)
     return build_plan(
@@ -134,6 +137,12 @@ def _prepare(
         limit=limit,
         extra_secrets=known_secrets(inv, password),
     )
+
+
+def warn_secret_params(book: Runbook, params: list[str] | None) -> None:
+    """Say so when a secret param came on the command line (see ``secrets_on_command_line``)."""
+    for warning in secrets_on_command_line(book, params):
+        say(f"warning: {warning}\n")
 
 
 def _show_plan(plan: Plan, fmt: str) -> None:
@@ -225,7 +234,9 @@ def _transports(options: RunOptions) -> tuple[Any, Transport]:
     from drp.transport.ssh import SshTransport
 
     def factory(host: Host) -> Transport:
-        return SshTransport(host, sudo_password=options.password_for(host.name))
+        return SshTransport(
+            host, sudo_password=options.password_for(host.name), run_id=options.run_id
+        )
 
     return factory, LocalTransport()
 
@@ -393,6 +404,7 @@ def run(
         sudo_password=password,
         host_sudo_passwords=host_passwords(the_plan.inventory),
         command_line=shlex.join(["drp", *sys.argv[1:]]),
+        output_dir=str(run_dir(folder, run_id) / "output"),
     )
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
     exit_with_status(execute_plan(the_plan, options, writer, Output(fmt, quiet)))

@@ -1,5 +1,7 @@
 """The step kinds: run, local, wait, reboot, manual, put — what each does on a host.
 
+``put`` lives in :mod:`drp.engine.putfile`.
+
 Each action is one attempt; retries, verification and journaling around it
 belong to :mod:`drp.engine.hostrun`. An action raises
 :class:`drp.engine.retry.AttemptFailed` with the kind of failure, so that the
@@ -9,22 +11,21 @@ retry policy can decide.
 from __future__ import annotations
 
 import re
-import secrets
 import shlex
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drp.engine import gates
 from drp.engine.events import EventType
 from drp.engine.options import Decision
 from drp.engine.plan import PlannedStep
+from drp.engine.putfile import backup_path, put_file
 from drp.engine.retry import AttemptFailed
 from drp.engine.stops import HostStopped
-from drp.errors import ConnectError, StepFailed
+from drp.errors import ConnectError
 from drp.results import CommandResult, HostStatus
-from drp.runbook.model import PutSpec, Until
+from drp.runbook.model import Until
 
 if TYPE_CHECKING:
     from drp.engine.hostrun import HostRun
@@ -52,10 +53,10 @@ def perform(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
         return _reboot(hr, ps, attempt)
     if kind == "manual":
         return _manual(hr, ps)
-    return _put(hr, ps, attempt)
+    return put_file(hr, ps, attempt)
 
 
-def _check_exit(ps: PlannedStep, result: CommandResult, command: str) -> None:
+def check_exit(ps: PlannedStep, result: CommandResult, command: str) -> None:
     if result.exit_code not in ps.step.success_codes:
         detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
         tail = f": {detail[-1][:200]}" if detail and not ps.step.sensitive else ""
@@ -86,7 +87,7 @@ def _command(hr: HostRun, ps: PlannedStep, attempt: int, *, local: bool) -> Acti
     result = hr.exec(
         command, ps=ps, phase="action", attempt=attempt, local=local, timeout=ps.timeout
     )
-    _check_exit(ps, result, command)
+    check_exit(ps, result, command)
     _capture(hr, ps, result)
     return ActionOutcome(result, _summary(result, ps))
 
@@ -274,90 +275,6 @@ def _manual(hr: HostRun, ps: PlannedStep) -> ActionOutcome:
             f"drp resume {hr.shared.options.run_id} --approve {ps.id}",
         )
     return ActionOutcome(None, f"confirmed by {answer.by}")
-
-
-def backup_path(dest: str, run_id: str) -> str:
-    return f"{dest}.drp-bak-{run_id}"
-
-
-def _put(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
-    spec = ps.step.put
-    assert spec is not None
-    if spec.content is not None:
-        text = hr.render(spec.content, shell=False) if spec.template else spec.content
-        data = text.encode()
-    else:
-        source = Path(hr.shared.plan.runbook.path).parent / (spec.src or "")
-        try:
-            data = source.read_bytes()
-        except OSError as exc:
-            raise AttemptFailed("exit", f"cannot read {source}: {exc.strerror}") from None
-        if spec.template:
-            try:
-                text = data.decode()
-            except UnicodeDecodeError as exc:
-                raise AttemptFailed(
-                    "exit",
-                    f"{source} is not UTF-8 ({exc.reason} at byte {exc.start}): "
-                    "a template must be text (or set template: false to upload it as is)",
-                ) from None
-            data = hr.render(text, shell=False).encode()
-    dest = hr.render(spec.dest, shell=False)
-    staging = f"/tmp/.drp-put-{secrets.token_hex(6)}"  # noqa: S108 - random name, mode 0600
-    try:
-        hr.transport.put(data, staging, mode=0o600)
-    except ConnectError as exc:
-        raise AttemptFailed("connection", f"upload failed: {exc}") from None
-    except (StepFailed, OSError) as exc:
-        raise AttemptFailed("exit", f"upload failed: {exc}") from None
-    result = hr.exec(
-        _install_script(spec, dest, staging, hr.shared.options.run_id),
-        ps=ps,
-        phase="action",
-        attempt=attempt,
-        timeout=ps.timeout,
-    )
-    _check_exit(ps, result, "install")
-    changed = "UNCHANGED" not in result.stdout
-    return ActionOutcome(result, f"{dest}: {'written' if changed else 'already up to date'}")
-
-
-def _install_script(spec: PutSpec, dest: str, staging: str, run_id: str) -> str:
-    """Shell that installs the uploaded file: backup, mode, owner, then an atomic rename.
-
-    Every intermediate file is made by ``mktemp`` in the destination's directory, so a
-    symlink planted at a predictable name cannot redirect a write made as root.
-    """
-    q_dest, q_tmp = shlex.quote(dest), shlex.quote(staging)
-    lines = [
-        "set -e",
-        f"if [ -f {q_dest} ] && cmp -s {q_tmp} {q_dest}; then rm -f {q_tmp}; "
-        "echo UNCHANGED; exit 0; fi",
-        f'dir="$(dirname {q_dest})"',
-        'mkdir -p "$dir"',
-    ]
-    if spec.backup:
-        q_bak = shlex.quote(backup_path(dest, run_id))
-        lines.append(
-            f'if [ -e {q_dest} ]; then old="$(mktemp "$dir/.drp-bak.XXXXXX")"; '
-            f'cp -p {q_dest} "$old"; mv -n "$old" {q_bak}; rm -f "$old"; fi'
-        )
-    lines.append('new="$(mktemp "$dir/.drp-new.XXXXXX")"')
-    lines.append(f'cat {q_tmp} > "$new"')
-    # without mode/owner, a replaced file keeps its own; a new one gets 0644
-    lines.append(f'[ ! -e {q_dest} ] || chown --reference={q_dest} "$new" 2>/dev/null || true')
-    if spec.mode:
-        lines.append(f'chmod {shlex.quote(spec.mode)} "$new"')
-    else:
-        lines.append(
-            f'if [ -e {q_dest} ]; then chmod --reference={q_dest} "$new"; '
-            'else chmod 0644 "$new"; fi'
-        )
-    if spec.owner or spec.group:
-        owner = f"{spec.owner or ''}:{spec.group or ''}".rstrip(":")
-        lines.append(f'chown {shlex.quote(owner)} "$new"')
-    lines += [f'mv -f "$new" {q_dest}', f"rm -f {q_tmp}", "echo WRITTEN"]
-    return "\n".join(lines)
 
 
 def rollback_command(hr: HostRun, ps: PlannedStep) -> str | None:

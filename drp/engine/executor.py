@@ -18,11 +18,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from drp import __version__
 from drp.engine.events import Event, EventType, Sink
 from drp.engine.gates import Interruptible
 from drp.engine.hostrun import HostRun, Shared
+from drp.engine.inputs import host_settings
 from drp.engine.options import HostResume, Operator, RunOptions
 from drp.engine.plan import Plan
 from drp.inventory import Host
@@ -68,6 +70,12 @@ def batches(hosts: Sequence[Host], serial: int | str | None) -> list[list[Host]]
     return [list(hosts[i : i + size]) for i in range(0, len(hosts), size)]
 
 
+def journaled_hosts(plan: Plan) -> dict[str, Any]:
+    """Each target's settings as ``run.started`` keeps them (secrets masked): resume
+    compares them key by key."""
+    return {h.name: plan.redactor(host_settings(h)) for h in plan.hosts}
+
+
 def start_event(
     plan: Plan, options: RunOptions, *, resumed: bool, extra: dict[str, object] | None = None
 ) -> Event:
@@ -92,6 +100,7 @@ def start_event(
             "params": plan.params.masked(),
             "inventory": plan.inventory.path,
             "inventory_sha256": plan.inventory.sha256,
+            "hosts": journaled_hosts(plan),
             "targets": [h.name for h in plan.hosts],
             "target_pattern": plan.targets,
             "command_line": plan.redactor.text(options.command_line),

@@ -79,8 +79,15 @@ def confirm(hr: HostRun, ps: PlannedStep) -> None:
         )
 
 
-def settle_in_doubt(hr: HostRun, ps: PlannedStep) -> bool:
-    """A step started in an earlier session but never finished: decide, never guess."""
+def settle_in_doubt(hr: HostRun, ps: PlannedStep, *, running: str = "") -> bool:
+    """A step started in an earlier session but never finished: decide, never guess.
+
+    ``running`` says that its first attempt still runs on the host (see
+    :mod:`drp.engine.leftovers`, which asks before it waits); an answer given
+    then is not asked again.
+    """
+    if ps.id in hr.in_doubt_answers:
+        return hr.in_doubt_answers[ps.id]
     if ps.step.unless:
         return True  # its guard runs first and decides
     policy = hr.shared.options.in_doubt
@@ -97,9 +104,9 @@ def settle_in_doubt(hr: HostRun, ps: PlannedStep) -> bool:
         return False
     text = (
         f"Step {ps.id!r} started in an earlier session but its end was never recorded. "
-        "It may have run, partly or fully. Approve to run it again, reject to mark it "
-        "done and go on (non-interactively: drp resume "
-        f"{hr.shared.options.run_id} --retry-in-doubt or --skip-in-doubt)."
+        + (running + " " if running else "It may have run, partly or fully. ")
+        + "Approve to run it again, reject to mark it done and go on (non-interactively: "
+        f"drp resume {hr.shared.options.run_id} --retry-in-doubt or --skip-in-doubt)."
     )
     answer = ask(hr, ps, "in-doubt", text)
     if answer.decision is Decision.APPROVE:
@@ -113,7 +120,10 @@ def settle_in_doubt(hr: HostRun, ps: PlannedStep) -> bool:
             data={"reason": "in-doubt"},
         )
         return False
+    still = " and its first attempt is still running on the host" if running else ""
+    kill = ", --kill-in-doubt to kill that first attempt" if running else ""
     raise HostStopped(
         HostStatus.PAUSED,
-        f"step {ps.id} is in doubt: resume with --retry-in-doubt or --skip-in-doubt",
+        f"step {ps.id} is in doubt{still}: resume with --retry-in-doubt or "
+        f"--skip-in-doubt (drp waits for a first attempt still running{kill})",
     )

@@ -11,9 +11,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from drp.engine import actions, gates
+from drp.engine import actions, gates, leftovers
 from drp.engine.events import Event, EventType, Sink
 from drp.engine.lock import DEFAULT_LOCK_DIR, Holder, acquire, lock_become, release
 from drp.engine.options import (
@@ -23,6 +24,15 @@ from drp.engine.options import (
 )
 from drp.engine.plan import Plan, PlannedStep
 from drp.engine.retry import AttemptFailed, RetryHooks, connect_policy, retrying
+from drp.engine.spool import (
+    CAPTURE_CUT,
+    MAX_STORED_CAPTURE,
+    SENSITIVE,
+    Spool,
+    clip,
+    closed_spool,
+    tee_to,
+)
 from drp.engine.stops import HostStopped
 from drp.errors import (
     AuthError,
@@ -39,17 +49,6 @@ from drp.results import CommandResult, HostStatus, StepStatus
 from drp.runbook.template import TemplateProblem, evaluate, render
 from drp.transport.base import OutputCallback, Transport
 from drp.transport.command import wrap_become
-
-MAX_STORED_OUTPUT = 32 * 1024
-SENSITIVE = "<sensitive>"  # what the journal stores instead of a sensitive step's captures
-
-
-def clip(text: str) -> str:
-    """Keep journal records bounded: the head and tail of very long output."""
-    if len(text) <= MAX_STORED_OUTPUT:
-        return text
-    half = MAX_STORED_OUTPUT // 2
-    return f"{text[:half]}\n… [{len(text) - MAX_STORED_OUTPUT} characters cut] …\n{text[-half:]}"
 
 
 @dataclass
@@ -75,7 +74,9 @@ class HostRun:
         self.shared = shared
         self.host = host
         self.transport = transport
+        self.resumed = resume is not None  # a later session: earlier attempts may still run
         self.resume = resume or HostResume()
+        self.in_doubt_answers: dict[str, bool] = {}  # asked while the first attempt still ran
         self.captures: dict[str, Any] = dict(self.resume.captures)
         self.completed: list[PlannedStep] = []
         self.redactor = shared.plan.redactor
@@ -141,18 +142,37 @@ class HostRun:
                 command, become, self.shared.options.password_for(self.host.name), stdin=stdin
             )
         self.check_cancel()
+        label = f"{ps.id} {phase} {attempt}" if ps is not None else phase
+        spool = self._spool(ps, label) if record else None
         try:
-            result = transport.run(line, timeout=timeout, stdin=send, on_output=on_output)
+            result = transport.run(
+                line,
+                timeout=timeout,
+                stdin=send,
+                on_output=tee_to(spool, self.redactor.text, on_output),
+                label=label,
+            )
         except CommandTimeout as exc:
-            self._record(ps, phase, attempt, command, None, str(exc), record)
+            self._record(ps, phase, attempt, command, None, str(exc), record, closed_spool(spool))
             raise AttemptFailed("timeout", str(exc)) from None
         except ConnectError as exc:
-            self._record(ps, phase, attempt, command, None, str(exc), record)
+            self._record(ps, phase, attempt, command, None, str(exc), record, closed_spool(spool))
             raise AttemptFailed("connection", str(exc)) from None
+        except BaseException:
+            closed_spool(spool)
+            raise
         if attempt != result.attempt:
             result = replace(result, attempt=attempt)
-        self._record(ps, phase, attempt, command, result, "", record)
+        self._record(ps, phase, attempt, command, result, "", record, closed_spool(spool))
         return result
+
+    def _spool(self, ps: PlannedStep | None, label: str) -> Spool | None:
+        """Where this command's whole stdout goes once it outgrows memory (never a
+        sensitive step's: its output is dropped beyond what memory keeps)."""
+        folder = self.shared.options.output_dir
+        if folder is None or (ps is not None and ps.step.sensitive):
+            return None
+        return Spool(Path(folder), f"{self.host.name}-{label.replace(' ', '-')}")
 
     def record_attempt(
         self, ps: PlannedStep, phase: str, attempt: int, command: str, result: CommandResult
@@ -168,6 +188,7 @@ class HostRun:
         result: CommandResult | None,
         error: str,
         record: bool,
+        spilled: Path | None = None,
     ) -> None:
         if not record:
             return
@@ -193,6 +214,7 @@ class HostRun:
                 "stdout": clip(stdout),
                 "stderr": clip(stderr),
                 "error": error,
+                **({"output_file": str(spilled)} if spilled else {}),
             },
         )
 
@@ -218,6 +240,8 @@ class HostRun:
         status = HostStatus.OK
         try:
             self.connect()
+            if self.resumed:
+                leftovers.settle(self)
             self.take_lock()
             for ps in self.shared.plan.steps[self.host.name]:
                 if self.shared.halt.is_set():
@@ -362,8 +386,12 @@ class HostRun:
             self.completed.append(ps)
 
     def _captures_lost(self, ps: PlannedStep) -> bool:
-        """A sensitive step's captures were never journaled: run it again to get them back."""
-        return ps.step.sensitive and any(self.captures.get(n) == SENSITIVE for n in ps.step.capture)
+        """A capture was not journaled whole (a sensitive step's, or one longer than
+        ``MAX_STORED_CAPTURE``): run the step again to get it back."""
+        kept = [self.captures.get(n) for n in ps.step.capture]
+        if ps.step.sensitive and SENSITIVE in kept:
+            return True
+        return any(isinstance(v, str) and CAPTURE_CUT in v for v in kept)
 
     def _display_command(self, ps: PlannedStep) -> str:
         text = ps.step.run or ps.step.local or (ps.step.wait.command if ps.step.wait else "")
@@ -378,8 +406,11 @@ class HostRun:
         """The captures of ``ps`` as the journal records them (masked when sensitive)."""
         captures = {k: v for k, v in self.captures.items() if k in ps.step.capture}
         if ps.step.sensitive:
-            captures = dict.fromkeys(captures, SENSITIVE)
-        return captures
+            return dict.fromkeys(captures, SENSITIVE)
+        return {
+            k: clip(v, MAX_STORED_CAPTURE, " from this capture") if isinstance(v, str) else v
+            for k, v in captures.items()
+        }
 
     def _finish(self, ps: PlannedStep, status: StepStatus, started: float, message: str) -> None:
         captures = self._step_captures(ps)

@@ -69,10 +69,12 @@ class RunOptions:
     yes: bool = False
     approve: frozenset[str] = field(default_factory=frozenset)
     in_doubt: InDoubtPolicy = "ask"
+    kill_in_doubt: bool = False  # kill an earlier attempt still running instead of waiting
     sudo_password: str | None = None
     host_sudo_passwords: Mapping[str, str] = field(default_factory=dict)
     lock: bool = True
     command_line: str = ""
+    output_dir: str | None = None  # where a long output is spilled (RUN_DIR/output)
 
     def password_for(self, host: str) -> str | None:
         """The sudo password for ``host``: its own (inventory ``password_env``), else the run's."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drp.engine.putfile import backup_path
 from drp.errors import InventoryError, Problem, RunbookError
 from drp.inventory import Host, Inventory
 from drp.redact import Redactor
@@ -264,7 +265,6 @@ def _put_details(
     on the host); a plain source file, uploaded as written, by its size and hash.
     A sensitive step's content is not shown.
     """
-    from drp.engine.actions import backup_path  # it imports this module
 
     spec = step.put
     assert spec is not None

@@ -90,6 +90,7 @@ class RunState:
     params: Mapping[str, Any] = field(default_factory=dict)
     inventory: str = ""
     inventory_sha256: str = ""
+    host_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     targets: tuple[str, ...] = ()
     dry_run: bool = False
     command_line: str = ""
@@ -205,17 +206,34 @@ def _as_records(records: Iterable[Record | Mapping[str, Any]]) -> list[Record]:
     return [r if isinstance(r, Record) else Record.from_dict(r) for r in records]
 
 
+def _inputs(d: Mapping[str, Any]) -> dict[str, Any]:
+    """What a session ran with (``run.started``, or a later ``run.resumed``): the
+    runbook's sha256, params, inventory and its hosts' settings; only what it says."""
+    found: dict[str, Any] = {}
+    for name in ("runbook_sha256", "inventory", "inventory_sha256"):
+        if d.get(name):
+            found[name] = str(d[name])
+    params, hosts = d.get("params"), d.get("hosts")
+    if isinstance(params, Mapping):
+        found["params"] = MappingProxyType(dict(params))
+    if isinstance(hosts, Mapping):
+        found["host_settings"] = MappingProxyType(
+            {str(k): MappingProxyType(dict(v)) for k, v in hosts.items() if isinstance(v, Mapping)}
+        )
+    return found
+
+
 def _start_fields(rec: Record) -> dict[str, Any]:
     d = rec.data
     targets = d.get("targets") or ()
-    params = d.get("params")
     return {
         "runbook": str(d.get("runbook") or ""),
         "runbook_path": str(d.get("runbook_path") or ""),
-        "runbook_sha256": str(d.get("runbook_sha256") or ""),
-        "params": MappingProxyType(dict(params) if isinstance(params, Mapping) else {}),
-        "inventory": str(d.get("inventory") or ""),
-        "inventory_sha256": str(d.get("inventory_sha256") or ""),
+        "runbook_sha256": "",
+        "params": MappingProxyType({}),
+        "inventory": "",
+        "inventory_sha256": "",
+        **_inputs(d),
         "targets": tuple(str(t) for t in targets) if isinstance(targets, list) else (),
         "dry_run": bool(d.get("dry_run", False)),
         "command_line": str(d.get("command_line") or ""),
@@ -244,6 +262,7 @@ def replay(records: Iterable[Record | Mapping[str, Any]], *, locked: bool = Fals
             info = _start_fields(rec)
         elif rec.type == T.RUN_RESUMED:
             final, ended = None, None
+            info.update(_inputs(rec.data))  # what the later session ran with
         elif rec.type == T.RUN_FINISHED:
             final, ended = _enum(RunStatus, rec.outcome) or RunStatus.FAILED, rec.ts
         elif rec.type == T.HOST_FINISHED and rec.host is not None:

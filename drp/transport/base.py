@@ -24,6 +24,12 @@ Contract:
   ``drp: killed process group N on HOST, left running by a lost connection``
   line. Until such a group is confirmed gone, ``run()`` and ``put()`` raise
   :class:`drp.errors.ConnectError` instead of starting a second copy.
+- No command's text appears in a process's arguments on the host: it
+  travels on stdin (see :mod:`drp.transport.attempts`). ``label`` names the
+  attempt (``STEP PHASE ATTEMPT``) in the marker the wrapper leaves.
+- ``leftovers()`` lists the attempts of this run that an *earlier* drp process
+  started and that still run on the host (it was killed, or lost the link);
+  ``kill_leftover()`` kills one and says how that went.
 - ``put()`` writes bytes to a remote path atomically (temp file + rename).
 - ``cancel()`` may be called from another thread (Ctrl-C): it kills every
   command this transport started that is still running (the whole process
@@ -36,9 +42,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from drp.results import CommandResult
+
+if TYPE_CHECKING:  # drp.transport.kill loads the inventory model: not for drp --help
+    from drp.transport.attempts import Leftover
+    from drp.transport.kill import Kill
 
 OutputCallback = Callable[[str], None]
 
@@ -69,7 +79,12 @@ class Transport(Protocol):
         timeout: float | None = None,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        label: str = "",
     ) -> CommandResult: ...
+
+    def leftovers(self) -> list[Leftover]: ...
+
+    def kill_leftover(self, leftover: Leftover) -> Kill: ...
 
     def put(self, data: bytes, dest: str, *, mode: int | None = None) -> None: ...
 

@@ -2,9 +2,10 @@
 
 Nothing here touches the network: the SSH transport wraps every command so the
 remote shell reports its process id first (needed to kill the command's whole
-process group on timeout or Ctrl-C), the engine wraps commands for privilege
-escalation with :func:`wrap_become` (whose :class:`SudoLine` result tells the
-transport to kill through sudo too), and both transports feed ``on_output``
+process group on timeout or Ctrl-C; see :mod:`drp.transport.attempts`), the
+engine wraps commands for privilege escalation with :func:`wrap_become` (whose
+:class:`SudoLine` result tells the transport to kill through sudo too), and both
+transports feed ``on_output``
 through :class:`LineSplitter`.
 """
 
@@ -16,19 +17,11 @@ import shlex
 from collections.abc import Callable
 
 from drp.inventory.model import Become
+from drp.transport.attempts import LIVE_FUNCTION, frame, new_end, reader
 
 #: Written to stderr by the wrapper before the command runs; stripped again.
 PID_MARKER = "\x1edrp-pid:"
 _PID_LINE = re.compile(rb"\x1edrp-pid:(\d+)\n")
-
-
-def wrap_with_pid(command: str) -> str:
-    """The line sshd's login shell runs: report ``$$`` on stderr, then exec the command.
-
-    sshd starts exec sessions with ``setsid``, so that PID is also the
-    process-group id of everything the command starts.
-    """
-    return f"printf '\\036drp-pid:%s\\n' $$ >&2; exec /bin/sh -c {shlex.quote(command)}"
 
 
 def take_pid_marker(stderr: bytes) -> tuple[int | None, bytes]:
@@ -53,11 +46,11 @@ _KILL_LINE = re.compile(r"^drp-kill:(gone|absent|alive|unknown)$", re.MULTILINE)
 # younger than the command it stands for is some later process that reused the
 # id (after a reboot, say), and is left alone. ``kill -s SIG -- -PGID`` is the
 # spelling every shell takes: dash reads ``kill -TERM -- -PGID`` as a bad number.
-_KILL_SCRIPT = r"""g={pgid}; m={min_age}
-live() {{ ps -A -o pgid= -o stat= -o etime= | awk -v g="$g" -v m="$m" '
-  $1 == g && $2 !~ /^Z/ {{ n = split($3, t, /[-:]/); s = t[n] + 60 * t[n - 1]
-    if (n > 2) s += 3600 * t[n - 2]; if (n > 3) s += 86400 * t[1]; if (s >= m) f = 1 }}
-  END {{ exit !f }}'; }}
+_KILL_SCRIPT = (
+    r"""g={pgid}; m={min_age}
+"""
+    + LIVE_FUNCTION
+    + r"""
 v=gone; a=absent
 if ! ps -A -o pgid= -o stat= -o etime= >/dev/null 2>&1; then  # kill -0 then, only root's counts
   [ "$m" -gt 0 ] && {{ echo {marker}unknown; exit 0; }}
@@ -70,6 +63,7 @@ while live && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done
 live && kill -s KILL -- -"$g"; i=0
 while live && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
 if live; then echo {marker}alive; else echo {marker}$v; fi"""
+)
 
 
 def kill_group_command(pgid: int, grace: float = 2.0, *, min_age: int = 0) -> str:
@@ -126,25 +120,29 @@ class SudoLine(str):
 
 def wrap_become(
     command: str, become: Become, password: str | None, *, stdin: str | None = None
-) -> tuple[str, str | None]:
+) -> tuple[str, str]:
     """Wrap ``command`` in sudo; return the command line and the stdin to send.
 
-    Without a password, ``-n`` makes sudo fail instead of waiting for a prompt.
-    With one, the password travels as the first line of stdin but reaches only
-    sudo, and only if sudo asks (see ``_SUDO_ASKPASS_SCRIPT``): on a NOPASSWD
-    host, or when already root, it is never used, and the command's stdin is
-    exactly ``stdin`` either way. ``-k`` ignores cached credentials, so what
-    happens does not depend on an earlier command. The line is a
-    :class:`SudoLine`, so the transport that runs it knows to kill it through
-    sudo as well.
+    The command itself never appears in the line (nor in any process's
+    arguments on the host): the shell sudo starts reads it from stdin (see
+    :func:`drp.transport.attempts.reader`), and the command's own ``stdin``
+    follows it. Without a password, ``-n`` makes sudo fail instead of waiting
+    for a prompt. With one, the password travels as the first line of stdin but
+    reaches only sudo, and only if sudo asks (see ``_SUDO_ASKPASS_SCRIPT``): on
+    a NOPASSWD host, or when already root, it is never used. ``-k`` ignores
+    cached credentials, so what happens does not depend on an earlier command.
+    The line is a :class:`SudoLine`, so the transport that runs it knows to
+    kill it through sudo as well.
     """
     user = shlex.quote(become.user)
+    end = new_end()
+    body = frame(command, end) + (stdin or "")
     if password is None:
-        line = f"sudo -n -u {user} -- /bin/sh -c {shlex.quote(command)}"
-        return SudoLine(line, become, None), stdin
-    inner = "/bin/sh -c " + shlex.quote("unset DRP_BECOME_PW; " + command)
+        line = f"sudo -n -u {user} -- /bin/sh -c {shlex.quote(reader(end))}"
+        return SudoLine(line, become, None), body
+    inner = "/bin/sh -c " + shlex.quote("unset DRP_BECOME_PW; " + reader(end))
     line = _SUDO_ASKPASS_SCRIPT.format(user=user, inner=inner)
-    return SudoLine(line, become, password), password + "\n" + (stdin or "")
+    return SudoLine(line, become, password), password + "\n" + body
 
 
 def first_line(command: str, limit: int = 80) -> str:

@@ -21,8 +21,11 @@ from typing import IO
 
 from drp.errors import Cancelled, CommandTimeout, StepFailed
 from drp.results import CommandResult
+from drp.transport.attempts import Leftover, frame, new_end, reader
 from drp.transport.base import ConnectInfo, OutputCallback
+from drp.transport.capture import Bounded
 from drp.transport.command import LineSplitter, first_line
+from drp.transport.kill import Kill
 
 KILL_GRACE_SECONDS = 2.0
 _POLL = 0.25
@@ -62,13 +65,19 @@ class LocalTransport:
         timeout: float | None = None,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        label: str = "",
     ) -> CommandResult:
-        """Run ``command`` with ``/bin/sh -c`` in its own process group."""
+        """Run ``command`` with ``/bin/sh`` in its own process group.
+
+        The command travels on stdin, ahead of ``stdin`` (see
+        :func:`drp.transport.attempts.reader`): ``ps`` never shows it.
+        """
         started = datetime.now(UTC)
         clock = time.monotonic()
+        end = new_end()
         process = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            ["/bin/sh", "-c", reader(end)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -77,8 +86,8 @@ class LocalTransport:
         with self._lock:
             self._runs[id(run)] = run
         try:
-            if stdin is not None and process.stdin is not None:
-                _feed_stdin(process.stdin, stdin.encode())
+            if process.stdin is not None:
+                _feed_stdin(process.stdin, (frame(command, end) + (stdin or "")).encode())
             out, err = self._pump(run, command, timeout, on_output)
         finally:
             with self._lock:
@@ -99,7 +108,7 @@ class LocalTransport:
         """Collect output until the process exits and closes its pipes, or is stopped."""
         process = run.process
         assert process.stdout is not None and process.stderr is not None
-        out, err = bytearray(), bytearray()
+        out, err = Bounded(), Bounded()
         buffers = {process.stdout.fileno(): out, process.stderr.fileno(): err}
         lines = LineSplitter(on_output)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -122,7 +131,7 @@ class LocalTransport:
                     if not chunk:
                         selector.unregister(key.fileobj)
                         continue
-                    buffers[key.fd] += chunk
+                    buffers[key.fd].add(chunk)
                     if key.fileobj is process.stdout:
                         lines.feed(chunk)
         process.wait()
@@ -131,7 +140,7 @@ class LocalTransport:
         if run.cancelled:  # cancel() killed it between two checks
             raise Cancelled(f"{self._name}: cancelled; killed: {first_line(command)}")
         lines.flush()
-        return bytes(out), bytes(err)
+        return out.value(), err.value()
 
     def cancel(self) -> None:
         """Kill every running command's process group; their run() raises Cancelled."""
@@ -141,6 +150,13 @@ class LocalTransport:
             run.cancelled = True
         for run in runs:
             _kill_group(run.process)
+
+    def leftovers(self) -> list[Leftover]:
+        """Local commands die with drp's session or are its children: none to find again."""
+        return []
+
+    def kill_leftover(self, leftover: Leftover) -> Kill:
+        return Kill("absent")
 
     def put(self, data: bytes, dest: str, *, mode: int | None = None) -> None:
         """Write ``data`` to ``dest`` atomically: temp file in the same directory, fsync, rename."""

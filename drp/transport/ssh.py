@@ -32,12 +32,10 @@ import contextlib
 import getpass
 import hashlib
 import posixpath
-import select
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -52,14 +50,26 @@ from drp.errors import (
 )
 from drp.inventory.model import Address, Become, Host
 from drp.results import CommandResult
+from drp.transport.attempts import (
+    NO_MARK_NOTE,
+    Leftover,
+    bootstrap,
+    frame,
+    marker_token,
+    new_end,
+    parse_probe,
+    probe_command,
+    take_no_mark,
+)
 from drp.transport.base import ConnectInfo, OutputCallback
+from drp.transport.capture import Bounded
+from drp.transport.channels import CHUNK, Running, collect, feed_stdin, finished, wait
 from drp.transport.command import (
     LineSplitter,
     SudoLine,
     first_line,
     kill_verdict,
     take_pid_marker,
-    wrap_with_pid,
 )
 from drp.transport.hostkeys import entry_name, fingerprint, known_hosts_path
 from drp.transport.kill import (
@@ -79,7 +89,6 @@ from drp.transport.paramiko_import import paramiko
 from drp.transport.sockets import KEEPALIVE_SECONDS, UnreachableError, open_socket
 
 _POLL = 0.25  # longest sleep between checks for cancel() while a command runs
-_CHUNK = 65536
 _MASK = "********"
 
 
@@ -99,35 +108,21 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         raise _UnknownKeyError(hostname, key)
 
 
-@dataclass
-class _Running:
-    """A command in flight: its channel, its remote PID once known, and who stopped it."""
-
-    channel: paramiko.Channel
-    command: str
-    become: Become | None = None  # run through sudo: kill it through sudo too
-    password: str | None = field(default=None, repr=False)
-    pid: int | None = None
-    pid_at: float = 0.0  # monotonic time the PID arrived: the command has run since
-    cancelled: bool = False
-    killing: bool = False
-    kill: Kill | None = None
-    kill_done: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 class SshTransport:
     """Run commands on one host over a single reused SSH connection."""
 
-    def __init__(self, host: Host, *, sudo_password: str | None = None) -> None:
+    def __init__(
+        self, host: Host, *, sudo_password: str | None = None, run_id: str = "adhoc"
+    ) -> None:
         self._host = host
         self.sudo_password = sudo_password
+        self.run_id = run_id  # names the directory of this run's attempt markers on the host
         self._lock = threading.Lock()
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._jumps: dict[Host, SshTransport] = {}  # bastion -> its connection, opened lazily
         self._info: ConnectInfo | None = None
-        self._runs: dict[int, _Running] = {}
+        self._runs: dict[int, Running] = {}
         self._orphans: list[Orphan] = []
         self._notes: list[str] = []  # orphan reports for the next command's stderr
         self._settle_lock = threading.Lock()
@@ -259,8 +254,13 @@ class SshTransport:
         timeout: float | None = None,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        label: str = "",
     ) -> CommandResult:
-        """Run ``command`` with ``/bin/sh -c`` on the host; see the Transport contract.
+        """Run ``command`` with ``/bin/sh`` on the host; see the Transport contract.
+
+        The command travels on the channel's stdin, ahead of ``stdin``, behind
+        a wrapper that leaves a marker (``label`` says what it is) so that a
+        later drp finds it again (see :mod:`drp.transport.attempts`).
 
         A :class:`~drp.transport.command.SudoLine` (what ``wrap_become`` returns)
         is killed through sudo the same way when it has to be killed. Commands
@@ -274,8 +274,16 @@ class SshTransport:
         clock = time.monotonic()
         transport, channel = self._session()
         sudo = command if isinstance(command, SudoLine) else None
-        run = _Running(
-            self._exec(channel, transport, command),
+        end = new_end()
+        wrapper = bootstrap(
+            self.run_id,
+            marker_token(),
+            " ".join(label.split()),
+            sudo.become.user if sudo else None,
+            end,
+        )
+        run = Running(
+            self._exec(channel, transport, wrapper),
             command,
             become=sudo.become if sudo else None,
             password=sudo.password if sudo else None,
@@ -283,10 +291,7 @@ class SshTransport:
         with self._lock:
             self._runs[id(run)] = run
         try:
-            if stdin is not None:
-                _feed_stdin(run.channel, stdin.encode())
-            else:
-                run.channel.shutdown_write()
+            feed_stdin(run.channel, (frame(command, end) + (stdin or "")).encode())
             out, err, code = self._pump(run, transport, command, timeout, on_output)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             left = self._left_running(run)
@@ -298,6 +303,8 @@ class SshTransport:
             run.channel.close()
         with self._lock:
             notes, self._notes = self._notes, []
+        if not run.marked:
+            notes.append(NO_MARK_NOTE)
         return CommandResult(
             host=self.host,
             command=command,
@@ -327,10 +334,10 @@ class SshTransport:
             raise ConnectError(self.host, f"connection lost: {exc}") from None
 
     def _exec(
-        self, channel: paramiko.Channel, transport: paramiko.Transport, command: str
+        self, channel: paramiko.Channel, transport: paramiko.Transport, line: str
     ) -> paramiko.Channel:
         try:
-            channel.exec_command(wrap_with_pid(command))
+            channel.exec_command(line)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self._dropped(transport)
             raise ConnectError(self.host, f"connection lost: {exc}") from None
@@ -338,14 +345,14 @@ class SshTransport:
 
     def _pump(
         self,
-        run: _Running,
+        run: Running,
         transport: paramiko.Transport,
         command: str,
         timeout: float | None,
         on_output: OutputCallback | None,
     ) -> tuple[bytes, bytes, int]:
         """Collect output until the command exits, is cancelled, times out or the link drops."""
-        out, err = bytearray(), bytearray()
+        out, err = Bounded(), Bounded()
         lines = LineSplitter(on_output, self._redact)
         deadline = None if timeout is None else time.monotonic() + timeout
         channel = run.channel
@@ -361,47 +368,47 @@ class SshTransport:
                     f"{self.host}: timed out after {timeout or 0:g}s{joint}{how}: "
                     f"{first_line(command)}"
                 )
-            if _finished(channel):
+            if finished(channel):
                 break
-            _wait(channel, _POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
+            wait(channel, _POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
         if run.cancelled:  # cancel() killed it between two checks
             raise Cancelled(self._cancelled(run, self._stop(run, out, err, lines)))
         lines.flush()
         if channel.exit_status >= 0:  # paramiko keeps -1 until an exit-status message arrives
-            return bytes(out), bytes(err), channel.exit_status
+            return out.value(), err.value(), channel.exit_status
         if not channel.eof_received or not transport.is_active():
             raise EOFError(f"channel closed without an exit status: {first_line(command)}")
-        return bytes(out), bytes(err), -1  # killed by a signal: sshd sent exit-signal
+        return out.value(), err.value(), -1  # killed by a signal: sshd sent exit-signal
 
     def _read_available(
-        self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter
+        self, run: Running, out: Bounded, err: Bounded, lines: LineSplitter
     ) -> None:
         channel = run.channel
         while channel.recv_ready():
-            chunk = channel.recv(_CHUNK)
-            out += chunk
+            chunk = channel.recv(CHUNK)
+            out.add(chunk)
             lines.feed(chunk)
         while channel.recv_stderr_ready():
-            err += channel.recv_stderr(_CHUNK)
-        if run.pid is None and err:
-            pid, rest = take_pid_marker(bytes(err))
+            err.add(channel.recv_stderr(CHUNK))
+        if run.pid is None and err.head:
+            pid, rest = take_pid_marker(bytes(err.head))
             if pid is not None:
                 run.pid, run.pid_at = pid, time.monotonic()
-                err[:] = rest
+                unmarked, rest = take_no_mark(rest)
+                run.marked = not unmarked
+                err.replace_head(rest)
 
     # -- killing ------------------------------------------------------------------------
 
-    def _stop(
-        self, run: _Running, out: bytearray, err: bytearray, lines: LineSplitter
-    ) -> Kill | None:
+    def _stop(self, run: Running, out: Bounded, err: Bounded, lines: LineSplitter) -> Kill | None:
         """Kill the command's process group on the host, waiting briefly for its PID if needed."""
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         while run.pid is None and not run.channel.closed and time.monotonic() < deadline:
-            _wait(run.channel, 0.05)
+            wait(run.channel, 0.05)
             self._read_available(run, out, err, lines)
         return self._kill(run)
 
-    def _kill(self, run: _Running) -> Kill | None:
+    def _kill(self, run: Running) -> Kill | None:
         """Kill ``run``'s group once: the first caller does it, a second waits for its outcome.
 
         None while the PID is unknown (nothing can be sent). A kill the link
@@ -434,6 +441,21 @@ class SshTransport:
     ) -> Kill:
         """Run the kill script for group ``pgid`` (through sudo for ``become``); its verdict."""
         line, stdin = kill_line(pgid, become, password, min_age=min_age)
+        try:
+            out, err, alive = self._short(line, stdin, KILL_ANSWER_SECONDS, reopen=reopen)
+        except ConnectError as exc:
+            return Kill("failed", str(exc).removeprefix(f"{self.host}: "))
+        verdict = kill_verdict(out.decode("utf-8", errors="replace"))
+        said = first_line(self._redact(err.decode("utf-8", errors="replace")), 120)
+        if password:
+            said = said.replace(password, _MASK)
+        return kill_outcome(verdict, said, alive=alive)
+
+    def _short(
+        self, line: str, stdin: str | None, seconds: float, *, reopen: bool = False
+    ) -> tuple[bytes, bytes, bool]:
+        """Run a short drp script of its own (no wrapper, no marker): stdout, stderr,
+        whether the link was still up. ConnectError when it could not be asked."""
         channel: paramiko.Channel | None = None
         try:
             if reopen:
@@ -445,22 +467,36 @@ class SshTransport:
             if stdin is not None:
                 channel.sendall(stdin.encode())
             channel.shutdown_write()
-            out, err = _collect(channel, KILL_ANSWER_SECONDS)
-            alive = transport.is_active()
-        except ConnectError as exc:
-            return Kill("failed", str(exc).removeprefix(f"{self.host}: "))
+            out, err = collect(channel, seconds)
+            return out, err, transport.is_active()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            return Kill("failed", f"connection lost: {exc or type(exc).__name__}")
+            raise ConnectError(self.host, f"connection lost: {exc or type(exc).__name__}") from None
         finally:
             if channel is not None:
                 channel.close()
-        verdict = kill_verdict(out.decode("utf-8", errors="replace"))
-        said = first_line(self._redact(err.decode("utf-8", errors="replace")), 120)
-        if password:
-            said = said.replace(password, _MASK)
-        return kill_outcome(verdict, said, alive=alive)
 
-    def _cancelled(self, run: _Running, killed: Kill | None) -> str:
+    # -- what an earlier drp left running ---------------------------------------------
+
+    def leftovers(self) -> list[Leftover]:
+        """This run's earlier attempts that still run on the host (another drp process
+        started them: it was killed, or lost the link); the others' markers are removed."""
+        self.connect()
+        out, _, _ = self._short(probe_command(self.run_id), None, KILL_ANSWER_SECONDS, reopen=True)
+        return parse_probe(out.decode("utf-8", errors="replace"))
+
+    def kill_leftover(self, leftover: Leftover) -> Kill:
+        """Kill an earlier attempt's process group (through sudo if it ran through sudo)."""
+        self.connect()
+        become = Become(user=leftover.sudo_user) if leftover.sudo_user else None
+        return self._kill_group(
+            leftover.pgid,
+            become,
+            self.sudo_password if become else None,
+            min_age=max(0, leftover.age - 1),
+            reopen=True,
+        )
+
+    def _cancelled(self, run: Running, killed: Kill | None) -> str:
         return cancelled_message(self.host, run.command, run.pid, killed)
 
     def cancel(self) -> None:
@@ -474,7 +510,7 @@ class SshTransport:
 
     # -- what a lost connection left running -----------------------------------------
 
-    def _left_running(self, run: _Running) -> str:
+    def _left_running(self, run: Running) -> str:
         """Remember ``run``'s group for the next connection; say so for the error message."""
         if run.pid is None:
             return " (the command may still run on the host: its process id never arrived)"
@@ -484,7 +520,10 @@ class SshTransport:
         with self._lock:
             if all(o.pgid != orphan.pgid for o in self._orphans):
                 self._orphans.append(orphan)
-        return f" (process group {run.pid} may still run: drp kills it when it reconnects)"
+        return (
+            f" (process group {run.pid} may still run: drp kills it when it reconnects; "
+            "a later drp resume finds it again and waits for it, or kills it with --kill-in-doubt)"
+        )
 
     def _settle_orphans(self) -> None:
         """Kill the commands a lost connection left running, before anything else runs.
@@ -583,51 +622,6 @@ class SshTransport:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def _finished(channel: paramiko.Channel) -> bool:
-    if channel.recv_ready() or channel.recv_stderr_ready():
-        return False
-    return channel.closed or (bool(channel.eof_received) and channel.exit_status_ready())
-
-
-def _wait(channel: paramiko.Channel, seconds: float) -> None:
-    """Sleep until the channel has news (data, EOF, exit status) or ``seconds`` pass."""
-    seconds = max(0.0, seconds)
-    if channel.eof_received:  # data pipe stays readable after EOF: wait on the status
-        channel.status_event.wait(seconds)
-    else:
-        select.select([channel], [], [], seconds)
-
-
-def _collect(channel: paramiko.Channel, seconds: float) -> tuple[bytes, bytes]:
-    """A short command's whole stdout and stderr (until it exits or ``seconds`` pass)."""
-    out, err = bytearray(), bytearray()
-    deadline = time.monotonic() + seconds
-    while True:
-        while channel.recv_ready():
-            out += channel.recv(_CHUNK)
-        while channel.recv_stderr_ready():
-            err += channel.recv_stderr(_CHUNK)
-        if _finished(channel) or time.monotonic() >= deadline:
-            return bytes(out), bytes(err)
-        _wait(channel, min(0.1, deadline - time.monotonic()))
-
-
-def _feed_stdin(channel: paramiko.Channel, data: bytes) -> None:
-    """Send stdin from a helper thread so a chatty command cannot deadlock us."""
-
-    def send() -> None:
-        try:
-            channel.sendall(data)
-            channel.shutdown_write()
-        except (OSError, EOFError, paramiko.SSHException):
-            pass  # the pump notices the broken channel
-
-    if len(data) <= 16384:
-        send()
-    else:
-        threading.Thread(target=send, name="drp-ssh-stdin", daemon=True).start()
 
 
 def _existing_mode(sftp: paramiko.SFTPClient, path: str) -> int | None:

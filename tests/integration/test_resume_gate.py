@@ -99,3 +99,65 @@ def test_a_run_started_with_a_relative_path_resumes_from_another_directory(lab: 
     )
     assert done.returncode == 0, combined(done)
     assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
+
+
+PARAM_GATE = """\
+name: param-gate
+targets: all
+params:
+  failed: {required: true}
+steps:
+  - id: remove
+    run: echo "removed {{ params.failed }}" >> {{ vars.dir }}/order
+  - id: swap-disk
+    manual: Replace the disk, then approve.
+  - id: partition
+    run: echo "partitioned {{ params.failed }} via {{ vars.tag }}" >> {{ vars.dir }}/order
+"""
+
+
+def _paused_param_run(lab: Lab) -> str:
+    lab.write_inventory({"h1": {"address": "127.0.0.1", "vars": {"tag": "one"}}})
+    book = lab.runbook(PARAM_GATE, "param-gate.yaml")
+    paused = lab.run(book, "-p", "failed=/dev/sdb")
+    assert paused.returncode == 5, combined(paused)
+    return lab.only_run()
+
+
+def test_a_changed_param_on_resume_is_refused_key_by_key_unless_allowed(lab: Lab) -> None:
+    run_id = _paused_param_run(lab)
+    refused = lab.drp("resume", run_id, "--approve", "swap-disk", "-p", "failed=/dev/sda")
+    assert refused.returncode == 6, combined(refused)
+    assert "param failed: '/dev/sdb' → '/dev/sda'" in combined(refused)
+    assert "--allow-changed" in combined(refused)
+    assert (lab.root / "order").read_text().splitlines() == ["removed /dev/sdb"]
+
+    same = lab.drp("resume", run_id, "--approve", "swap-disk", "-p", "failed=/dev/sda",
+                   "--allow-changed")  # fmt: skip
+    assert same.returncode == 0, combined(same)
+    changes = lab.of(run_id, "run.resumed")[-1]["data"]["changes"]
+    assert changes == ["param failed: '/dev/sdb' → '/dev/sda'"]
+
+
+def test_a_changed_inventory_on_resume_is_refused_key_by_key(lab: Lab) -> None:
+    run_id = _paused_param_run(lab)
+    lab.write_inventory({"h1": {"address": "127.0.0.2", "vars": {"tag": "two"}}})
+    refused = lab.drp("resume", run_id, "--approve", "swap-disk")
+    assert refused.returncode == 6, combined(refused)
+    text = combined(refused)
+    assert "inventory host h1 address: '127.0.0.1' → '127.0.0.2'" in text
+    assert "inventory host h1 vars.tag: 'one' → 'two'" in text
+    assert (lab.root / "order").read_text().splitlines() == ["removed /dev/sdb"]
+
+    allowed = lab.drp("resume", run_id, "--approve", "swap-disk", "--allow-changed")
+    assert allowed.returncode == 0, combined(allowed)
+    assert (lab.root / "order").read_text().splitlines()[-1] == "partitioned /dev/sdb via two"
+    changes = lab.of(run_id, "run.resumed")[-1]["data"]["changes"]
+    assert "inventory host h1 vars.tag: 'one' → 'two'" in changes
+
+
+def test_an_unchanged_resume_is_not_refused(lab: Lab) -> None:
+    run_id = _paused_param_run(lab)
+    done = lab.drp("resume", run_id, "--approve", "swap-disk", "-p", "failed=/dev/sdb")
+    assert done.returncode == 0, combined(done)
+    assert lab.of(run_id, "run.resumed")[-1]["data"]["changes"] == []

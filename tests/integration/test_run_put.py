@@ -70,3 +70,59 @@ def test_put_does_not_write_through_a_planted_symlink(lab: Lab) -> None:
     assert result.returncode == 0, combined(result)
     assert victim.read_text() == "precious\n"
     assert conf.read_text().startswith("motd=changed") and not conf.is_symlink()
+
+
+def _stagings() -> set[Path]:
+    return set(Path("/tmp").glob(".drp-put-*"))
+
+
+@pytest.mark.parametrize("sensitive", [False, True])
+def test_a_directory_destination_is_refused_clearly_and_leaves_nothing(
+    lab: Lab, sensitive: bool
+) -> None:
+    target = lab.root / "etc"
+    target.mkdir()
+    book = lab.runbook(
+        f"""\
+        name: put-dir
+        targets: all
+        steps:
+          - id: config
+            sensitive: {str(sensitive).lower()}
+            put:
+              dest: "{{{{ vars.dir }}}}/etc"
+              content: "secret-ish\\n"
+        """
+    )
+    before = _stagings()
+    result = lab.run(book)
+    assert result.returncode == 1, combined(result)
+    assert "is a directory: put writes one file" in combined(result)
+    assert _stagings() - before == set(), "the staging copy stayed in /tmp"
+    assert list(target.iterdir()) == [] and sorted(p.name for p in lab.root.glob("etc*")) == [
+        "etc"
+    ], "nothing beside the destination"
+
+
+def test_a_failed_install_removes_its_backup_and_temporaries(lab: Lab) -> None:
+    conf = lab.root / "etc" / "app.conf"
+    conf.parent.mkdir()
+    conf.write_text("old\n")
+    book = lab.runbook(
+        """\
+        name: put-owner
+        targets: all
+        steps:
+          - id: config
+            put:
+              dest: "{{ vars.dir }}/etc/app.conf"
+              content: "new\\n"
+              owner: no-such-user-drp
+        """
+    )
+    before = _stagings()
+    result = lab.run(book)
+    assert result.returncode == 1, combined(result)
+    assert conf.read_text() == "old\n"
+    assert [p.name for p in conf.parent.iterdir()] == ["app.conf"], "backup or temporaries left"
+    assert _stagings() - before == set()

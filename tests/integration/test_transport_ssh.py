@@ -27,7 +27,7 @@ from drp.errors import Cancelled, CommandTimeout, ConnectError, HostKeyError, In
 from drp.inventory.loader import load_inventory
 from drp.inventory.model import Address, Become
 from drp.results import CommandResult
-from drp.transport.command import SudoLine, take_pid_marker, wrap_become, wrap_with_pid
+from drp.transport.command import SudoLine, take_pid_marker, wrap_become
 from drp.transport.hostkeys import fingerprint, record_host_key, scan_host_key
 from drp.transport.kill import Orphan as _Orphan
 from drp.transport.ssh import SshTransport
@@ -503,7 +503,6 @@ def test_record_uses_plain_name_on_port_22(sshd: SshServer, tmp_path: Path) -> N
 
 
 def test_pid_marker_round_trip() -> None:
-    assert wrap_with_pid("echo 'x'").endswith("exec /bin/sh -c 'echo '\"'\"'x'\"'\"''")
     pid, rest = take_pid_marker(b"before\n\x1edrp-pid:4242\nafter\n")
     assert (pid, rest) == (4242, b"before\nafter\n")
     assert take_pid_marker(b"no marker\n") == (None, b"no marker\n")
@@ -512,12 +511,12 @@ def test_pid_marker_round_trip() -> None:
 def test_wrap_become_with_and_without_password() -> None:
     line, stdin = wrap_become("echo 'hi'", Become(user="postgres"), "s3cret")
     assert "sudo -k -A -u postgres -- /bin/sh -c" in line and "s3cret" not in line
-    assert stdin == "s3cret\n"
+    assert stdin.startswith("s3cret\necho 'hi'\ndrp-end-")  # the command travels on stdin
     line, stdin = wrap_become("id -u", Become(), None)
-    assert line == "sudo -n -u root -- /bin/sh -c 'id -u'"
-    assert stdin is None
+    assert line.startswith("sudo -n -u root -- /bin/sh -c") and "id -u" not in line
+    assert stdin.startswith("id -u\ndrp-end-")
     _, stdin = wrap_become("cat", Become(), "pw", stdin="data\n")
-    assert stdin == "pw\ndata\n"
+    assert stdin.startswith("pw\ncat\ndrp-end-") and stdin.endswith("\ndata\n")
 
 
 def _needs_sudo(ssh: SshTransport) -> None:
@@ -651,11 +650,11 @@ def test_timeout_kills_a_become_command_through_sudo(
     _authorize(sshd, nopasswd_user)
     pidfile, childfile = tmp_path / "root.pid", tmp_path / "child.pid"
     line, stdin = wrap_become(_stubborn(pidfile, childfile), Become(), None)
-    assert isinstance(line, SudoLine) and line.become == Become() and stdin is None
+    assert isinstance(line, SudoLine) and line.become == Become()
     transport = SshTransport(sshd.host(user=nopasswd_user))
     pids: list[int] = []
     try:
-        thread, errors = _in_thread(lambda: transport.run(line, timeout=2))
+        thread, errors = _in_thread(lambda: transport.run(line, timeout=2, stdin=stdin))
         pids = [_read_pid(pidfile), _read_pid(childfile)]
         assert [_owner(pid) for pid in pids] == [0, 0]
         thread.join(20)
@@ -720,8 +719,11 @@ def test_a_timeout_before_the_pid_arrived_does_not_claim_a_kill(
     ssh: SshTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pidfile = tmp_path / "silent.pid"
+    from drp.transport.attempts import reader
+
     monkeypatch.setattr(  # a wrapper that never reports the PID
-        "drp.transport.ssh.wrap_with_pid", lambda command: f"exec /bin/sh -c {shlex.quote(command)}"
+        "drp.transport.ssh.bootstrap",
+        lambda run, token, label, user, end: f"exec /bin/sh -c {shlex.quote(reader(end))}",
     )
     pid = None
     try:
@@ -785,11 +787,11 @@ def test_a_become_command_left_running_is_killed_through_sudo_on_reconnect(
     sshd = sshd_fresh
     _authorize(sshd, nopasswd_user)
     pidfile, childfile = tmp_path / "root.pid", tmp_path / "child.pid"
-    line, _ = wrap_become(_stubborn(pidfile, childfile), Become(), None)
+    line, stdin = wrap_become(_stubborn(pidfile, childfile), Become(), None)
     transport = SshTransport(sshd.host(user=nopasswd_user))
     pids: list[int] = []
     try:
-        thread, errors = _in_thread(lambda: transport.run(line))
+        thread, errors = _in_thread(lambda: transport.run(line, stdin=stdin))
         pids = [_read_pid(pidfile), _read_pid(childfile)]
         assert [_owner(pid) for pid in pids] == [0, 0]
         assert _wait_until(lambda: _pid_arrived(transport))

@@ -18,6 +18,7 @@ from drp.engine.options import HostResume
 from drp.journal import JournalWriter, RunState, replay, run_dir
 from drp.results import RunStatus, StepStatus
 from drp.testing import Reply
+from drp.transport.attempts import Leftover
 
 E = EventType
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
@@ -129,3 +130,46 @@ def test_a_host_whose_every_step_is_done_is_not_contacted(tmp_path: Path) -> Non
     assert "do-c" in w.fakes["h2"].commands
     done = w.of(EventType.HOST_FINISHED, host="h1")
     assert done and "nothing left to do" in done[-1].message
+
+
+# -- an earlier attempt still running on the host ----------------------------------------
+
+TWO_STEPS = """
+name: t
+targets: all
+steps:
+  - {id: a, run: do-a}
+  - {id: b, run: do-b}
+"""
+
+
+def _still_running(w: World) -> Leftover:
+    earlier = Leftover("feed", 4242, 30, None, "a action 1")
+    w.fakes["h1"].still_running = [earlier]
+    return earlier
+
+
+def test_without_a_terminal_the_step_in_doubt_pauses_saying_its_first_attempt_runs(
+    tmp_path: Path,
+) -> None:
+    w = world(tmp_path, TWO_STEPS)
+    _still_running(w)
+    result = w.execute(resume={"h1": HostResume(in_doubt=frozenset({"a"}))})
+    assert result.status is RunStatus.PAUSED
+    assert w.fakes["h1"].commands == []  # nothing beside the first attempt
+    asked = w.of(EventType.STEP_WAITING, step="a")
+    assert asked and "STILL RUNNING" in asked[-1].message and "4242" in asked[-1].message
+
+
+def test_kill_in_doubt_kills_the_first_attempt_before_the_retry(tmp_path: Path) -> None:
+    w = world(tmp_path, TWO_STEPS)
+    _still_running(w)
+    resume = {"h1": HostResume(in_doubt=frozenset({"a"}))}
+    result = w.execute(resume=resume, kill_in_doubt=True, in_doubt="retry")
+    assert result.status is RunStatus.OK
+    assert w.fakes["h1"].still_running == []
+    assert w.fakes["h1"].commands == ["do-a", "do-b"]
+    notes = [e.message for e in w.of(EventType.STEP_PROGRESS, step="a")]
+    assert any(
+        m.startswith("killed the earlier action of step a (process group 4242") for m in notes
+    )
