@@ -13,10 +13,14 @@ import typer
 from drp.errors import InventoryError, ParamError, Problem
 
 if TYPE_CHECKING:  # the models import pydantic and Jinja2: loaded when a command needs them
-    from drp.inventory import Inventory
+    from collections.abc import Callable
+
+    from drp.inventory import Host, Inventory
+    from drp.results import CommandResult
     from drp.runbook import Params, Runbook
     from drp.runbook.model import Param
     from drp.runbook.params import Origin
+    from drp.transport.base import Transport
 
 ENV_INVENTORY = "DRP_INVENTORY"
 DEFAULT_INVENTORY = "inventory.yaml"
@@ -140,3 +144,22 @@ def dump_yaml(data: Any) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def as_root(
+    transport: Transport, target: Host, password: str | None
+) -> Callable[[str], CommandResult]:
+    """Run commands on ``target`` as its lock is handled: as root through sudo when the
+    host uses ``become``, else as the login (``drp unlock``, the host witnesses)."""
+    from drp.engine.lock import lock_become
+    from drp.transport.command import wrap_become
+
+    root = lock_become(target)
+
+    def on_host(command: str) -> CommandResult:
+        line, stdin = command, None
+        if root is not None and target.user != root.user:
+            line, stdin = wrap_become(command, root, password)
+        return transport.run(line, timeout=30, stdin=stdin)
+
+    return on_host

@@ -15,9 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from drp.cli.anchoring import SignKeyOption
 from drp.cli.console import make_console
+from drp.cli.run import check_format
+from drp.cli.verify import WitnessRead
 from drp.errors import ExitCode, InputError
-from drp.journal import list_run_ids, read_journal, resolve_run, state_dir, verify
+from drp.journal import list_run_ids, read_journal, resolve_run, state_dir
 from drp.journal.paths import journal_path, run_dir
 from drp.journal.record import Record, format_ts
 from drp.report import EXPORT_FORMATS, FORMATS, RunFilter, export, list_runs, load_run, report
@@ -253,27 +256,121 @@ def report_cmd(
 def verify_cmd(
     run: Annotated[str | None, typer.Argument(help="Run id, prefix, or 'latest'.")] = None,
     state: StateDir = None,
-    all_runs: Annotated[bool, typer.Option("--all", help="Verify every run.")] = False,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Verify every run, and name the deleted ones.")
+    ] = False,
+    allowed_signers: Annotated[
+        Path | None,
+        typer.Option(
+            "--allowed-signers",
+            help="OpenSSH allowed_signers file: check the signatures, name each session's signer.",
+        ),
+    ] = None,
+    hosts: Annotated[
+        bool, typer.Option("--hosts", help="Also read the witnesses on the run's hosts (SSH).")
+    ] = False,
+    inventory: Annotated[
+        Path | None, typer.Option("--inventory", "-i", envvar="DRP_INVENTORY", help="For --hosts.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
-    """Check a journal's hash chain: any edited, removed or reordered record is named.
+    """Check a journal's hash chain and its anchors: the witnesses and the signatures.
 
-    Example: drp log verify 20261121-2341   (or: drp log verify --all)
+    An edited, removed or reordered record breaks the chain; a tail cut at a record
+    boundary, a rewritten and re-hashed chain or a deleted run is caught by the
+    witnesses (index, hosts) and the signatures. See docs/audit.md.
+
+    Example: drp log verify latest --allowed-signers ~/.config/drp/allowed_signers
     """
+    from drp.cli.verify import as_json, check_hosts_with, verify_runs
+
     root = state_dir(state)
+    check_format(fmt)
     if (run is None) == (not all_runs):
         raise InputError("give a RUN or --all (not both)")
+    if allowed_signers is not None and not allowed_signers.is_file():
+        raise InputError(f"--allowed-signers: no file {allowed_signers}")
     ids = list_run_ids(root) if all_runs else [resolve_run(root, run or "")]
-    console, failed = _console(), 0
-    for run_id in ids:
-        journal = read_journal(journal_path(run_dir(root, run_id)))
-        result = verify(journal)
-        failed += not result.ok
-        mark = "[green]ok[/]" if result.ok else "[red]FAILED[/]"
-        console.print(f"{mark} {escape(run_id)}: {escape(str(result))}")
-        for warning in result.warnings:
-            console.print(f"  [yellow]warning:[/] {escape(warning)}")
-    if failed:
+    reader = check_hosts_with(_witness_reader(inventory)) if hosts else None
+    checks = verify_runs(root, ids, allowed_signers, all_runs, reader)
+    if fmt == "json":
+        typer.echo(as_json(checks), nl=False)
+    else:
+        console = _console()
+        for c in checks:
+            mark = "[green]ok[/]" if c.ok else "[red]FAILED[/]"
+            console.print(f"{mark} {escape(c.run_id)}: {escape(c.chain)}")
+            for line in c.problems:
+                console.print(f"  [red]problem:[/] {escape(line)}")
+            for line in [*c.notes, *c.sessions]:
+                console.print(f"  {escape(line)}")
+            for warning in c.warnings:
+                console.print(f"  [yellow]warning:[/] {escape(warning)}")
+    if not all(c.ok for c in checks):
         raise typer.Exit(int(ExitCode.JOURNAL))
+
+
+def _witness_reader(inventory: Path | None) -> WitnessRead:
+    """Reads a host's witness of a run over SSH, as root when the host uses become."""
+    from drp.cli.common import as_root, open_inventory
+    from drp.cli.run import become_password, host_passwords
+    from drp.engine.witness import read_witness, witness_path
+    from drp.transport.ssh import SshTransport
+
+    inv = open_inventory(inventory)
+    passwords = host_passwords(inv)
+
+    def read(name: str, run_id: str) -> tuple[list[tuple[int, str]], str]:
+        target = inv.get(name)
+        password = passwords.get(name) or become_password(ask=False)
+        transport = SshTransport(target, sudo_password=password)
+        path = witness_path(target, run_id)
+        try:
+            transport.connect()
+            return read_witness(as_root(transport, target, password), path), f"{name}:{path}"
+        finally:
+            transport.close()
+
+    return read
+
+
+@app.command("note")
+def note_cmd(
+    run: RunArg,
+    text: Annotated[str, typer.Argument(help="The note, in your own words.")],
+    state: StateDir = None,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="This note is the run's summary (the last one wins).")
+    ] = False,
+    step: Annotated[str | None, typer.Option(help="The step the note is about.")] = None,
+    operator: Annotated[str | None, typer.Option(help="Who writes (a label).")] = None,
+    sign_key: str = SignKeyOption,
+) -> None:
+    """Add a journaled note to a run: it appears in the report's timeline.
+
+    Example: drp log note latest "disk from the spares shelf, serial WD-7654321"
+
+    Example: drp log note latest --summary "RAID rebuilt; 3 h downtime for web and mail"
+    """
+    from drp.cli.anchoring import Anchoring
+    from drp.engine.events import Event, EventType
+    from drp.engine.options import default_operator
+    from drp.journal import JournalWriter
+
+    if not text.strip():
+        raise InputError("the note is empty")
+    root = state_dir(state)
+    run_id = resolve_run(root, run)
+    anchoring = Anchoring.resolve(root, sign_key)
+    who = operator or default_operator()
+    with JournalWriter.open_existing(run_dir(root, run_id), who) as writer:
+        data: dict[str, object] = {**anchoring.facts(), "summary": summary}
+        if step:
+            data["step"] = step
+        writer.append(Event(EventType.RUN_NOTE, run_id, step=step, message=text, data=data))
+        anchoring.started(writer)
+        anchoring.ended(writer)
+    _console().print(f"note added to {escape(run_id)}")
 
 
 @app.command("export")

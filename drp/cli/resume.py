@@ -8,6 +8,7 @@ journal. ``unlock`` removes a stale host lock and journals that as its own run.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -15,10 +16,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from drp.cli.anchoring import Anchoring, SignKeyOption
 from drp.cli.common import (
     InventoryOption,
     ParamOption,
     StateDirOption,
+    as_root,
     gather_params,
     open_inventory,
 )
@@ -49,7 +52,6 @@ from drp.journal import (
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
-    from drp.results import CommandResult
     from drp.runbook import Runbook
 
 
@@ -91,6 +93,7 @@ def resume(
     state: Path = StateDirOption,
     fmt: str = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    sign_key: str = SignKeyOption,
 ) -> None:
     """Continue an interrupted or paused run where it stopped; done steps are not run again.
 
@@ -105,6 +108,7 @@ def resume(
     run_state = replay(journal.records, locked=lock_holder(directory) is not None)
     if run_state.status is RunStatus.OK:
         raise JournalError(f"run {the_id} finished ok; nothing to resume")
+    anchoring = Anchoring.resolve(folder, sign_key)
     book = _load_for_resume(run_state, allow_changed)
     inv = open_inventory(inventory or Path(run_state.inventory))
     from drp.redact import MASK
@@ -157,12 +161,19 @@ def resume(
         "in_doubt": policy,
         # what this session runs with: the params may differ (--param), the inventory too
         "params": the_plan.params.masked(),
-        "inventory": inv.path,
+        "inventory": os.path.abspath(inv.path),
         "inventory_sha256": inv.sha256,
     }
     exit_with_status(
         execute_plan(
-            the_plan, options, writer, Output(fmt, quiet), resume=hosts, resumed=True, extra=extra
+            the_plan,
+            options,
+            writer,
+            Output(fmt, quiet),
+            resume=hosts,
+            resumed=True,
+            extra=extra,
+            anchoring=anchoring,
         )
     )
 
@@ -185,8 +196,7 @@ def unlock(
             "unlock removes another run's lock: pass --force once you have "
             "checked that run is dead or finished"
         )
-    from drp.engine.lock import DEFAULT_LOCK_DIR, force_release, lock_become
-    from drp.transport.command import wrap_become
+    from drp.engine.lock import DEFAULT_LOCK_DIR, force_release
     from drp.transport.ssh import SshTransport
 
     inv = open_inventory(inventory)
@@ -196,14 +206,7 @@ def unlock(
     run_id = new_run_id("unlock")
     writer = JournalWriter.create(run_dir(state_dir(state), run_id), who)
     transport = SshTransport(target, sudo_password=password)
-
-    root = lock_become(target)
-
-    def on_host(command: str) -> CommandResult:  # as runs take the lock: root, through sudo
-        line, stdin = command, None
-        if root is not None and target.user != root.user:
-            line, stdin = wrap_become(command, root, password)
-        return transport.run(line, timeout=30, stdin=stdin)
+    on_host = as_root(transport, target, password)  # as runs take the lock
 
     outcome = "failed"
     try:

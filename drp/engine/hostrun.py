@@ -24,6 +24,7 @@ from drp.engine.options import (
 from drp.engine.plan import Plan, PlannedStep
 from drp.engine.retry import AttemptFailed, RetryHooks, connect_policy, retrying
 from drp.engine.stops import HostStopped
+from drp.engine.witness import leave_witness
 from drp.errors import (
     AuthError,
     Cancelled,
@@ -236,6 +237,8 @@ class HostRun:
                 EventType.HOST_FINISHED, outcome=HostStatus.FAILED.value, message=f"stopped: {exc}"
             )
             return HostStatus.FAILED
+        if status not in (HostStatus.INTERRUPTED, HostStatus.UNREACHABLE, HostStatus.LOCKED):
+            leave_witness(self)  # the chain head, on the host (see drp.engine.witness)
         # paused, interrupted or unreachable: the run goes on later and still owns the host
         if status in (HostStatus.OK, HostStatus.FAILED, HostStatus.REJECTED, HostStatus.HALTED):
             self.drop_lock()

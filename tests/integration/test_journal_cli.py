@@ -80,7 +80,7 @@ def test_editing_one_byte_of_the_last_record_fails_verify_and_resume(lab: Lab) -
     assert (lab.root / "order").read_text().split() == ["prepared"]
 
 
-def test_journal_cut_at_a_line_boundary_verifies_as_unfinished(lab: Lab) -> None:
+def test_journal_cut_at_a_line_boundary_is_caught_by_the_index_witness(lab: Lab) -> None:
     assert lab.run(lab.book("hello")).returncode == 0
     run_id = lab.only_run()
     verify = lab.drp("log", "verify", run_id)
@@ -90,8 +90,9 @@ def test_journal_cut_at_a_line_boundary_verifies_as_unfinished(lab: Lab) -> None
     path.write_bytes(b"".join(lines[:-1]))  # run.finished removed, whole line
 
     verify = lab.drp("log", "verify", run_id)
-    assert verify.returncode == 0, combined(verify)  # information, not a failure
-    assert "unfinished" in verify.stdout and "cannot prove the tail" in verify.stdout
+    assert verify.returncode == 6, combined(verify)  # the chain alone cannot tell; the index can
+    assert "unfinished" in verify.stdout and "index witness" in verify.stdout
+    assert "cut from the end" in verify.stdout
 
 
 def test_drp_run_keeps_its_journal_private(lab: Lab) -> None:
