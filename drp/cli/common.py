@@ -15,6 +15,8 @@ from drp.errors import InventoryError, ParamError, Problem
 if TYPE_CHECKING:  # the models import pydantic and Jinja2: loaded when a command needs them
     from collections.abc import Callable
 
+    from rich.console import Console
+
     from drp.inventory import Host, Inventory
     from drp.results import CommandResult
     from drp.runbook import Params, Runbook
@@ -43,6 +45,21 @@ ParamsFileOption = typer.Option(None, "--params-file", help="YAML mapping of par
 RunbookPathOption = typer.Option(
     None, "--runbook-path", help="Extra directory to search for runbooks (repeatable)."
 )
+
+
+def listing_console() -> Console:
+    """A console for tables that are read and copied: on a terminal, its width; into a pipe
+    or a file, no width at all, so nothing (a run id, a resume command) is cut or wrapped."""
+    from drp.cli.console import make_console
+
+    wide = None if sys.stdout.isatty() else 1_000_000
+    return make_console(soft_wrap=True, width=wide)
+
+
+def echo_json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def startup_done() -> None:

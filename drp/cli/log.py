@@ -13,18 +13,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from drp.cli.anchoring import SignKeyOption
-from drp.cli.console import make_console
-from drp.cli.run import check_format
+from drp.cli.common import echo_json, listing_console
+from drp.cli.run import FormatOption
 from drp.cli.verify import WitnessRead
 from drp.errors import ExitCode, InputError
 from drp.journal import list_run_ids, read_journal, resolve_run, state_dir
 from drp.journal.paths import journal_path, run_dir
 from drp.journal.record import Record, format_ts
 from drp.report import EXPORT_FORMATS, FORMATS, RunFilter, export, list_runs, load_run, report
-from drp.report.summary import RunData
+from drp.report.render import session_lines
+from drp.report.summary import RunData, RunSummary
 from drp.report.timeline import build_timeline, fmt_seconds
 from drp.results import RunStatus
 
@@ -44,7 +45,7 @@ RunArg = Annotated[str, typer.Argument(help="Run id, unique prefix of one, or 'l
 
 
 def _console() -> Console:
-    return make_console(soft_wrap=True)
+    return listing_console()
 
 
 def _when(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
@@ -67,7 +68,7 @@ def _when(text: str | None, name: str, *, end_of_day: bool = False) -> datetime 
 
 
 def _short(when: datetime | None) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if when else "-"
+    return when.astimezone(UTC).isoformat(timespec="seconds") if when else "-"
 
 
 def _write(text: str, output: Path | None) -> None:
@@ -95,8 +96,9 @@ def list_cmd(
     until: Annotated[
         str | None, typer.Option(help="Started at or before (ISO date/time, UTC).")
     ] = None,
+    fmt: str = FormatOption,
 ) -> None:
-    """List runs, newest first.
+    """List runs, newest first (by the time they started).
 
     Example: drp log list --runbook disk-replace --host db1 --since 2026-11-01
     """
@@ -109,9 +111,20 @@ def list_cmd(
         _when(until, "--until", end_of_day=True),
     )
     runs = list_runs(state_dir(state), filters)
+    if fmt == "json":
+        echo_json([_summary_json(s) for s in runs])
+        return
+    console = listing_console()
+    if not runs:
+        console.print("no runs found")
+        return
     table = Table(
-        "run", "runbook", "started (UTC)", "ended", "status", "operators", "hosts", "steps", "chain"
+        "runbook", "started (UTC)", "ended", "status", "operators", "hosts", "steps", "chain"
     )
+    for column in table.columns:  # narrow terminal: the other columns wrap, never end in "…"
+        column.overflow = "fold"
+    longest = max(len(s.run_id) for s in runs)  # a run id is never cut: it is typed again
+    table.columns.insert(0, Column("run", no_wrap=True, min_width=longest, overflow="fold"))
     for s in runs:
         counts = " ".join(f"{k}:{v}" for k, v in s.counts.items())
         table.add_row(
@@ -130,11 +143,23 @@ def list_cmd(
                 )
             )
         )
-    console = _console()
-    if not runs:
-        console.print("no runs found")
-        return
     console.print(table)
+
+
+def _summary_json(s: RunSummary) -> dict[str, object]:
+    return {
+        "run": s.run_id,
+        "runbook": s.runbook,
+        "started": format_ts(s.started) if s.started else None,
+        "ended": format_ts(s.ended) if s.ended else None,
+        "status": str(s.status),
+        "operators": list(s.operators),
+        "hosts": list(s.hosts),
+        "counts": dict(s.counts),
+        "records": s.records,
+        "verified": s.verified,
+        "dry_run": s.dry_run,
+    }
 
 
 @app.command("show")
@@ -154,6 +179,12 @@ def show_cmd(
     records = [r for r in data.journal.records if step is None or r.step == step]
     table = _events_table(records) if events else _steps_table(data, step)
     console.print(table)
+    if not events:
+        timeline = build_timeline(data.journal.records)
+        for line in session_lines(timeline):
+            console.print(escape(line))
+        if timeline.summary:
+            console.print(f"summary: {escape(timeline.summary)}")
     if output:
         for r in records:
             for stream in ("stdout", "stderr"):
@@ -173,12 +204,13 @@ def show_cmd(
 def _steps_table(data: RunData, step: str | None) -> Table:
     timeline = build_timeline(data.journal.records)
     table = Table(
+        "session",
         "host",
         "step",
         "kind",
         "outcome",
         "tries",
-        "started (UTC)",
+        "started",
         "took",
         "notes",
         title=f"run {data.state.run_id}: {data.state.runbook} ({data.state.status})",
@@ -192,17 +224,17 @@ def _steps_table(data: RunData, step: str | None) -> Table:
             notes.append(f"waited {fmt_seconds(row.waited)} for a person")
         if row.approved_by:
             notes.append(f"approved by {row.approved_by}")
-        started = format_ts(row.start)[:-8].replace("T", " ") if row.start else ""
         table.add_row(
             *(
                 escape(x)
                 for x in (
+                    str(row.session),
                     row.host,
                     row.step,
                     row.kind,
-                    row.outcome or "(not finished)",
+                    row.label,
                     str(row.attempts or ""),
-                    started,
+                    _short(row.start),
                     fmt_seconds(row.duration),
                     "; ".join(notes),
                 )
@@ -213,7 +245,7 @@ def _steps_table(data: RunData, step: str | None) -> Table:
 
 def _events_table(records: list[Record]) -> Table:
     table = Table(
-        "seq", "time (UTC)", "type", "host", "step", "try", "outcome", "exit", "took", "message"
+        "seq", "time", "type", "host", "step", "try", "outcome", "exit", "took", "message"
     )
     for r in records:
         table.add_row(
@@ -221,7 +253,7 @@ def _events_table(records: list[Record]) -> Table:
                 escape(x)
                 for x in (
                     str(r.seq),
-                    format_ts(r.ts)[:-5].replace("T", " "),
+                    r.ts.isoformat(timespec="milliseconds"),
                     r.type,
                     r.host or "",
                     r.step or "",
@@ -272,7 +304,7 @@ def verify_cmd(
     inventory: Annotated[
         Path | None, typer.Option("--inventory", "-i", envvar="DRP_INVENTORY", help="For --hosts.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: str = FormatOption,
 ) -> None:
     """Check a journal's hash chain and its anchors: the witnesses and the signatures.
 
@@ -285,7 +317,6 @@ def verify_cmd(
     from drp.cli.verify import as_json, check_hosts_with, verify_runs
 
     root = state_dir(state)
-    check_format(fmt)
     if (run is None) == (not all_runs):
         raise InputError("give a RUN or --all (not both)")
     if allowed_signers is not None and not allowed_signers.is_file():
