@@ -323,7 +323,9 @@ class _Builder:
             if key in self.in_doubt:
                 self.settled(r, host, step, "run again", f"--{self.policy}-in-doubt")
         elif r.type == T.STEP_ATTEMPT:
-            self.attempt(r, self.row(host, step), host, step)
+            undoing = r.data.get("phase") == "rollback"  # belongs to the rollback's row
+            row = self.rollback_row(host, step) if undoing else self.row(host, step)
+            self.attempt(r, row, host, step)
         elif r.type == T.STEP_WAITING:
             self.open_waits.setdefault(key, r.ts)
             self.note(r, "gate", f"waiting: {first_line(r.message) or 'manual step'}")
@@ -417,15 +419,21 @@ class _Builder:
         took = row.freeze().duration if outcome != "paused" else row.freeze().elapsed
         self.note(r, kind, f"{outcome} ({fmt_seconds(took)})")
 
+    def rollback_row(self, host: str, step: str) -> _Row:
+        found = (
+            x
+            for x in reversed(self.rows)
+            if x.kind == "rollback" and (x.host, x.step) == (host, step)
+        )
+        return next(found, None) or self.new_row(host, step, "rollback")
+
     def rollback(self, r: Record, host: str, step: str) -> None:
         if r.type == T.ROLLBACK_STARTED:
             row = self.new_row(host, step, "rollback")
             row.start = r.ts
             self.note(r, "rollback", f"rollback of {step} started")
             return
-        row = next(
-            (x for x in reversed(self.rows) if x.kind == "rollback" and x.step == step), None
-        ) or self.new_row(host, step, "rollback")
+        row = self.rollback_row(host, step)
         ok = r.outcome == "ok"
         row.outcome, row.end = ("rolled-back" if ok else "rollback failed"), r.ts
         row.start = row.start or r.ts
