@@ -18,7 +18,6 @@ from rich.table import Column, Table
 from drp.cli.anchoring import SignKeyOption
 from drp.cli.common import echo_json, listing_console
 from drp.cli.run import FormatOption
-from drp.cli.verify import WitnessRead
 from drp.errors import ExitCode, InputError
 from drp.journal import list_run_ids, read_journal, resolve_run, state_dir
 from drp.journal.paths import journal_path, run_dir
@@ -314,7 +313,7 @@ def verify_cmd(
 
     Example: drp log verify latest --allowed-signers ~/.config/drp/allowed_signers
     """
-    from drp.cli.verify import as_json, check_hosts_with, verify_runs
+    from drp.cli.verify import as_json, check_hosts_with, ssh_witness_reader, verify_runs
 
     root = state_dir(state)
     if (run is None) == (not all_runs):
@@ -322,7 +321,7 @@ def verify_cmd(
     if allowed_signers is not None and not allowed_signers.is_file():
         raise InputError(f"--allowed-signers: no file {allowed_signers}")
     ids = list_run_ids(root) if all_runs else [resolve_run(root, run or "")]
-    reader = check_hosts_with(_witness_reader(inventory)) if hosts else None
+    reader = check_hosts_with(ssh_witness_reader(inventory)) if hosts else None
     checks = verify_runs(root, ids, allowed_signers, all_runs, reader)
     if fmt == "json":
         typer.echo(as_json(checks), nl=False)
@@ -339,30 +338,6 @@ def verify_cmd(
                 console.print(f"  [yellow]warning:[/] {escape(warning)}")
     if not all(c.ok for c in checks):
         raise typer.Exit(int(ExitCode.JOURNAL))
-
-
-def _witness_reader(inventory: Path | None) -> WitnessRead:
-    """Reads a host's witness of a run over SSH, as root when the host uses become."""
-    from drp.cli.common import as_root, open_inventory
-    from drp.cli.run import become_password, host_passwords
-    from drp.engine.witness import read_witness, witness_path
-    from drp.transport.ssh import SshTransport
-
-    inv = open_inventory(inventory)
-    passwords = host_passwords(inv)
-
-    def read(name: str, run_id: str) -> tuple[list[tuple[int, str]], str]:
-        target = inv.get(name)
-        password = passwords.get(name) or become_password(ask=False)
-        transport = SshTransport(target, sudo_password=password)
-        path = witness_path(target, run_id)
-        try:
-            transport.connect()
-            return read_witness(as_root(transport, target, password), path), f"{name}:{path}"
-        finally:
-            transport.close()
-
-    return read
 
 
 @app.command("note")

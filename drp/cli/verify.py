@@ -141,3 +141,27 @@ def verify_runs(
 
 def as_json(checks: list[RunCheck]) -> str:
     return json.dumps([c.as_dict() for c in checks], indent=2, ensure_ascii=False) + "\n"
+
+
+def ssh_witness_reader(inventory: Path | None) -> WitnessRead:
+    """Reads a host's witness of a run over SSH, as root when the host uses become."""
+    from drp.cli.common import as_root, open_inventory
+    from drp.cli.run import become_password, host_passwords
+    from drp.engine.witness import read_witness, witness_path
+    from drp.transport.ssh import SshTransport
+
+    inv = open_inventory(inventory)
+    passwords = host_passwords(inv)
+
+    def read(name: str, run_id: str) -> tuple[list[tuple[int, str]], str]:
+        target = inv.get(name)
+        password = passwords.get(name) or become_password(ask=False)
+        transport = SshTransport(target, sudo_password=password)
+        path = witness_path(target, run_id)
+        try:
+            transport.connect()
+            return read_witness(as_root(transport, target, password), path), f"{name}:{path}"
+        finally:
+            transport.close()
+
+    return read
