@@ -426,9 +426,10 @@ def test_the_operator_approves_at_the_prompt(keys: tuple[Keyboard, int]) -> None
     keyboard, typing = keys
     out = StringIO()
     operator = ConsoleOperator(console(out, terminal=False), "alice@ops", None, keyboard=keyboard)
-    os.write(typing, b"done\n")
+    os.write(typing, b"done\nbay 2 swapped, serial WD-7654321\n")
     answer = ask(operator)
     assert (answer.decision, answer.by) == (Decision.APPROVE, "alice@ops")
+    assert answer.note == "bay 2 swapped, serial WD-7654321"  # a note at the gate, for the report
     assert "h1 swap: done/reject/pause? [done/reject/pause] (pause): " in out.getvalue()
 
 
