@@ -186,6 +186,7 @@ def unlock(
     inventory: Path = InventoryOption,
     state: Path = StateDirOption,
     operator: str = typer.Option(None, "--operator"),
+    sign_key: str = SignKeyOption,
 ) -> None:
     """Remove a stale lock from a host (journaled as its own run).
 
@@ -203,6 +204,7 @@ def unlock(
     target = inv.get(host)
     who = operator or default_operator()
     password = host_passwords(inv).get(host) or become_password(ask=False)
+    anchoring = Anchoring.resolve(state_dir(state), sign_key)
     run_id = new_run_id("unlock")
     writer = JournalWriter.create(run_dir(state_dir(state), run_id), who)
     transport = SshTransport(target, sudo_password=password)
@@ -220,9 +222,11 @@ def unlock(
                     "inventory": inv.path,
                     "inventory_sha256": inv.sha256,
                     "command_line": shlex.join(["drp", *sys.argv[1:]]),
+                    **anchoring.facts(),
                 },
             )
         )
+        anchoring.started(writer)
         transport.connect()
         lock_dir = str(target.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
         try:
@@ -249,6 +253,7 @@ def unlock(
         writer.append(
             Event(EventType.RUN_FINISHED, run_id, outcome=outcome, data={"hosts": {host: outcome}})
         )
+        anchoring.ended(writer)
         transport.close()
         writer.close()
 
