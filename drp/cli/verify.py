@@ -130,12 +130,8 @@ def verify_runs(
     index = read_index(root)
     checks = [check_one(root, run_id, allowed, index, hosts) for run_id in ids]
     if all_runs:
-        for problem in deleted_runs(index, list_run_ids(root)):
-            checks.append(
-                RunCheck(
-                    problem.split()[1] if problem.startswith("run ") else "index", "gone", [problem]
-                )
-            )
+        for run_id, problem in deleted_runs(index, list_run_ids(root)):
+            checks.append(RunCheck(run_id, "no journal", [problem]))
     return checks
 
 

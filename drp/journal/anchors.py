@@ -146,14 +146,15 @@ def check_run(
     )
 
 
-def deleted_runs(index: Index, present: Iterable[str]) -> list[str]:
-    """Problems for runs the index witnessed whose journal is gone (and a broken index)."""
+def deleted_runs(index: Index, present: Iterable[str]) -> list[tuple[str, str]]:
+    """(run id, problem) for each run the index witnessed whose journal is gone; a broken
+    index itself comes as ("index", problem)."""
     have = set(present)
     out = [
-        f"run {run} is gone: the index witness ({index.path.name}) recorded it"
+        (run, f"run {run} is gone: the index witness ({index.path.name}) recorded it")
         for run in index.runs()
         if run not in have
     ]
     if index.problem:
-        out.append(f"index witness {index.path}: {index.problem}")
+        out.append(("index", f"index witness {index.path}: {index.problem}"))
     return out

@@ -20,7 +20,7 @@ from browser.test_report_html import CHROMIUM, REQUIRED, chromium, png_pixels
 from sshd import SshServer
 
 from drp.report.html import COLORS
-from integration.support import Lab, combined, new_lab, read_pid
+from integration.support import Lab, combined, kill_recorded, new_lab, read_pid
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +30,7 @@ def lab(tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("DRP_SIGN_KEY", "none")
     lab = new_lab(tmp_path, sshd)
     yield lab
-    pid_file = tmp_path / "nap.pid"  # never leave a remote sleep behind
-    if pid_file.exists() and pid_file.read_text().strip().isdigit():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    kill_recorded(tmp_path / "nap.pid")  # never leave a remote sleep behind
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def test_the_index_agrees_then_names_a_cut_a_rewrite_and_a_deleted_run(tmp_path:
     other = Head(run_id, 2, "f" * 64)
     assert "the chain was rewritten" in disagreement(journal, other, "w")
     assert deleted_runs(read_index(tmp_path), []) == [
-        f"run {run_id} is gone: the index witness (witness-index.jsonl) recorded it"
+        (run_id, f"run {run_id} is gone: the index witness (witness-index.jsonl) recorded it")
     ]
 
 
