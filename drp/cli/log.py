@@ -320,7 +320,7 @@ def verify_cmd(
         raise InputError("give a RUN or --all (not both)")
     if allowed_signers is not None and not allowed_signers.is_file():
         raise InputError(f"--allowed-signers: no file {allowed_signers}")
-    ids = list_run_ids(root) if all_runs else [resolve_run(root, run or "")]
+    ids = list_run_ids(root) if all_runs else [_verified_id(root, run or "")]
     reader = check_hosts_with(ssh_witness_reader(inventory)) if hosts else None
     checks = verify_runs(root, ids, allowed_signers, all_runs, reader)
     if fmt == "json":
@@ -338,6 +338,20 @@ def verify_cmd(
                 console.print(f"  [yellow]warning:[/] {escape(warning)}")
     if not all(c.ok for c in checks):
         raise typer.Exit(int(ExitCode.JOURNAL))
+
+
+def _verified_id(root: Path, text: str) -> str:
+    """The run to verify; a full id whose journal is gone but the index witnessed is a
+    deleted run: verify says so (exit 6) instead of 'no such run'."""
+    from drp.journal.index import read_index
+    from drp.journal.paths import RUN_ID_RE
+
+    try:
+        return resolve_run(root, text)
+    except InputError:
+        if RUN_ID_RE.fullmatch(text) and read_index(root).for_run(text):
+            return text  # verify_runs reports it gone
+        raise
 
 
 @app.command("note")
@@ -362,6 +376,7 @@ def note_cmd(
     from drp.engine.events import Event, EventType
     from drp.engine.options import default_operator
     from drp.journal import JournalWriter
+    from drp.journal.anchors import require_witnessed
 
     if not text.strip():
         raise InputError("the note is empty")
@@ -369,6 +384,8 @@ def note_cmd(
     run_id = resolve_run(root, run)
     anchoring = Anchoring.resolve(root, sign_key)
     who = operator or default_operator()
+    journal = read_journal(journal_path(run_dir(root, run_id)))
+    require_witnessed(journal, run_dir(root, run_id), root)
     with JournalWriter.open_existing(run_dir(root, run_id), who) as writer:
         data: dict[str, object] = {**anchoring.facts(), "summary": summary}
         if step:

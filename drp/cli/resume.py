@@ -49,6 +49,7 @@ from drp.journal import (
     run_dir,
     state_dir,
 )
+from drp.journal.anchors import require_witnessed
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def resume(
     the_id = resolve_run(folder, run_id)
     directory = run_dir(folder, the_id)
     journal = read_journal(journal_path(directory))
+    require_witnessed(journal, directory, folder)  # a cut journal would redo the cut steps
     run_state = replay(journal.records, locked=lock_holder(directory) is not None)
     if run_state.status is RunStatus.OK:
         raise JournalError(f"run {the_id} finished ok; nothing to resume")

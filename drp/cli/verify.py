@@ -128,9 +128,10 @@ def verify_runs(
     root: Path, ids: list[str], allowed: Path | None, all_runs: bool, hosts: HostReader | None
 ) -> list[RunCheck]:
     index = read_index(root)
-    checks = [check_one(root, run_id, allowed, index, hosts) for run_id in ids]
-    if all_runs:
-        for run_id, problem in deleted_runs(index, list_run_ids(root)):
+    present = set(list_run_ids(root))
+    checks = [check_one(root, i, allowed, index, hosts) for i in ids if i in present]
+    for run_id, problem in deleted_runs(index, present):
+        if all_runs or run_id in ids:
             checks.append(RunCheck(run_id, "no journal", [problem]))
     return checks
 

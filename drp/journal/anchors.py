@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from drp.errors import JournalError
 from drp.journal.index import Head, Index, read_index
 from drp.journal.reader import Journal
 from drp.journal.sessions import Session, split_sessions
@@ -144,6 +145,19 @@ def check_run(
         tuple(checks),
         tuple(_pair(sessions, checks)),
     )
+
+
+def require_witnessed(journal: Journal, run_directory: Path, state: Path) -> None:
+    """Refuse to append to a journal the index witness disagrees with (cut or rewritten):
+    resuming it would run again what the cut records said was done."""
+    problems, _notes = _index_findings(
+        journal, journal.run_id or run_directory.name, read_index(state)
+    )
+    if problems:
+        raise JournalError(
+            f"journal of run {run_directory.name} does not match its witness, refusing to "
+            f"append: {problems[0]} (see 'drp log verify {run_directory.name}')"
+        )
 
 
 def deleted_runs(index: Index, present: Iterable[str]) -> list[tuple[str, str]]:

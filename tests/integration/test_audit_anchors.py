@@ -95,6 +95,8 @@ def test_a_tail_cut_at_a_record_boundary_fails_verify_by_the_index(lab: Lab, dro
     assert "index witness" in broken.stdout and "cut from the end" in broken.stdout
     report = lab.drp("log", "report", run_id)
     assert "hash chain verified" not in report.stdout and "cut from the end" in report.stdout
+    resumed = lab.drp("resume", run_id, "--approve", "swap-disk")  # would redo the cut steps
+    assert resumed.returncode == JOURNAL_PROBLEM and "does not match its witness" in resumed.stderr
 
 
 def test_a_rewritten_and_rehashed_chain_fails_verify_by_the_index(lab: Lab) -> None:
@@ -115,6 +117,8 @@ def test_a_deleted_run_is_named_by_verify_all(lab: Lab) -> None:
     broken = verify(lab, "--all")
     assert broken.returncode == JOURNAL_PROBLEM, combined(broken)
     assert f"run {run_id} is gone" in broken.stdout
+    named = verify(lab, run_id)  # asked by its id: gone, not "no such run"
+    assert named.returncode == JOURNAL_PROBLEM and f"run {run_id} is gone" in named.stdout
 
 
 def test_removing_a_line_of_the_index_breaks_the_index(lab: Lab) -> None:
