@@ -12,8 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from drp.cli.common import RunbookPathOption, open_runbook
+from drp.cli.common import RunbookPathOption, echo_json, listing_console, open_runbook
 from drp.cli.console import make_console
+from drp.cli.run import FormatOption
 from drp.errors import ExitCode, InputError, Problem
 
 
@@ -84,23 +85,34 @@ def validate(
         raise InputError(problems)
 
 
-def list_runbooks(search: list[str] = RunbookPathOption) -> None:
+def list_runbooks(search: list[str] = RunbookPathOption, fmt: str = FormatOption) -> None:
     """List the runbooks drp can find: built-in ones and those on DRP_RUNBOOK_PATH.
 
-    Example: drp list
+    Example: drp list --format json
     """
     from drp.runbook import load_runbook
     from drp.runbook.catalog import entries
 
-    console = make_console()
-    table = Table("runbook", "summary", "origin", "path")
+    found = []
     for entry in entries(search):
         try:
-            summary = load_runbook(entry.path).summary
+            summary, valid = load_runbook(entry.path).summary, True
         except InputError:
-            summary = "[red]invalid: run drp validate[/]"
-        table.add_row(entry.name, summary, entry.origin, escape(str(entry.path)))
-    console.print(table)
+            summary, valid = "", False
+        found.append((entry, summary, valid))
+    if fmt == "json":
+        echo_json(
+            [
+                {"name": e.name, "summary": s, "origin": e.origin, "path": str(e.path), "valid": v}
+                for e, s, v in found
+            ]
+        )
+        return
+    table = Table("runbook", "summary", "origin", "path")
+    for entry, summary, valid in found:
+        shown = escape(summary) if valid else "[red]invalid: run drp validate[/]"
+        table.add_row(escape(entry.name), shown, entry.origin, escape(str(entry.path)))
+    listing_console().print(table)
 
 
 def show(

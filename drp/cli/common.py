@@ -13,10 +13,16 @@ import typer
 from drp.errors import InventoryError, ParamError, Problem
 
 if TYPE_CHECKING:  # the models import pydantic and Jinja2: loaded when a command needs them
-    from drp.inventory import Inventory
+    from collections.abc import Callable
+
+    from rich.console import Console
+
+    from drp.inventory import Host, Inventory
+    from drp.results import CommandResult
     from drp.runbook import Params, Runbook
     from drp.runbook.model import Param
     from drp.runbook.params import Origin
+    from drp.transport.base import Transport
 
 ENV_INVENTORY = "DRP_INVENTORY"
 ENV_PARAM_PREFIX = "DRP_PARAM_"  # DRP_PARAM_TOKEN=... gives param ``token`` (kept out of argv)
@@ -40,6 +46,21 @@ ParamsFileOption = typer.Option(None, "--params-file", help="YAML mapping of par
 RunbookPathOption = typer.Option(
     None, "--runbook-path", help="Extra directory to search for runbooks (repeatable)."
 )
+
+
+def listing_console() -> Console:
+    """A console for tables that are read and copied: on a terminal, its width; into a pipe
+    or a file, no width at all, so nothing (a run id, a resume command) is cut or wrapped."""
+    from drp.cli.console import make_console
+
+    wide = None if sys.stdout.isatty() else 1_000_000
+    return make_console(soft_wrap=True, width=wide)
+
+
+def echo_json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def startup_done() -> None:
@@ -165,3 +186,22 @@ def dump_yaml(data: Any) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def as_root(
+    transport: Transport, target: Host, password: str | None
+) -> Callable[[str], CommandResult]:
+    """Run commands on ``target`` as its lock is handled: as root through sudo when the
+    host uses ``become``, else as the login (``drp unlock``, the host witnesses)."""
+    from drp.engine.lock import lock_become
+    from drp.transport.command import wrap_become
+
+    root = lock_become(target)
+
+    def on_host(command: str) -> CommandResult:
+        line, stdin = command, None
+        if root is not None and target.user != root.user:
+            line, stdin = wrap_become(command, root, password)
+        return transport.run(line, timeout=30, stdin=stdin)
+
+    return on_host

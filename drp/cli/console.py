@@ -340,10 +340,12 @@ class ConsoleSink:
         self._set_row(event.host, Row(step=name, began=self.clock(), timeout=timeout))
 
     def _step_skipped(self, event: Event) -> None:
-        self.counts[event.host or ""]["skipped"] += 1
         reason = event.data.get("reason")
-        if reason != "done":
-            self._line(event, "skipped", event.message)
+        if reason == "done":  # done by an earlier session: not skipped, not run again
+            self.counts[event.host or ""]["earlier"] += 1
+            return
+        self.counts[event.host or ""]["skipped"] += 1
+        self._line(event, "skipped", event.message)
 
     def _step_attempt(self, event: Event) -> None:
         if event.outcome == "failed" and event.data.get("phase") in ("action", "verify"):
@@ -469,13 +471,17 @@ class ConsoleSink:
         self._stop_live()
         hosts: dict[str, str] = dict(event.data.get("hosts", {}))
         table = Table(title=f"run {event.run_id}: {event.outcome}", title_justify="left")
-        for column in ("host", "status", "ok", "skipped", "failed", "unreachable", "duration"):
+        columns = ["host", "status", "ok", "skipped", "failed", "unreachable", "duration"]
+        earlier = any(self.counts[h]["earlier"] for h in hosts)
+        if earlier:  # after a resume: what earlier sessions did, shown as done by them
+            columns.insert(3, "done earlier")
+        for column in columns:
             table.add_column(column)
         for host, status in hosts.items():
             counts = self.counts[host]
             began, last = self.host_began.get(host), self.host_last.get(host)
             took = format_duration((last - began).total_seconds()) if began and last else "-"
-            table.add_row(
+            cells = [
                 escape(host),
                 escape(status),
                 str(counts["ok"] + counts["changed"]),
@@ -483,7 +489,10 @@ class ConsoleSink:
                 str(counts["failed"]),
                 str(counts["unreachable"]),
                 took,
-            )
+            ]
+            if earlier:
+                cells.insert(3, str(counts["earlier"]))
+            table.add_row(*cells)
         self.console.print(table)
         self.console.print(f"elapsed {format_duration(self.clock() - self.started)}")
 

@@ -9,8 +9,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from drp.cli.common import InventoryOption, dump_yaml, interactive, open_inventory
+from drp.cli.common import (
+    InventoryOption,
+    dump_yaml,
+    echo_json,
+    interactive,
+    listing_console,
+    open_inventory,
+)
 from drp.cli.console import make_console
+from drp.cli.run import FormatOption
 from drp.errors import HostKeyError, InputError
 
 if TYPE_CHECKING:
@@ -23,12 +31,16 @@ app = typer.Typer(help="Inspect the inventory and trust host keys.", no_args_is_
 def list_hosts(
     pattern: str = typer.Argument("all", help="Host, group or glob pattern."),
     inventory: Path = InventoryOption,
+    fmt: str = FormatOption,
 ) -> None:
     """List hosts matching PATTERN with their address, groups and connection path.
 
-    Example: drp inventory list databases -i inventory/example.yaml
+    Example: drp inventory list databases -i inventory/example.yaml --format json
     """
     inv = open_inventory(inventory)
+    if fmt == "json":
+        echo_json([{"name": host.name, **_describe(host)} for host in inv.select(pattern)])
+        return
     table = Table("host", "address", "user", "groups", "fallback", "jump")
     for column in table.columns:  # on a narrow terminal, wrap an address: never cut it short
         column.overflow = "fold"
@@ -42,7 +54,7 @@ def list_hosts(
             host.jump.name if host.jump else "",
         )
         table.add_row(*(escape(cell) for cell in cells))  # '[fe80::1]' is no markup
-    console = make_console()
+    console = listing_console()
     console.print(table)
     if inv.groups:
         console.print("groups: " + ", ".join(f"{g} ({len(m)})" for g, m in inv.groups.items()))

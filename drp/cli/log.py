@@ -13,15 +13,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
-from drp.cli.console import make_console
+from drp.cli.anchoring import SignKeyOption
+from drp.cli.common import echo_json, listing_console
+from drp.cli.run import FormatOption
 from drp.errors import ExitCode, InputError
-from drp.journal import list_run_ids, read_journal, resolve_run, state_dir, verify
+from drp.journal import list_run_ids, read_journal, resolve_run, state_dir
 from drp.journal.paths import journal_path, run_dir
 from drp.journal.record import Record, format_ts
 from drp.report import EXPORT_FORMATS, FORMATS, RunFilter, export, list_runs, load_run, report
-from drp.report.summary import RunData
+from drp.report.render import session_lines
+from drp.report.summary import RunData, RunSummary
 from drp.report.timeline import build_timeline, fmt_seconds
 from drp.results import RunStatus
 
@@ -41,7 +44,7 @@ RunArg = Annotated[str, typer.Argument(help="Run id, unique prefix of one, or 'l
 
 
 def _console() -> Console:
-    return make_console(soft_wrap=True)
+    return listing_console()
 
 
 def _when(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
@@ -64,7 +67,7 @@ def _when(text: str | None, name: str, *, end_of_day: bool = False) -> datetime 
 
 
 def _short(when: datetime | None) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if when else "-"
+    return when.astimezone(UTC).isoformat(timespec="seconds") if when else "-"
 
 
 def _write(text: str, output: Path | None) -> None:
@@ -92,8 +95,9 @@ def list_cmd(
     until: Annotated[
         str | None, typer.Option(help="Started at or before (ISO date/time, UTC).")
     ] = None,
+    fmt: str = FormatOption,
 ) -> None:
-    """List runs, newest first.
+    """List runs, newest first (by the time they started).
 
     Example: drp log list --runbook disk-replace --host db1 --since 2026-11-01
     """
@@ -106,9 +110,20 @@ def list_cmd(
         _when(until, "--until", end_of_day=True),
     )
     runs = list_runs(state_dir(state), filters)
+    if fmt == "json":
+        echo_json([_summary_json(s) for s in runs])
+        return
+    console = listing_console()
+    if not runs:
+        console.print("no runs found")
+        return
     table = Table(
-        "run", "runbook", "started (UTC)", "ended", "status", "operators", "hosts", "steps", "chain"
+        "runbook", "started (UTC)", "ended", "status", "operators", "hosts", "steps", "chain"
     )
+    for column in table.columns:  # narrow terminal: the other columns wrap, never end in "…"
+        column.overflow = "fold"
+    longest = max(len(s.run_id) for s in runs)  # a run id is never cut: it is typed again
+    table.columns.insert(0, Column("run", no_wrap=True, min_width=longest, overflow="fold"))
     for s in runs:
         counts = " ".join(f"{k}:{v}" for k, v in s.counts.items())
         table.add_row(
@@ -127,11 +142,23 @@ def list_cmd(
                 )
             )
         )
-    console = _console()
-    if not runs:
-        console.print("no runs found")
-        return
     console.print(table)
+
+
+def _summary_json(s: RunSummary) -> dict[str, object]:
+    return {
+        "run": s.run_id,
+        "runbook": s.runbook,
+        "started": format_ts(s.started) if s.started else None,
+        "ended": format_ts(s.ended) if s.ended else None,
+        "status": str(s.status),
+        "operators": list(s.operators),
+        "hosts": list(s.hosts),
+        "counts": dict(s.counts),
+        "records": s.records,
+        "verified": s.verified,
+        "dry_run": s.dry_run,
+    }
 
 
 @app.command("show")
@@ -151,6 +178,12 @@ def show_cmd(
     records = [r for r in data.journal.records if step is None or r.step == step]
     table = _events_table(records) if events else _steps_table(data, step)
     console.print(table)
+    if not events:
+        timeline = build_timeline(data.journal.records)
+        for line in session_lines(timeline):
+            console.print(escape(line))
+        if timeline.summary:
+            console.print(f"summary: {escape(timeline.summary)}")
     if output:
         for r in records:
             for stream in ("stdout", "stderr"):
@@ -170,12 +203,13 @@ def show_cmd(
 def _steps_table(data: RunData, step: str | None) -> Table:
     timeline = build_timeline(data.journal.records)
     table = Table(
+        "session",
         "host",
         "step",
         "kind",
         "outcome",
         "tries",
-        "started (UTC)",
+        "started",
         "took",
         "notes",
         title=f"run {data.state.run_id}: {data.state.runbook} ({data.state.status})",
@@ -189,17 +223,17 @@ def _steps_table(data: RunData, step: str | None) -> Table:
             notes.append(f"waited {fmt_seconds(row.waited)} for a person")
         if row.approved_by:
             notes.append(f"approved by {row.approved_by}")
-        started = format_ts(row.start)[:-8].replace("T", " ") if row.start else ""
         table.add_row(
             *(
                 escape(x)
                 for x in (
+                    str(row.session),
                     row.host,
                     row.step,
                     row.kind,
-                    row.outcome or "(not finished)",
+                    row.label,
                     str(row.attempts or ""),
-                    started,
+                    _short(row.start),
                     fmt_seconds(row.duration),
                     "; ".join(notes),
                 )
@@ -210,7 +244,7 @@ def _steps_table(data: RunData, step: str | None) -> Table:
 
 def _events_table(records: list[Record]) -> Table:
     table = Table(
-        "seq", "time (UTC)", "type", "host", "step", "try", "outcome", "exit", "took", "message"
+        "seq", "time", "type", "host", "step", "try", "outcome", "exit", "took", "message"
     )
     for r in records:
         table.add_row(
@@ -218,7 +252,7 @@ def _events_table(records: list[Record]) -> Table:
                 escape(x)
                 for x in (
                     str(r.seq),
-                    format_ts(r.ts)[:-5].replace("T", " "),
+                    r.ts.isoformat(timespec="milliseconds"),
                     r.type,
                     r.host or "",
                     r.step or "",
@@ -253,27 +287,113 @@ def report_cmd(
 def verify_cmd(
     run: Annotated[str | None, typer.Argument(help="Run id, prefix, or 'latest'.")] = None,
     state: StateDir = None,
-    all_runs: Annotated[bool, typer.Option("--all", help="Verify every run.")] = False,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Verify every run, and name the deleted ones.")
+    ] = False,
+    allowed_signers: Annotated[
+        Path | None,
+        typer.Option(
+            "--allowed-signers",
+            help="OpenSSH allowed_signers file: check the signatures, name each session's signer.",
+        ),
+    ] = None,
+    hosts: Annotated[
+        bool, typer.Option("--hosts", help="Also read the witnesses on the run's hosts (SSH).")
+    ] = False,
+    inventory: Annotated[
+        Path | None, typer.Option("--inventory", "-i", envvar="DRP_INVENTORY", help="For --hosts.")
+    ] = None,
+    fmt: str = FormatOption,
 ) -> None:
-    """Check a journal's hash chain: any edited, removed or reordered record is named.
+    """Check a journal's hash chain and its anchors: the witnesses and the signatures.
 
-    Example: drp log verify 20261121-2341   (or: drp log verify --all)
+    An edited, removed or reordered record breaks the chain; a tail cut at a record
+    boundary, a rewritten and re-hashed chain or a deleted run is caught by the
+    witnesses (index, hosts) and the signatures. See docs/audit.md.
+
+    Example: drp log verify latest --allowed-signers ~/.config/drp/allowed_signers
     """
+    from drp.cli.verify import as_json, check_hosts_with, ssh_witness_reader, verify_runs
+
     root = state_dir(state)
     if (run is None) == (not all_runs):
         raise InputError("give a RUN or --all (not both)")
-    ids = list_run_ids(root) if all_runs else [resolve_run(root, run or "")]
-    console, failed = _console(), 0
-    for run_id in ids:
-        journal = read_journal(journal_path(run_dir(root, run_id)))
-        result = verify(journal)
-        failed += not result.ok
-        mark = "[green]ok[/]" if result.ok else "[red]FAILED[/]"
-        console.print(f"{mark} {escape(run_id)}: {escape(str(result))}")
-        for warning in result.warnings:
-            console.print(f"  [yellow]warning:[/] {escape(warning)}")
-    if failed:
+    if allowed_signers is not None and not allowed_signers.is_file():
+        raise InputError(f"--allowed-signers: no file {allowed_signers}")
+    ids = list_run_ids(root) if all_runs else [_verified_id(root, run or "")]
+    reader = check_hosts_with(ssh_witness_reader(inventory)) if hosts else None
+    checks = verify_runs(root, ids, allowed_signers, all_runs, reader)
+    if fmt == "json":
+        typer.echo(as_json(checks), nl=False)
+    else:
+        console = _console()
+        for c in checks:
+            mark = "[green]ok[/]" if c.ok else "[red]FAILED[/]"
+            console.print(f"{mark} {escape(c.run_id)}: {escape(c.chain)}")
+            for line in c.problems:
+                console.print(f"  [red]problem:[/] {escape(line)}")
+            for line in [*c.notes, *c.sessions]:
+                console.print(f"  {escape(line)}")
+            for warning in c.warnings:
+                console.print(f"  [yellow]warning:[/] {escape(warning)}")
+    if not all(c.ok for c in checks):
         raise typer.Exit(int(ExitCode.JOURNAL))
+
+
+def _verified_id(root: Path, text: str) -> str:
+    """The run to verify; a full id whose journal is gone but the index witnessed is a
+    deleted run: verify says so (exit 6) instead of 'no such run'."""
+    from drp.journal.index import read_index
+    from drp.journal.paths import RUN_ID_RE
+
+    try:
+        return resolve_run(root, text)
+    except InputError:
+        if RUN_ID_RE.fullmatch(text) and read_index(root).for_run(text):
+            return text  # verify_runs reports it gone
+        raise
+
+
+@app.command("note")
+def note_cmd(
+    run: RunArg,
+    text: Annotated[str, typer.Argument(help="The note, in your own words.")],
+    state: StateDir = None,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="This note is the run's summary (the last one wins).")
+    ] = False,
+    step: Annotated[str | None, typer.Option(help="The step the note is about.")] = None,
+    operator: Annotated[str | None, typer.Option(help="Who writes (a label).")] = None,
+    sign_key: str = SignKeyOption,
+) -> None:
+    """Add a journaled note to a run: it appears in the report's timeline.
+
+    Example: drp log note latest "disk from the spares shelf, serial WD-7654321"
+
+    Example: drp log note latest --summary "RAID rebuilt; 3 h downtime for web and mail"
+    """
+    from drp.cli.anchoring import Anchoring
+    from drp.engine.events import Event, EventType
+    from drp.engine.options import default_operator
+    from drp.journal import JournalWriter
+    from drp.journal.anchors import require_witnessed
+
+    if not text.strip():
+        raise InputError("the note is empty")
+    root = state_dir(state)
+    run_id = resolve_run(root, run)
+    anchoring = Anchoring.resolve(root, sign_key)
+    who = operator or default_operator()
+    journal = read_journal(journal_path(run_dir(root, run_id)))
+    require_witnessed(journal, run_dir(root, run_id), root)
+    with JournalWriter.open_existing(run_dir(root, run_id), who) as writer:
+        data: dict[str, object] = {**anchoring.facts(), "summary": summary}
+        if step:
+            data["step"] = step
+        writer.append(Event(EventType.RUN_NOTE, run_id, step=step, message=text, data=data))
+        anchoring.started(writer)
+        anchoring.ended(writer)
+    _console().print(f"note added to {escape(run_id)}")
 
 
 @app.command("export")

@@ -93,7 +93,7 @@ class ConsoleOperator:
             "in-doubt": ("rerun", "skip", "pause"),
         }[request.kind]
         held = self.sink.hold() if self.sink is not None else contextlib.nullcontext()
-        note = ""
+        note, answer = "", "pause"
         with held:
             try:
                 answer = self._ask(
@@ -103,8 +103,10 @@ class ConsoleOperator:
                 )
                 if answer == choices[1]:
                     note = self._ask("reason (for the audit log)", None, "")
-            except EOFError:
-                answer = "pause"
+                elif answer == "done":  # the operator's own words, in the report's timeline
+                    note = self._ask("note for the report (optional, Enter to skip)", None, "")
+            except EOFError:  # the end of input pauses; after "done", it only ends the note
+                answer = "done" if answer == "done" else "pause"
             except Cancelled:
                 self.console.print()  # end the prompt's line (the terminal echoed ^C)
                 raise

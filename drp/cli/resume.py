@@ -8,6 +8,7 @@ journal. ``unlock`` removes a stale host lock and journals that as its own run.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -15,10 +16,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from drp.cli.anchoring import Anchoring, SignKeyOption
 from drp.cli.common import (
     InventoryOption,
     ParamOption,
     StateDirOption,
+    as_root,
     gather_params,
     open_inventory,
 )
@@ -47,11 +50,11 @@ from drp.journal import (
     run_dir,
     state_dir,
 )
+from drp.journal.anchors import require_witnessed
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
     from drp.engine.plan import Plan
-    from drp.results import CommandResult
     from drp.runbook import Runbook
 
 
@@ -128,6 +131,7 @@ def resume(
     state: Path = StateDirOption,
     fmt: str = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    sign_key: str = SignKeyOption,
 ) -> None:
     """Continue an interrupted or paused run where it stopped; done steps are not run again.
 
@@ -139,9 +143,11 @@ def resume(
     the_id = resolve_run(folder, run_id)
     directory = run_dir(folder, the_id)
     journal = read_journal(journal_path(directory))
+    require_witnessed(journal, directory, folder)  # a cut journal would redo the cut steps
     run_state = replay(journal.records, locked=lock_holder(directory) is not None)
     if run_state.status is RunStatus.OK:
         raise JournalError(f"run {the_id} finished ok; nothing to resume")
+    anchoring = Anchoring.resolve(folder, sign_key)
     book = _load_for_resume(run_state)
     inv = open_inventory(inventory or Path(run_state.inventory))
     from drp.redact import MASK
@@ -203,13 +209,20 @@ def resume(
         "kill_in_doubt": kill_in_doubt,
         # what this session runs with: the params may differ (--param), the inventory too
         "params": the_plan.params.masked(),
-        "inventory": inv.path,
+        "inventory": os.path.abspath(inv.path),
         "inventory_sha256": inv.sha256,
         "hosts": journaled_hosts(the_plan),
     }
     exit_with_status(
         execute_plan(
-            the_plan, options, writer, Output(fmt, quiet), resume=hosts, resumed=True, extra=extra
+            the_plan,
+            options,
+            writer,
+            Output(fmt, quiet),
+            resume=hosts,
+            resumed=True,
+            extra=extra,
+            anchoring=anchoring,
         )
     )
 
@@ -222,6 +235,7 @@ def unlock(
     inventory: Path = InventoryOption,
     state: Path = StateDirOption,
     operator: str = typer.Option(None, "--operator"),
+    sign_key: str = SignKeyOption,
 ) -> None:
     """Remove a stale lock from a host (journaled as its own run).
 
@@ -232,25 +246,18 @@ def unlock(
             "unlock removes another run's lock: pass --force once you have "
             "checked that run is dead or finished"
         )
-    from drp.engine.lock import DEFAULT_LOCK_DIR, force_release, lock_become
-    from drp.transport.command import wrap_become
+    from drp.engine.lock import DEFAULT_LOCK_DIR, force_release
     from drp.transport.ssh import SshTransport
 
     inv = open_inventory(inventory)
     target = inv.get(host)
     who = operator or default_operator()
     password = host_passwords(inv).get(host) or become_password(ask=False)
+    anchoring = Anchoring.resolve(state_dir(state), sign_key)
     run_id = new_run_id("unlock")
     writer = JournalWriter.create(run_dir(state_dir(state), run_id), who)
     transport = SshTransport(target, sudo_password=password)
-
-    root = lock_become(target)
-
-    def on_host(command: str) -> CommandResult:  # as runs take the lock: root, through sudo
-        line, stdin = command, None
-        if root is not None and target.user != root.user:
-            line, stdin = wrap_become(command, root, password)
-        return transport.run(line, timeout=30, stdin=stdin)
+    on_host = as_root(transport, target, password)  # as runs take the lock
 
     outcome = "failed"
     try:
@@ -264,9 +271,11 @@ def unlock(
                     "inventory": inv.path,
                     "inventory_sha256": inv.sha256,
                     "command_line": shlex.join(["drp", *sys.argv[1:]]),
+                    **anchoring.facts(),
                 },
             )
         )
+        anchoring.started(writer)
         transport.connect()
         lock_dir = str(target.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
         try:
@@ -293,6 +302,7 @@ def unlock(
         writer.append(
             Event(EventType.RUN_FINISHED, run_id, outcome=outcome, data={"hosts": {host: outcome}})
         )
+        anchoring.ended(writer)
         transport.close()
         writer.close()
 

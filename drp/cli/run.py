@@ -13,12 +13,13 @@ import os
 import shlex
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from drp.cli.anchoring import Anchoring, SignKeyOption
 from drp.cli.common import (
     InventoryOption,
     ParamOption,
@@ -203,6 +204,7 @@ def _sinks(
     operator: str,
     interactive_ok: bool,
     stop: threading.Event,
+    anchoring: Anchoring | None = None,
 ) -> tuple[Sink, Operator]:
     from drp.cli.prompts import ConsoleOperator
 
@@ -224,9 +226,14 @@ def _sinks(
     def emit(event: Event) -> None:
         if not event.transient:
             writer.append(event)  # journal first: fsynced before the side effect
+            if anchoring is not None and event.type in _SESSION_STARTS:
+                anchoring.started(writer)
         shown(event)
 
     return emit, gatekeeper
+
+
+_SESSION_STARTS = (EventType.RUN_STARTED, EventType.RUN_RESUMED)
 
 
 def _transports(options: RunOptions) -> tuple[Any, Transport]:
@@ -250,11 +257,15 @@ def execute_plan(
     resume: dict[str, HostResume] | None = None,
     resumed: bool = False,
     extra: dict[str, object] | None = None,
+    anchoring: Anchoring | None = None,
 ) -> RunResult:
     from drp.engine.executor import Executor
 
     stop = threading.Event()
-    emit, gatekeeper = _sinks(writer, output, options.operator, interactive(), stop)
+    emit, gatekeeper = _sinks(writer, output, options.operator, interactive(), stop, anchoring)
+    options = replace(options, chain_head=writer.head)
+    if anchoring is not None:
+        extra = {**anchoring.facts(), **(extra or {})}
     factory, local = _transports(options)
     executor = Executor(
         plan,
@@ -270,6 +281,8 @@ def execute_plan(
     try:
         return executor.execute(resumed=resumed, extra=extra)
     finally:
+        if anchoring is not None:
+            anchoring.ended(writer)
         writer.close()
 
 
@@ -371,6 +384,7 @@ def run(
     fmt: str = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
     search: list[str] = RunbookPathOption,
+    sign_key: str = SignKeyOption,
 ) -> None:
     """Run a runbook against its targets over SSH, journaling every step.
 
@@ -392,6 +406,7 @@ def run(
             f"run {pending} of {the_plan.runbook.name} is unfinished on these "
             f"hosts: continue it with 'drp resume {pending}' (or pass --new)"
         )
+    anchoring = Anchoring.resolve(folder, sign_key)
     run_id = new_run_id(the_plan.runbook.name)
     options = RunOptions(
         run_id=run_id,
@@ -407,7 +422,9 @@ def run(
         output_dir=str(run_dir(folder, run_id) / "output"),
     )
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
-    exit_with_status(execute_plan(the_plan, options, writer, Output(fmt, quiet)))
+    exit_with_status(
+        execute_plan(the_plan, options, writer, Output(fmt, quiet), anchoring=anchoring)
+    )
 
 
 def _serial(text: str | None) -> int | str | None:

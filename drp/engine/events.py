@@ -27,6 +27,10 @@ step.approved    host, step; data: by, note      (also for confirmations of dest
 step.rejected    host, step; data: by, note
 step.finished    host, step, duration; outcome: StepStatus; data: captures, message
 rollback.started / rollback.finished   host, step; outcome
+witness.written  host; outcome ok|failed; data: path, seq, hash (the chain head left on
+                 the host at the end of its part of a session; see drp.engine.witness)
+run.note         message: the operator's words; data: summary (bool), identity, step
+                 (``drp log note``; may follow run.finished)
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ class EventType(StrEnum):
     STEP_FINISHED = "step.finished"
     ROLLBACK_STARTED = "rollback.started"
     ROLLBACK_FINISHED = "rollback.finished"
+    WITNESS_WRITTEN = "witness.written"
+    RUN_NOTE = "run.note"
 
 
 def utcnow() -> datetime:

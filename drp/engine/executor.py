@@ -98,7 +98,7 @@ def start_event(
             "runbook_path": os.path.abspath(book.path),  # resume works from any directory
             "runbook_sha256": book.sha256,
             "params": plan.params.masked(),
-            "inventory": plan.inventory.path,
+            "inventory": os.path.abspath(plan.inventory.path),  # likewise
             "inventory_sha256": plan.inventory.sha256,
             "hosts": journaled_hosts(plan),
             "targets": [h.name for h in plan.hosts],

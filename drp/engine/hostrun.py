@@ -34,6 +34,7 @@ from drp.engine.spool import (
     tee_to,
 )
 from drp.engine.stops import HostStopped
+from drp.engine.witness import leave_witness
 from drp.errors import (
     AuthError,
     Cancelled,
@@ -260,6 +261,8 @@ class HostRun:
                 EventType.HOST_FINISHED, outcome=HostStatus.FAILED.value, message=f"stopped: {exc}"
             )
             return HostStatus.FAILED
+        if status not in (HostStatus.INTERRUPTED, HostStatus.UNREACHABLE, HostStatus.LOCKED):
+            leave_witness(self)  # the chain head, on the host (see drp.engine.witness)
         # paused, interrupted or unreachable: the run goes on later and still owns the host
         if status in (HostStatus.OK, HostStatus.FAILED, HostStatus.REJECTED, HostStatus.HALTED):
             self.drop_lock()

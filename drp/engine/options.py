@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -75,6 +75,8 @@ class RunOptions:
     lock: bool = True
     command_line: str = ""
     output_dir: str | None = None  # where a long output is spilled (RUN_DIR/output)
+    # (seq, hash) of the journal's last record on disk: the head a host witness states
+    chain_head: Callable[[], tuple[int, str]] | None = field(default=None, compare=False)
 
     def password_for(self, host: str) -> str | None:
         """The sudo password for ``host``: its own (inventory ``password_env``), else the run's."""

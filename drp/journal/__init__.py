@@ -5,6 +5,10 @@
 - :mod:`~drp.journal.writer`: :class:`JournalWriter` (lock, fsync, torn-tail repair)
 - :mod:`~drp.journal.reader`: :func:`read_journal`, :func:`verify`
 - :mod:`~drp.journal.state`: :func:`replay` into a :class:`RunState` for resume
+- :mod:`~drp.journal.sessions`: the sessions of a run (run, resume, note) and how each ended
+- :mod:`~drp.journal.index`: the state directory's witness index of chain heads
+- :mod:`~drp.journal.signing`: ``ssh-keygen -Y sign``/``verify`` of a chain head
+- :mod:`~drp.journal.anchors`: comparing a journal with its witnesses and signatures
 """
 
 from drp.journal.paths import (

@@ -14,14 +14,16 @@ user: :func:`make_run_dir` creates ``STATE``, ``runs`` and each run directory
 exists keeps its mode (a state directory may be shared by a team on purpose).
 
 A run id looks like ``20261121-234112-disk-replace-7f3a``: UTC start time, the
-sanitized runbook name and 4 random hex digits. Ids sort by start time and are
-plain file names; anything that does not match the pattern is refused by
+sanitized runbook name and 4 random hex digits. Runs are listed (and ``latest``
+chosen) by the time their first record was written, which the id only gives to the
+second. Ids are plain file names; anything that does not match the pattern is refused by
 :func:`validate_run_id`, so a run id can never escape the state directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -42,6 +44,7 @@ LATEST = "latest"
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 
+_TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[a-z0-9]+(?:-[a-z0-9]+)*-[0-9a-f]{4}")
 _PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -118,13 +121,34 @@ def validate_run_id(text: str) -> str:
     return text
 
 
+def started_at(run_directory: Path) -> str:
+    """When a run started, as its first record says (``2026-11-21T23:41:12.123456Z``).
+
+    Read from the first line only; a journal without one falls back to the second
+    its id names. Stored timestamps have one fixed format, so they sort as text.
+    """
+    try:
+        with (run_directory / EVENTS).open("rb") as handle:
+            stamp = json.loads(handle.readline(65536)).get("ts")
+        if isinstance(stamp, str) and _TS_RE.fullmatch(stamp):
+            return stamp
+    except (OSError, ValueError, AttributeError):
+        pass
+    i = run_directory.name
+    return f"{i[0:4]}-{i[4:6]}-{i[6:8]}T{i[9:11]}:{i[11:13]}:{i[13:15]}.000000Z"
+
+
 def list_run_ids(state: Path) -> list[str]:
-    """Ids of every run directory under ``state`` holding a journal, oldest first."""
+    """Ids of every run directory under ``state`` holding a journal, oldest first.
+
+    Ordered by the time each run started (its first record, to the microsecond), not
+    by the id's text: two runs started in the same second keep their real order.
+    """
     root = runs_dir(state)
     if not root.is_dir():
         return []
-    ids = [p.name for p in root.iterdir() if RUN_ID_RE.fullmatch(p.name) and (p / EVENTS).is_file()]
-    return sorted(ids)
+    found = [p for p in root.iterdir() if RUN_ID_RE.fullmatch(p.name) and (p / EVENTS).is_file()]
+    return [p.name for p in sorted(found, key=lambda p: (started_at(p), p.name))]
 
 
 def resolve_run(state: Path, text: str) -> str:

@@ -73,9 +73,11 @@ class VerifyResult:
 
 UNFINISHED = (
     "unfinished: the last record is not run.finished (still running, interrupted, "
-    "or records cut from the end: the chain cannot prove the tail is complete)"
+    "or records cut from the end: the chain alone cannot tell; the witnesses and "
+    "signatures can, see docs/audit.md)"
 )
 _FINISHED = "run.finished"
+_ANNOTATIONS = frozenset({"run.note"})  # may follow run.finished (drp log note)
 
 
 def _parse_line(number: int, raw: bytes) -> Record | BadLine:  # noqa: PLR0911
@@ -201,5 +203,6 @@ def verify(journal: Journal) -> VerifyResult:
                 False, len(journal.records), item.line, item.seq, problem, journal.warnings
             )
         prev_hash, expected = item.hash, item.seq + 1
-    finished = bool(journal.records) and journal.records[-1].type == _FINISHED
+    steps = [r for r in journal.records if r.type not in _ANNOTATIONS]
+    finished = bool(steps) and steps[-1].type == _FINISHED
     return VerifyResult(True, len(journal.records), warnings=journal.warnings, finished=finished)

@@ -301,6 +301,14 @@ class JournalWriter:
 
     __call__ = append  # a writer is an event sink
 
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record, once it is on disk: what a witness may state."""
+        with self._mutex:
+            seq, digest = self._seq, self._prev
+        if seq:
+            self._sync_through(seq)
+        return seq, digest
+
     def close(self) -> None:
         """Close the file and release the lock (idempotent)."""
         with self._sync, self._mutex:

@@ -1,7 +1,8 @@
 """Audit-log review: list runs, build their timeline, render reports, export records.
 
 - :mod:`~drp.report.summary`: :class:`RunData`, :class:`RunSummary`, :func:`list_runs`
-- :mod:`~drp.report.timeline`: :func:`build_timeline` (steps, milestones, human vs machine time)
+- :mod:`~drp.report.timeline`: :func:`build_timeline` (sessions, steps, rollbacks, decisions,
+  notes, milestones, human vs machine time) over the values of :mod:`~drp.report.model`
 - :mod:`~drp.report.render`: :func:`report` in ``md`` / ``json`` / ``html``
 - :mod:`~drp.report.html`: the self-contained HTML report with its SVG chart
 - :mod:`~drp.report.export`: :func:`export` as ``jsonl`` / ``csv``

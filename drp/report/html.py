@@ -1,7 +1,9 @@
 """The report as one self-contained HTML file, with an inline SVG timeline chart.
 
 No external resources and no JavaScript: inline CSS, an SVG with one lane per
-(host, step), bars placed by start and duration and coloured by outcome. Waits
+row of the timeline (each run of a step, each rollback), bars placed by start and
+duration and coloured by outcome; a step whose end was never recorded (its session
+was killed) ends where its session's last record is. Waits
 on humans longer than :data:`GAP_MIN` are collapsed into a fixed-width, labelled
 gap so that a 20-hour gate does not squash the minutes of machine work.
 Every value from the journal goes through :func:`html.escape`.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, tzinfo
 from html import escape
 
-from drp.report.render import clock, command_lines, integrity, report_dict
+from drp.report.render import clock, command_lines, integrity, report_dict, session_lines
 from drp.report.summary import RunData
 from drp.report.timeline import Timeline, Wait, build_timeline, fmt_seconds
 
@@ -31,6 +33,7 @@ COLORS = {
     "rejected": "#b5651d",
     "interrupted": "#555555",
     "rolled-back": "#c76ad1",
+    "rollback failed": "#7a0000",
     None: "#555555",
 }
 CSS = """
@@ -100,23 +103,27 @@ def chart(t: Timeline, tz: tzinfo = UTC) -> str:
             f'<text x="{x0 + GAP_PX / 2:.1f}" y="{height - 6:.0f}" font-size="11" '
             f'text-anchor="middle">human wait {_e(fmt_seconds((b - a).total_seconds()))}</text>'
         )
+    ends = {s.number: s.ended for s in t.sessions}
     for i, row in enumerate(t.rows):
         y = 10 + i * LANE_PX
+        name = f"rollback {row.step}" if row.kind == "rollback" else row.step
         parts.append(
-            f'<text x="4" y="{y + 14:.0f}" font-size="12">{_e(row.host)}  {_e(row.step)}</text>'
+            f'<text x="4" y="{y + 14:.0f}" font-size="12">{_e(row.host)}  {_e(name)}  '
+            f"(s{row.session})</text>"
         )
         if row.start is None:
             continue
-        end = row.end or t.ended
+        end = row.end or ends.get(row.session) or t.ended
         x0, x1 = scale.x(row.start), scale.x(end)
         color = COLORS.get(row.outcome, COLORS[None])
         tip = (
-            f"{row.host} {row.step}: {row.outcome or 'in doubt'}, "
+            f"{row.host} {name}: {row.label}, session {row.session}, "
             f"{clock(row.start, tz)} → {clock(end, tz)} ({fmt_seconds(row.duration)})"
         )
         parts.append(
             f'<rect class="bar" data-host="{_e(row.host)}" data-step="{_e(row.step)}" '
-            f'data-outcome="{_e(row.outcome)}" x="{x0:.1f}" y="{y + 2:.0f}" '
+            f'data-kind="{_e(row.kind)}" data-session="{row.session}" '
+            f'data-outcome="{_e(row.outcome or "in doubt")}" x="{x0:.1f}" y="{y + 2:.0f}" '
             f'width="{max(x1 - x0, 3.0):.1f}" height="{LANE_PX - 6:.0f}" fill="{color}">'
             f"<title>{_e(tip)}</title></rect>"
         )
@@ -136,7 +143,7 @@ def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
     return f"<table><tr>{hdr}</tr>{body}</table>"
 
 
-def _header(run: RunData, tz: tzinfo) -> str:
+def _header(run: RunData, t: Timeline, tz: tzinfo) -> str:
     d = report_dict(run)
     ok = run.verification.ok
     facts = [
@@ -145,7 +152,8 @@ def _header(run: RunData, tz: tzinfo) -> str:
             f"{d['runbook']['name']} ({d['runbook']['path']}) sha256 {d['runbook']['sha256']}",
         ),
         ("Inventory", f"{d['inventory']['path']} sha256 {d['inventory']['sha256']}"),
-        ("Operators", ", ".join(d["operators"])),
+        ("Operators (labels as typed)", ", ".join(d["operators"])),
+        ("Summary", d["summary"] or "(none: drp log note RUN --summary TEXT)"),
         ("Hosts", ", ".join(d["hosts"])),
         ("Params (secrets masked)", ", ".join(f"{k}={v}" for k, v in d["params"].items())),
         ("Dry run", "yes" if d["dry_run"] else "no"),
@@ -158,11 +166,16 @@ def _header(run: RunData, tz: tzinfo) -> str:
     rows.append(
         ["Integrity", f'<span class="{"good" if ok else "bad"}">{_e(integrity(run))}</span>']
     )
-    cmds = "\n".join(command_lines(run))
     return (
         f"<h1>Run {_e(run.run_id)}: {_e(run.state.runbook)} ({_e(d['status'])})</h1>"
-        f"{_table(['', ''], rows)}<h2>Command lines</h2><pre>{_e(cmds)}</pre>"
+        f"{_table(['', ''], rows)}"
     )
+
+
+def _sessions(run: RunData, t: Timeline, tz: tzinfo) -> str:
+    cmds = "\n".join(command_lines(run))
+    sessions = "".join(f'<li class="session">{_e(x)}</li>' for x in session_lines(t, tz))
+    return f"<h2>Sessions</h2><ul>{sessions}</ul><h2>Command lines</h2><pre>{_e(cmds)}</pre>"
 
 
 def _time_table(t: Timeline) -> str:
@@ -181,14 +194,15 @@ def _time_table(t: Timeline) -> str:
 
 
 def _steps_table(t: Timeline, tz: tzinfo) -> str:
-    head = ["host", "step", "outcome", "attempts", "start", "end", "duration"]
+    head = ["session", "host", "step", "outcome", "attempts", "start", "end", "duration"]
     rows = [
         [
             _e(x)
             for x in (
+                r.session,
                 r.host,
-                r.step,
-                r.outcome or "in doubt",
+                f"rollback of {r.step}" if r.kind == "rollback" else r.step,
+                r.label,
                 r.attempts,
                 clock(r.start, tz),
                 clock(r.end, tz),
@@ -217,7 +231,7 @@ def _failures_table(t: Timeline, tz: tzinfo) -> str:
 def _approvals_table(t: Timeline, tz: tzinfo) -> str:
     if not t.decisions:
         return "<p>None.</p>"
-    head = ["time", "host", "step", "decision", "by", "waited", "note"]
+    head = ["time", "host", "step", "gate", "decision", "by", "waited", "note"]
     rows = [
         [
             _e(x)
@@ -225,6 +239,7 @@ def _approvals_table(t: Timeline, tz: tzinfo) -> str:
                 clock(d.ts, tz),
                 d.host,
                 d.step,
+                d.kind,
                 d.decision,
                 d.by,
                 fmt_seconds(d.waited),
@@ -236,7 +251,7 @@ def _approvals_table(t: Timeline, tz: tzinfo) -> str:
     return _table(head, rows)
 
 
-def _sections(t: Timeline, tz: tzinfo) -> str:
+def _sections(t: Timeline, tz: tzinfo, sessions: str) -> str:
     miles = _table(
         ["time", "host", "step", "event"],
         [[_e(clock(m.ts, tz)), _e(m.host), _e(m.step), _e(m.text)] for m in t.milestones],
@@ -249,10 +264,21 @@ def _sections(t: Timeline, tz: tzinfo) -> str:
     )
     return (
         f"<h2>Time</h2>{_time_table(t)}<h2>Timeline chart ({_e(tz)})</h2>{chart(t, tz)}"
-        f'<p class="legend">{legend}</p><h2>Milestones ({_e(tz)})</h2>{miles}'
-        f"<h2>Steps</h2>{_steps_table(t, tz)}<h2>Failures and retries</h2>"
-        f"{_failures_table(t, tz)}<h2>Approvals</h2>{_approvals_table(t, tz)}"
+        f'<p class="legend">{legend}</p>{sessions}<h2>Milestones ({_e(tz)})</h2>{miles}'
+        f"<h2>Steps and rollbacks</h2>{_steps_table(t, tz)}<h2>Failures and retries</h2>"
+        f"{_failures_table(t, tz)}<h2>Decisions (gates, confirmations, steps in doubt)</h2>"
+        f"{_approvals_table(t, tz)}<h2>Notes</h2>{_notes_table(t, tz)}"
     )
+
+
+def _notes_table(t: Timeline, tz: tzinfo) -> str:
+    if not t.notes:
+        return "<p>None.</p>"
+    rows = [
+        [_e(x) for x in (clock(n.ts, tz), n.by, n.step or "", n.text, "yes" if n.summary else "")]
+        for n in t.notes
+    ]
+    return _table(["time", "by", "step", "note", "summary"], rows, "note")
 
 
 def render_html(run: RunData, tz: tzinfo = UTC) -> str:
@@ -262,7 +288,7 @@ def render_html(run: RunData, tz: tzinfo = UTC) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>drp report {_e(run.run_id)}</title><style>{CSS}</style></head><body>"
-        f"{_header(run, tz)}{_sections(t, tz)}"
+        f"{_header(run, t, tz)}{_sections(t, tz, _sessions(run, t, tz))}"
         + (f"<h2>Journal warnings</h2><ul>{warnings}</ul>" if warnings else "")
         + "</body></html>\n"
     )

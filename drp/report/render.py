@@ -1,10 +1,13 @@
 """The post-incident report of a run, in Markdown, JSON or self-contained HTML.
 
 It reads like the timelines of the outages drp was born from: a header (who ran
-which runbook, at which sha, where, with which masked params and command lines),
-the milestones with wall-clock times, the split between time spent waiting on
-humans and machine time, every failure and retry with its exit code and stderr,
-who approved what and when, and whether the journal's hash chain verified.
+which runbook, at which sha, where, with which masked params and command lines;
+for each session the ``--operator`` label beside the facts: OS user, machine, key),
+the operator's summary and notes, every session and how it ended, the milestones
+with full ISO 8601 times (seconds, time zone), the split between time spent
+waiting on humans and machine time, every step run and every rollback, every
+failure and retry with its exit code and stderr, who decided what at which gate
+(steps in doubt included), and whether the chain and its anchors verified.
 
 Journal content is untrusted: Markdown table cells are escaped, and the HTML
 renderer (:mod:`drp.report.html`) escapes every value.
@@ -22,12 +25,11 @@ from drp.report.summary import RunData
 from drp.report.timeline import Timeline, build_timeline, fmt_seconds
 
 FORMATS = ("md", "html", "json")
-CLOCK = "%a %d %b %H:%M"
 
 
 def clock(when: datetime | None, tz: tzinfo = UTC) -> str:
-    """``Sat 21 Nov 23:41`` in ``tz``."""
-    return when.astimezone(tz).strftime(CLOCK) if when is not None else "-"
+    """``2026-11-21T23:41:12+00:00`` in ``tz``: ISO 8601, seconds, the zone stated."""
+    return when.astimezone(tz).isoformat(timespec="seconds") if when is not None else "-"
 
 
 def iso(when: datetime | None) -> str | None:
@@ -35,11 +37,32 @@ def iso(when: datetime | None) -> str | None:
 
 
 def integrity(run: RunData) -> str:
-    v = run.verification
-    if v.ok:
-        torn = " (a torn last line was ignored)" if run.journal.torn is not None else ""
-        return f"hash chain verified ({v.records} records){torn}"
-    return f"HASH CHAIN BROKEN: {v}"
+    v, anchors = run.verification, run.anchors
+    if not v.ok:
+        return f"HASH CHAIN BROKEN: {v}"
+    if anchors is not None and anchors.problems:
+        return "WITNESS DISAGREES: " + "; ".join(anchors.problems)
+    torn = " (a torn last line was ignored)" if run.journal.torn is not None else ""
+    said = "; ".join(anchors.notes) if anchors is not None else "no witness read"
+    return f"hash chain verified ({v.records} records){torn}; {said}"
+
+
+def session_lines(t: Timeline, tz: tzinfo = UTC) -> list[str]:
+    """One line per session: when, who (label and facts), how it ended."""
+    out = []
+    for s in t.sessions:
+        ident = s.identity
+        facts = (
+            f"OS user {ident.get('os_user', '?')} on {ident.get('host', '?')}"
+            + (f", key {ident['key_fingerprint']}" if ident.get("key_fingerprint") else "")
+            if ident
+            else "no identity recorded"
+        )
+        out.append(
+            f"session {s.number} ({s.kind}) {clock(s.started, tz)} → {clock(s.ended, tz)}: "
+            f"operator {s.operator or '?'} ({facts}); ended {s.outcome}"
+        )
+    return out
 
 
 def command_lines(run: RunData) -> list[str]:
@@ -65,7 +88,7 @@ def _fence(text: str) -> str:
     return text.replace("```", "'''")
 
 
-def _md_header(run: RunData, tz: tzinfo) -> list[str]:
+def _md_header(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
     s = run.state
     operators = dict.fromkeys(r.operator for r in run.journal.records if r.operator)
     params = ", ".join(f"{k}={v}" for k, v in s.params.items()) or "(none)"
@@ -76,14 +99,21 @@ def _md_header(run: RunData, tz: tzinfo) -> list[str]:
         f"- **Runbook**: {_cell(s.runbook)} `{_cell(s.runbook_path)}` sha256 "
         f"`{_cell(s.runbook_sha256)}`",
         f"- **Inventory**: `{_cell(s.inventory)}` sha256 `{_cell(s.inventory_sha256)}`",
-        f"- **Operators**: {_cell(', '.join(operators))}",
+        f"- **Operators** (labels as typed; facts per session below): "
+        f"{_cell(', '.join(operators))}",
         f"- **Hosts**: {_cell(', '.join(hosts))}",
         f"- **Params** (secrets masked): {_cell(params)}",
         f"- **Dry run**: {'yes' if s.dry_run else 'no'}",
         f"- **drp version**: {_cell(s.drp_version or '?')} (report by drp {drp.__version__})",
         f"- **Started**: {clock(s.started, tz)}  **Ended**: {clock(s.ended, tz)}  (times in {tz})",
         f"- **Status**: {s.status}",
-        f"- **Integrity**: {integrity(run)}",
+        f"- **Integrity**: {_cell(integrity(run))}",
+        "",
+        f"**Summary**: {_cell(t.summary) or '(none: drp log note RUN --summary TEXT)'}",
+        "",
+        "## Sessions",
+        "",
+        *(f"- {_cell(line)}" for line in session_lines(t, tz)),
         "",
         "Command lines:",
         "",
@@ -120,15 +150,29 @@ def _md_body(t: Timeline, tz: tzinfo) -> list[str]:
         "",
         "## Steps",
         "",
-        "| host | step | outcome | attempts | start | end | duration | waited on humans |",
-        "|---|---|---|---|---|---|---|---|",
+        "| session | host | step | outcome | attempts | start | end | duration "
+        "| waited on humans |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in t.rows:
+        step = f"rollback of {r.step}" if r.kind == "rollback" else r.step
         out.append(
-            f"| {_cell(r.host)} | {_cell(r.step)} | {_cell(r.outcome or 'in doubt')} | "
+            f"| {r.session} | {_cell(r.host)} | {_cell(step)} | {_cell(r.label)} | "
             f"{r.attempts} | {clock(r.start, tz)} | {clock(r.end, tz)} | "
             f"{fmt_seconds(r.duration)} | {fmt_seconds(r.waited) if r.waited else ''} |"
         )
+    out += ["", "## Rollbacks", ""]
+    out += [
+        f"- {clock(r.end or r.start, tz)} {_cell(r.host)} rollback of {_cell(r.step)}: "
+        f"{_cell(r.outcome or 'no end recorded')} (session {r.session})"
+        for r in t.rollbacks
+    ] or ["None."]
+    out += ["", "## Notes", ""]
+    out += [
+        f"- {clock(n.ts, tz)} {_cell(n.by)}{' on ' + _cell(n.step) if n.step else ''}: "
+        f"{_cell(n.text)}"
+        for n in t.notes
+    ] or ["None."]
     return out
 
 
@@ -145,14 +189,14 @@ def _md_tail(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
         )
         if f.excerpt:
             out += ["", "  ```", *(f"  {_fence(x)}" for x in f.excerpt.splitlines()), "  ```"]
-    out += ["", "## Approvals", ""]
+    out += ["", "## Decisions (gates, confirmations, steps in doubt)", ""]
     if not t.decisions:
         out.append("None.")
     for d in t.decisions:
         waited = f" after waiting {fmt_seconds(d.waited)}" if d.waited is not None else ""
         note = f": {_cell(d.note)}" if d.note else ""
         out.append(
-            f"- {clock(d.ts, tz)} {_cell(d.host)} {_cell(d.step)} {d.decision} by "
+            f"- {clock(d.ts, tz)} {_cell(d.host)} {_cell(d.step)} ({d.kind}) {d.decision} by "
             f"**{_cell(d.by)}**{waited}{note}"
         )
     if run.journal.warnings:
@@ -163,14 +207,15 @@ def _md_tail(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
 def render_md(run: RunData, tz: tzinfo = UTC) -> str:
     """The report as Markdown."""
     t = build_timeline(run.journal.records)
-    return "\n".join([*_md_header(run, tz), *_md_body(t, tz), *_md_tail(run, t, tz)]) + "\n"
+    return "\n".join([*_md_header(run, t, tz), *_md_body(t, tz), *_md_tail(run, t, tz)]) + "\n"
 
 
 def _plain(item: Any) -> dict[str, Any]:
     """A timeline dataclass as JSON-ready data (datetimes as ISO 8601 UTC)."""
     out = {k: iso(v) if isinstance(v, datetime) else v for k, v in vars(item).items()}
-    if hasattr(item, "duration") and "duration" not in out:
-        out["duration"] = item.duration
+    for name in ("duration", "elapsed"):
+        if hasattr(item, name) and name not in out:
+            out[name] = getattr(item, name)
     return out
 
 
@@ -197,12 +242,30 @@ def report_dict(run: RunData) -> dict[str, Any]:
             "idle": t.idle,
         },
         "integrity": {
-            "ok": v.ok,
+            "ok": run.verified,
+            "chain_ok": v.ok,
             "records": v.records,
             "line": v.line,
             "seq": v.seq,
             "problem": v.problem,
+            "witnesses": list(run.anchors.problems + run.anchors.notes) if run.anchors else [],
         },
+        "summary": t.summary,
+        "sessions": [
+            {
+                "number": x.number,
+                "kind": x.kind,
+                "started": iso(x.started),
+                "ended": iso(x.ended),
+                "outcome": x.outcome,
+                "operator": x.operator,
+                "identity": dict(x.identity),
+                "signing": dict(x.signing),
+            }
+            for x in t.sessions
+        ],
+        "notes": [_plain(n) for n in t.notes],
+        "rollbacks": [_plain(r) for r in t.rollbacks],
         "milestones": [_plain(m) for m in t.milestones],
         "steps": [_plain(r) for r in t.rows],
         "failures": [_plain(f) for f in t.failures],

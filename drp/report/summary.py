@@ -28,29 +28,43 @@ from drp.journal import (
     run_dir,
     verify,
 )
+from drp.journal.anchors import AnchorResult, check_run
+from drp.journal.index import Index, read_index
 from drp.results import RunStatus
 
 
 @dataclass(frozen=True)
 class RunData:
-    """A run's journal as read, its replayed state and its chain verification."""
+    """A run's journal as read, its replayed state, its chain verification and its anchors."""
 
     run_id: str
     journal: Journal
     state: RunState
     verification: VerifyResult
+    anchors: AnchorResult | None = None  # None: read from a bare file, outside a state dir
 
     @classmethod
-    def from_journal(cls, journal: Journal, *, locked: bool = False) -> RunData:
+    def from_journal(
+        cls, journal: Journal, *, locked: bool = False, anchors: AnchorResult | None = None
+    ) -> RunData:
         state = replay(journal.records, locked=locked)
         run_id = journal.run_id or journal.path.parent.name
-        return cls(run_id, journal, state, verify(journal))
+        return cls(run_id, journal, state, verify(journal), anchors)
+
+    @property
+    def verified(self) -> bool:
+        """The chain holds and no witness or signature disagrees with it."""
+        return self.verification.ok and (self.anchors is None or self.anchors.ok)
 
 
-def load_path(path: Path) -> RunData:
-    """Load the run whose ``events.jsonl`` is at ``path``."""
+def load_path(path: Path, index: Index | None = None) -> RunData:
+    """Load the run whose ``events.jsonl`` is at ``path`` (``STATE/runs/<id>/``): the state
+    directory's index witness and the run's signatures are compared with it too."""
     locked = lock_holder(path.parent) is not None
-    return RunData.from_journal(read_journal(path), locked=locked)
+    journal = read_journal(path)
+    state = path.parent.parent.parent
+    anchors = check_run(journal, path.parent, state, index=index)
+    return RunData.from_journal(journal, locked=locked, anchors=anchors)
 
 
 def load_run(state_dir: Path, ref: str) -> RunData:
@@ -96,7 +110,7 @@ def summarize(run: RunData) -> RunSummary:
         hosts=hosts,
         counts=MappingProxyType(dict(sorted(counts.items()))),
         records=len(records),
-        verified=run.verification.ok,
+        verified=run.verified,
         dry_run=state.dry_run,
     )
 
@@ -128,9 +142,10 @@ def list_runs(state_dir: Path, filters: RunFilter | None = None) -> list[RunSumm
     """Summaries of the runs under ``state_dir`` matching ``filters``, newest first."""
     wanted = filters or RunFilter()
     out: list[RunSummary] = []
+    index = read_index(state_dir)
     for run_id in reversed(list_run_ids(state_dir)):
         try:
-            summary = summarize(load_path(journal_path(run_dir(state_dir, run_id))))
+            summary = summarize(load_path(journal_path(run_dir(state_dir, run_id)), index))
         except JournalError:
             continue  # vanished between listing and reading
         if wanted.match(summary):

@@ -98,9 +98,9 @@ def html_file(tmp_path: Path) -> Path:
 def test_dom_has_timeline_and_rows(html_file: Path, tmp_path: Path) -> None:
     dom = chromium(tmp_path, "--dump-dom", html_file.as_uri()).stdout
     assert '<svg id="timeline"' in dom
-    assert dom.count('class="bar"') == 7
+    assert dom.count('class="bar"') == 8  # the gate: paused in session 1, approved in 2
     assert 'data-step="datacenter-swap"' in dom and 'class="gap"' in dom
-    assert dom.count('class="step-row"') == 7
+    assert dom.count('class="step-row"') == 8
     assert "approved" in dom and "bob@desk" in dom
     assert "<script>alert" not in dom  # journal content stayed text
 

@@ -178,6 +178,13 @@ class Lab:
         return finished[-1]["outcome"] if finished else None
 
 
+def kill_recorded(pid_file: Path) -> None:
+    """Kill the process whose PID a test's remote command left in ``pid_file`` (cleanup)."""
+    if pid_file.exists() and pid_file.read_text().strip().isdigit():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
 def stop(process: subprocess.Popen[str]) -> None:
     """Kill a background drp (test cleanup) and reap it."""
     if process.poll() is None:

@@ -89,11 +89,16 @@ def test_operator_confirms_a_manual_gate_at_the_prompt(lab: Lab) -> None:
     term.expect(r"Replace the disk in bay 2")
     term.expect(r"swap-disk: done/reject/pause")
     term.type("done\n")
+    term.expect(r"note for the report")
+    term.type("bay 2 swapped\n")
     assert term.exit_code() == 0, term.screen
     assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
     run_id = lab.only_run()
     approved = lab.of(run_id, "step.approved", step="swap-disk")
     assert approved and approved[0]["data"]["by"] and approved[0]["data"]["kind"] == "manual"
+    assert approved[0]["data"]["note"] == "bay 2 swapped"
+    report = lab.drp("log", "report", run_id).stdout  # the note is in the timeline
+    assert "approved by" in report and "bay 2 swapped" in report
 
 
 def test_operator_refuses_a_destructive_step_and_says_why(lab: Lab) -> None:
@@ -120,6 +125,8 @@ def test_operator_pauses_and_resumes_later(lab: Lab) -> None:
     later = Terminal(lab, "resume", run_id, "--state-dir", str(lab.state))
     later.expect(r"done/reject/pause")
     later.type("done\n")
+    later.expect(r"note for the report")
+    later.type("\n")
     assert later.exit_code() == 0, later.screen
     assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
 
@@ -143,6 +150,8 @@ def test_ctrl_c_at_a_manual_prompt_interrupts_at_once_and_resume_asks_again(lab:
     later.expect(r"Replace the disk in bay 2")
     later.expect(r"swap-disk: done/reject/pause")
     later.type("done\n")
+    later.expect(r"note for the report")
+    later.type("\n")
     assert later.exit_code() == 0, later.screen
     assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
 

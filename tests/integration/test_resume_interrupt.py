@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 from sshd import SshServer
 
-from integration.support import Lab, alive, combined, new_lab, read_pid, stop, wait_until
+from integration.support import (
+    Lab,
+    alive,
+    combined,
+    kill_recorded,
+    new_lab,
+    read_pid,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +41,7 @@ def hup_default() -> Iterator[None]:
 def lab(tmp_path: Path, sshd: SshServer) -> Iterator[Lab]:
     lab = new_lab(tmp_path, sshd)
     yield lab
-    pid_file = tmp_path / "nap.pid"  # never leave a remote sleep behind
-    if pid_file.exists() and pid_file.read_text().strip().isdigit():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    kill_recorded(tmp_path / "nap.pid")  # never leave a remote sleep behind
 
 
 def _start_and_reach_nap(lab: Lab, book: str) -> tuple[subprocess.Popen[str], int]:

@@ -252,6 +252,25 @@ def test_the_summary_counts_ok_skipped_failed_and_unreachable_per_host(
     assert rows[3][:6] == ["h3", "unreachable", "0", "0", "0", "0"]
 
 
+def test_after_a_resume_steps_done_earlier_are_counted_as_such_not_as_skipped(
+    plain: tuple[ConsoleSink, StringIO],
+) -> None:
+    sink, out = plain
+    started(sink, "h1")
+    for step_id in ("a", "b"):
+        done = {"reason": "done"}
+        sink(event(EventType.STEP_SKIPPED, "h1", step_id, outcome="skipped", data=done))
+    sink(event(EventType.STEP_FINISHED, "h1", "c", outcome="ok", duration=1.0))
+    sink(event(EventType.RUN_FINISHED, host=None, outcome="ok", data={"hosts": {"h1": "ok"}}))
+    rows = [
+        [cell.strip() for cell in re.split("[│┃]", line)[1:-1]]
+        for line in out.getvalue().splitlines()
+        if line.startswith(("│", "┃"))
+    ]
+    assert rows[0][:5] == ["host", "status", "ok", "done earlier", "skipped"]
+    assert rows[1][:5] == ["h1", "ok", "1", "2", "0"]
+
+
 # -- on a terminal: the live view -----------------------------------------------------------
 
 
@@ -407,9 +426,10 @@ def test_the_operator_approves_at_the_prompt(keys: tuple[Keyboard, int]) -> None
     keyboard, typing = keys
     out = StringIO()
     operator = ConsoleOperator(console(out, terminal=False), "alice@ops", None, keyboard=keyboard)
-    os.write(typing, b"done\n")
+    os.write(typing, b"done\nbay 2 swapped, serial WD-7654321\n")
     answer = ask(operator)
     assert (answer.decision, answer.by) == (Decision.APPROVE, "alice@ops")
+    assert answer.note == "bay 2 swapped, serial WD-7654321"  # a note at the gate, for the report
     assert "h1 swap: done/reject/pause? [done/reject/pause] (pause): " in out.getvalue()
 
 

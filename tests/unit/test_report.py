@@ -47,10 +47,11 @@ def state(tmp_path: Path) -> Path:
 
 def test_md_has_milestones_with_times(state: Path) -> None:
     md = report(load_run(state, SAMPLE_RUN), "md")
-    assert "Sat 21 Nov 23:41  db1  fail-and-remove     changed (0.9s)" in md
-    assert "Sun 22 Nov 19:41  db1  datacenter-swap     approved by bob@desk after 20h00m" in md
-    assert "run resumed by bob@desk" in md and "run finished: failed" in md
-    assert "Sun 22 Nov 19:42  db1  reboot              ok (1m00s)" in md
+    assert "2026-11-21T23:41:21+00:00  db1  fail-and-remove     changed (0.9s)" in md
+    gate = "datacenter-swap     approved by bob@desk after 20h00m"
+    assert f"2026-11-22T19:41:22+00:00  db1  {gate}" in md
+    assert "session 2: run resumed by bob@desk" in md and "session 2 ended: failed" in md
+    assert "2026-11-22T19:42:28+00:00  db1  reboot              ok (1m00s)" in md
     assert "hash chain verified (32 records)" in md
     assert "token=********" in md and "9c1e" in md
     assert "drp resume 20261121 --approve datacenter-swap" in md
