@@ -16,6 +16,7 @@ from drp.errors import InventoryError, Problem
 from drp.inventory.model import GroupSpec, Host
 from drp.inventory.resolve import _resolve_groups, _Resolver
 from drp.inventory.spec import _validate
+from drp.inventory.sshconfig import open_ssh_config
 from drp.inventory.suggest import _did_you_mean
 
 
@@ -117,7 +118,13 @@ def load_inventory(path: Path) -> Inventory:
     problems: list[Problem] = []
     spec = _validate(source, problems)
     groups = _resolve_groups(spec, source, problems)
-    resolver = _Resolver(spec, groups, path.resolve().parent, source, problems)
+    base_dir = path.resolve().parent
+    try:
+        ssh_config = open_ssh_config(spec.top.ssh_config, base_dir)
+    except InventoryError as error:
+        problems += error.problems
+        ssh_config = None
+    resolver = _Resolver(spec, groups, base_dir, source, problems, ssh_config)
     hosts: dict[str, Host] = {}
     for name in spec.hosts:
         host = resolver.host(name)

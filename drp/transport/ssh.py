@@ -167,7 +167,7 @@ class SshTransport:
                 raise
             transport = self._client.get_transport()
             if transport is not None:
-                transport.set_keepalive(KEEPALIVE_SECONDS)
+                transport.set_keepalive(int(host.keepalive or KEEPALIVE_SECONDS))
             jump = bastion.name if bastion else None
             self._info = ConnectInfo(host.name, address.host, address.port, index > 0, jump)
             return self._info
@@ -193,9 +193,9 @@ class SshTransport:
                 address.host,
                 port=address.port,
                 username=host.user or getpass.getuser(),
-                key_filename=host.key,
-                look_for_keys=host.key is None,
-                allow_agent=True,
+                key_filename=host.key or list(host.identity_files) or None,  # type: ignore[arg-type]  # paramiko takes a list too
+                look_for_keys=host.key is None and not host.identities_only,
+                allow_agent=not (host.identities_only and (host.key or host.identity_files)),
                 timeout=host.connect_timeout,
                 banner_timeout=host.connect_timeout,
                 auth_timeout=host.connect_timeout,

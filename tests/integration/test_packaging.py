@@ -19,7 +19,15 @@ def test_a_plain_install_ships_the_builtin_runbooks(tmp_path: Path) -> None:
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".git", "__pycache__", "*.egg-info", "build", ".*_cache", "lab", "tests"
+            ".git",
+            ".venv",
+            ".test-venv",
+            "__pycache__",
+            "*.egg-info",
+            "build",
+            ".*_cache",
+            "lab",
+            "tests",
         ),
     )
     # The README's first command, as written: a venv (never pip into the system
@@ -30,6 +38,7 @@ def test_a_plain_install_ships_the_builtin_runbooks(tmp_path: Path) -> None:
     assert install == ".venv/bin/pip install ."
     assert dry_run.startswith(".venv/bin/drp run ")
     system = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # the distribution's python3
+    assert not (source / ".venv").exists()  # made by the command, not copied
     subprocess.run(["bash", "-c", make_venv], cwd=source, env=system, check=True)
     # The new venv sees the dependencies of the environment running the tests (no
     # network needed) through a .pth file: `--system-site-packages` would show it
