@@ -18,13 +18,17 @@ from drp.errors import ExitCode, InputError, Problem
 
 
 def _kind(path: Path) -> str:
-    """'runbook', 'inventory' or 'steps' (an include file), judged from the top-level keys."""
-    from drp import yamlsrc
+    """'runbook', 'inventory', 'Ansible inventory' or 'steps' (an include file), judged
+    from the top-level keys (an INI file, a directory or a script: Ansible's)."""
+    from drp.inventory.ansible import sniff
 
     try:
-        data = yamlsrc.load(path).data
+        source = sniff(path)
     except InputError:
         return "runbook"  # let the runbook loader report it
+    if source is None:
+        return "Ansible inventory"
+    data = source.data
     if isinstance(data, dict) and ("hosts" in data or "groups" in data) and "steps" not in data:
         return "inventory"
     if isinstance(data, list) or (isinstance(data, dict) and set(data) == {"steps"}):
@@ -63,8 +67,9 @@ def validate(
     for path in files:
         kind = _kind(path) if path.exists() else "runbook"
         try:
-            if kind == "inventory":
-                load_inventory(path)
+            if kind.endswith("inventory"):
+                inventory = load_inventory(path)
+                kind = f"{kind}, {len(inventory.hosts)} hosts, {len(inventory.groups)} groups"
             elif kind == "steps":
                 load_steps(path)
             else:

@@ -11,8 +11,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from drp import yamlsrc
 from drp.errors import InventoryError, Problem
+from drp.inventory.ansible import ansible_source, sniff
 from drp.inventory.model import GroupSpec, Host
 from drp.inventory.resolve import _resolve_groups, _Resolver
 from drp.inventory.spec import _validate
@@ -107,10 +107,16 @@ class Inventory:
 def load_inventory(path: Path) -> Inventory:
     """Read, validate and resolve an inventory file; every problem is reported at once.
 
+    An Ansible inventory (INI, YAML, a directory, a script) is read by Ansible itself
+    (:mod:`drp.inventory.ansible`) and then checked as drp's own.
+
     Each host and group is validated on its own, and what is valid of it is still
     resolved: a bad key in one host hides neither its other problems nor anyone else's.
     """
-    source = yamlsrc.load(path)
+    source = sniff(path)
+    content = None
+    if source is None:  # an Ansible inventory: Ansible reads it, drp checks what it says
+        source, content = ansible_source(path)
     if not isinstance(source.data, dict):
         raise InventoryError(
             [source.problem((), "an inventory is a YAML mapping", "start with 'hosts:'")]
@@ -132,7 +138,8 @@ def load_inventory(path: Path) -> Inventory:
             hosts[name] = host
     if problems:
         raise InventoryError(_in_file_order(problems))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = path.read_bytes() if content is None else content.encode()
+    digest = hashlib.sha256(data).hexdigest()
     return Inventory(str(path), hosts, groups, digest)
 
 
