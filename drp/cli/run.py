@@ -239,11 +239,18 @@ def execute_plan(
     resume: dict[str, HostResume] | None = None,
     resumed: bool = False,
     extra: dict[str, object] | None = None,
-) -> RunResult:
+) -> Finished:
     from drp.engine.executor import Executor
 
     stop = threading.Event()
-    emit, gatekeeper = _sinks(writer, output, options.operator, interactive(), stop)
+    shown, gatekeeper = _sinks(writer, output, options.operator, interactive(), stop)
+    refused: list[str] = []
+
+    def emit(event: Event) -> None:
+        if event.type is EventType.HOST_UNREACHABLE and event.data.get("refused"):
+            refused.append(event.host or "")
+        shown(event)
+
     factory, local = _transports(options)
     executor = Executor(
         plan,
@@ -257,9 +264,17 @@ def execute_plan(
     )
     startup_done()
     try:
-        return executor.execute(resumed=resumed, extra=extra)
+        return Finished(executor.execute(resumed=resumed, extra=extra), tuple(refused))
     finally:
         writer.close()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a run ended, and the hosts that refused drp's login or showed a bad host key."""
+
+    result: RunResult
+    refused: tuple[str, ...] = ()
 
 
 def say(text: str) -> None:
@@ -271,8 +286,14 @@ def say(text: str) -> None:
         silence(sys.stderr)
 
 
-def exit_with_status(result: RunResult) -> None:
-    if result.status is RunStatus.PAUSED:
+def exit_with_status(finished: Finished) -> None:
+    result = finished.result
+    if result.status is RunStatus.UNREACHABLE and finished.refused:
+        say(
+            f"{', '.join(finished.refused)} refused the login or the host key (why, above); "
+            f"once that is fixed, continue with: drp resume {result.run_id}\n"
+        )
+    elif result.status is RunStatus.PAUSED:
         say(f"run paused; continue with: drp resume {result.run_id}\n")
     elif result.status is RunStatus.INTERRUPTED:
         say(f"run interrupted; continue with: drp resume {result.run_id}\n")

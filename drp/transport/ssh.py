@@ -75,6 +75,7 @@ from drp.transport.kill import (
     still_running,
     unsure_about,
 )
+from drp.transport.logins import login_help
 from drp.transport.paramiko_import import paramiko
 from drp.transport.sockets import KEEPALIVE_SECONDS, UnreachableError, open_socket
 
@@ -703,7 +704,11 @@ def _raise_connect_failure(host: Host, address: Address, exc: BaseException) -> 
         ) from None
     if isinstance(exc, paramiko.AuthenticationException) or "authentication" in str(exc).lower():
         user = host.user or getpass.getuser()
-        raise AuthError(host.name, f"authentication failed for {user}@{name}: {exc}") from None
+        raise AuthError(
+            host.name,
+            f"authentication failed for {user}@{name}: {str(exc).rstrip('.')}; "
+            f"{login_help(host, user)}",
+        ) from None
     if isinstance(exc, (OSError, EOFError, paramiko.SSHException)):
         raise UnreachableError(str(exc) or type(exc).__name__) from None
     raise exc
