@@ -18,6 +18,7 @@ import typer
 
 from drp import __version__
 from drp.cli import authoring, inventory, resume, run
+from drp.cli.helpstyle import tidy
 from drp.errors import DrpError, ExitCode, InputError
 
 HELP = f"""drp {__version__}: run disaster-recovery runbooks over SSH, with checkpoints,
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     try:
-        code = app(args=argv, prog_name="drp", standalone_mode=False)
+        command = tidy(typer.main.get_command(app))  # plain words in --help, no Python types
+        code = command.main(args=argv, prog_name="drp", standalone_mode=False)
     except DrpError as error:
         _report(error)
         sys.exit(int(error.exit_code))

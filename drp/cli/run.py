@@ -363,7 +363,11 @@ def run(
     forks: int = typer.Option(10, "--forks", min=1, max=500, help="Hosts in parallel."),
     serial: str = typer.Option(None, "--serial", help="Rolling batches: count or 'N%'."),
     max_fail: float = typer.Option(
-        None, "--max-fail", min=0, max=100, help="Halt when more than this %% of hosts failed."
+        None,
+        "--max-fail",
+        min=0,
+        max=100,
+        help="Halt when more than this percentage of hosts failed.",
     ),
     operator: str = typer.Option(None, "--operator", help="Who runs this (default user@host)."),
     ask_become_pass: bool = typer.Option(
