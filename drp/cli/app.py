@@ -13,11 +13,13 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from drp import __version__
 from drp.cli import authoring, inventory, resume, run
+from drp.cli.console import CLOSED, silence
 from drp.cli.helpstyle import tidy
 from drp.errors import DrpError, ExitCode, InputError
 
@@ -31,7 +33,30 @@ Exit codes: 0 ok, 1 a step failed, 2 invalid input, 3 host unreachable,
 locked, 70 internal error, 130 interrupted.
 """
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """typer's app: its command tree tidied for --help (:mod:`drp.cli.helpstyle`), and a
+    closed standard output (``drp schema | head -1``) ending the command with exit 0, as
+    typer's would be 1: the reader has what it wanted."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        command = tidy(typer.main.get_command(self))
+        invoke = command.invoke
+
+        def invoke_closing(ctx: Any) -> Any:
+            try:
+                return invoke(ctx)
+            except OSError as error:
+                if error.errno not in CLOSED:
+                    raise
+                silence(sys.stdout)
+                raise typer.Exit(0) from None
+
+        command.invoke = invoke_closing
+        return command(*args, **kwargs)
+
+
+app = _App(
     help=HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -135,8 +160,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     try:
-        command = tidy(typer.main.get_command(app))  # plain words in --help, no Python types
-        code = command.main(args=argv, prog_name="drp", standalone_mode=False)
+        code = app(args=argv, prog_name="drp", standalone_mode=False)
     except DrpError as error:
         _report(error)
         sys.exit(int(error.exit_code))

@@ -16,6 +16,8 @@ from drp.cli.common import RunbookPathOption, open_runbook
 from drp.cli.console import make_console
 from drp.errors import ExitCode, InputError, Problem
 
+_INVENTORY_KEYS = frozenset({"hosts", "groups", "known_hosts", "ssh_config"})  # not a runbook's
+
 
 def _kind(path: Path) -> str:
     """'runbook', 'inventory', 'Ansible inventory' or 'steps' (an include file), judged
@@ -29,7 +31,7 @@ def _kind(path: Path) -> str:
     if source is None:
         return "Ansible inventory"
     data = source.data
-    if isinstance(data, dict) and ("hosts" in data or "groups" in data) and "steps" not in data:
+    if isinstance(data, dict) and set(data) & _INVENTORY_KEYS and "steps" not in data:
         return "inventory"
     if isinstance(data, list) or (isinstance(data, dict) and set(data) == {"steps"}):
         return "steps"  # a runbook that forgot name: is still a runbook, told name: is missing

@@ -36,9 +36,10 @@ _WORDS = {
 def tidy(command: Any) -> Any:
     """Give every parameter of ``command`` and its sub-commands a plain metavar."""
     for param in command.params:
-        param.metavar = _metavar(param)
         if getattr(param, "param_type_name", "") == "argument":
-            param.display_type_rich = _no_type  # its name says it (RUNBOOK, RUN_ID)
+            param.display_type_rich = _no_type  # its name says it (runbook, run_id)
+        else:
+            param.metavar = _metavar(param)
     made = command.get_help_option
 
     def help_option(ctx: Any) -> Any:  # made anew for each context

@@ -161,9 +161,7 @@ def check_format(value: str) -> str:
         return value
     close = difflib.get_close_matches(value.lower(), FORMATS, n=1)
     hint = (f"did you mean {close[0]!r}? " if close else "") + "choose text or json"
-    raise InputError(
-        [Problem("<input>", None, None, "--format", f"unknown format {value!r}", hint)]
-    )
+    raise InputError([Problem("", None, None, "--format", f"unknown format {value!r}", hint)])
 
 
 # checked as the command line is read: before a prompt, a file or a host
