@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from drp import __version__
-from drp.cli import authoring, inventory, resume, run
+from drp.cli import authoring, inventory, new, resume, run
 from drp.cli.console import CLOSED, silence
 from drp.cli.helpstyle import tidy
 from drp.errors import DrpError, ExitCode, InputError
@@ -82,6 +82,7 @@ def _root(
 
 
 authoring.register(app)
+new.register(app)
 run.register(app)
 resume.register(app)
 app.add_typer(inventory.app, name="inventory")

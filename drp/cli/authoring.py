@@ -170,6 +170,11 @@ def schema(
 
     Example: drp schema > drp-runbook.schema.json
     """
+    typer.echo(json.dumps(schema_document(inventory=inventory), indent=2))
+
+
+def schema_document(*, inventory: bool = False) -> dict[str, object]:
+    """The JSON Schema of runbooks (or inventories), as ``drp schema`` prints it."""
     from drp.inventory.model import InventoryFile
     from drp.runbook.model import RunbookSpec
 
@@ -177,7 +182,7 @@ def schema(
     document = model.model_json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "drp inventory" if inventory else "drp runbook"
-    typer.echo(json.dumps(document, indent=2))
+    return document
 
 
 def register(app: typer.Typer) -> None:
