@@ -19,6 +19,7 @@ import typer
 
 from drp import __version__
 from drp.cli import authoring, inventory, new, resume, run
+from drp.cli.completion import attach
 from drp.cli.console import CLOSED, silence
 from drp.cli.helpstyle import tidy
 from drp.errors import DrpError, ExitCode, InputError
@@ -40,7 +41,7 @@ class _App(typer.Typer):
     typer's would be 1: the reader has what it wanted."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        command = tidy(typer.main.get_command(self))
+        command = attach(tidy(typer.main.get_command(self)))
         invoke = command.invoke
 
         def invoke_closing(ctx: Any) -> Any:
@@ -59,7 +60,7 @@ class _App(typer.Typer):
 app = _App(
     help=HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion; drp's names: drp.cli.completion
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
