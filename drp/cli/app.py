@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from drp import __version__
-from drp.cli import authoring, inventory, new, resume, run
+from drp.cli import adhoc, authoring, inventory, new, resume, run
 from drp.cli.completion import attach
 from drp.cli.console import CLOSED, silence
 from drp.cli.helpstyle import tidy
@@ -84,6 +84,7 @@ def _root(
 
 authoring.register(app)
 new.register(app)
+adhoc.register(app)
 run.register(app)
 resume.register(app)
 app.add_typer(inventory.app, name="inventory")
