@@ -72,16 +72,7 @@ def _group_and_host_vars(inventory_dir: Path, lab: Lab) -> None:
 def _drp(
     lab: Lab, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        lab.args(*args),
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**lab.env(), "HOME": str(_home(lab)), **(env or {})},
-        stdin=subprocess.DEVNULL,
-        cwd=lab.root,
-    )
+    return lab.drp(*args, timeout=120, env={"HOME": str(_home(lab)), **(env or {})})
 
 
 def _run(lab: Lab, inventory: Path, *extra: str) -> subprocess.CompletedProcess[str]:

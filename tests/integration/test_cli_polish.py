@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from integration.support import DRP
+from integration.support import DRP, run_drp
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +32,8 @@ steps:
 """
 
 
-def _drp(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [DRP, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "DRP_STATE_DIR": str(tmp_path)},
-        timeout=120,
-    )
+def _drp(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_drp(cwd, *args, timeout=120)
 
 
 def _files(tmp_path: Path, hosts: int) -> tuple[Path, Path]:

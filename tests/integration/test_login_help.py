@@ -51,20 +51,8 @@ def _agent(directory: Path, *keys: Path) -> Iterator[str]:
 
 
 def _run(lab: Lab, home: Path, agent: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**lab.env(), "HOME": str(home)}
-    env.pop("SSH_AUTH_SOCK", None)
-    if agent:
-        env["SSH_AUTH_SOCK"] = agent
-    return subprocess.run(
-        lab.args("run", str(lab.book("hello")), "-i", str(lab.inventory)),
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        cwd=lab.root,
-    )
+    env = {"HOME": str(home), "SSH_AUTH_SOCK": agent or ""}  # an empty one: no agent
+    return lab.drp("run", str(lab.book("hello")), "-i", str(lab.inventory), env=env)
 
 
 def _home(lab: Lab) -> Path:
@@ -99,15 +87,8 @@ def test_agent_keys_are_counted_and_used(lab: Lab) -> None:
     assert f"{home}/.ssh/id_ed25519 (the default files)" in out
     # the key the host knows, in the agent: no key: needed at all
     with _agent(lab.root, lab.sshd.client_key) as socket:
-        resumed = subprocess.run(
-            lab.args("resume", lab.only_run()),
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**lab.env(), "HOME": str(home), "SSH_AUTH_SOCK": socket},
-            stdin=subprocess.DEVNULL,
-            cwd=lab.root,
+        resumed = lab.drp(
+            "resume", lab.only_run(), env={"HOME": str(home), "SSH_AUTH_SOCK": socket}
         )
     assert resumed.returncode == 0, combined(resumed)
     assert (lab.root / "mark-h1").read_text() == "h1\n"

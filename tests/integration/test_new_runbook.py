@@ -4,7 +4,6 @@ schema it names for editors, and never overwrites a runbook by accident."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,23 +11,14 @@ import jsonschema
 import pytest
 import yaml
 
-from integration.support import DRP
+from integration.support import run_drp
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.yaml"
 
 
 def _drp(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [DRP, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "DRP_STATE_DIR": str(cwd)},
-        timeout=60,
-    )
+    return run_drp(cwd, *args, timeout=120)
 
 
 def test_a_new_runbook_validates_plans_and_names_its_schema(tmp_path: Path) -> None:

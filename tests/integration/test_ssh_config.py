@@ -68,16 +68,7 @@ def _inventory(lab: Lab, hosts: dict[str, dict[str, Any]], **top: Any) -> Path:
 
 def _run_as(lab: Lab, home: Path) -> subprocess.CompletedProcess[str]:
     """``drp run hello`` with ``home`` as HOME (where ~/.ssh/config is)."""
-    return subprocess.run(
-        lab.args("run", str(lab.book("hello")), "-i", str(lab.inventory)),
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**lab.env(), "HOME": str(home)},
-        stdin=subprocess.DEVNULL,
-        cwd=lab.root,
-    )
+    return lab.drp("run", str(lab.book("hello")), "-i", str(lab.inventory), env={"HOME": str(home)})
 
 
 def _connected(lab: Lab) -> dict[str, dict[str, Any]]:
