@@ -91,12 +91,16 @@ def open_ssh_config(setting: str | None, base_dir: Path) -> SshConfig | None:
     return SshConfig(path)
 
 
-def apply(host: Host, config: SshConfig, given: frozenset[str], hops: int = 0) -> Host:
+def apply(
+    host: Host, config: SshConfig, given: frozenset[str], seen: frozenset[str] = frozenset()
+) -> Host:
     """``host`` with what the ssh_config says for its address, where the inventory said nothing.
 
     ``given`` names the Host fields the inventory set (those are kept as they are).
     A ``ProxyJump`` becomes the host's jump (when the inventory names none), each hop
-    itself looked up in the ssh_config, as ssh does.
+    itself looked up in the ssh_config, as ssh does; a hop whose own ProxyJump leads
+    back into the chain (``Host *`` with ``ProxyJump bastion`` matches the bastion
+    too) is reached directly.
     """
     found = config.settings(host.address)
     changes: dict[str, Any] = {}
@@ -114,16 +118,23 @@ def apply(host: Host, config: SshConfig, given: frozenset[str], hops: int = 0) -
         changes["known_hosts"] = found.known_hosts
     if found.server_alive is not None:
         changes["keepalive"] = found.server_alive
-    if found.proxy_jump and "jump" not in given:
-        changes["jump"] = _chain(found.proxy_jump, host, config, hops)
+    chain = seen | {host.address}
+    if found.proxy_jump and "jump" not in given and not _hops(found.proxy_jump) & chain:
+        changes["jump"] = _chain(found.proxy_jump, host, config, chain)
     return replace(host, **changes)
 
 
-def _chain(proxy_jump: str, host: Host, config: SshConfig, hops: int) -> Host:
+def _hops(proxy_jump: str) -> set[str]:
+    """The host names of a ProxyJump's hops (``user@`` and ``:port`` left out)."""
+    return {_split_port(hop.strip().rpartition("@")[2])[0] for hop in proxy_jump.split(",")}
+
+
+def _chain(proxy_jump: str, host: Host, config: SshConfig, seen: frozenset[str]) -> Host:
     """``a,b,c``: c is reached through b, b through a; each hop resolved in the ssh_config."""
     jump: Host | None = None
+    seen = seen | _hops(proxy_jump)
     for hop in proxy_jump.split(","):
-        if hops + 1 > _MAX_HOPS:
+        if len(seen) > _MAX_HOPS:
             raise _problem(config.path, f"ProxyJump for {host.name!r} goes {_MAX_HOPS}+ hops deep")
         user, _, rest = hop.strip().rpartition("@")
         name, port = _split_port(rest)
@@ -139,7 +150,7 @@ def _chain(proxy_jump: str, host: Host, config: SshConfig, hops: int) -> Host:
         given |= {"port"} if port else set()
         given |= {"jump"} if jump is not None else set()
         # a hop of the bastion's own config leads to it, unless this chain already does
-        jump = apply(bastion, config, frozenset(given), hops + 1)
+        jump = apply(bastion, config, frozenset(given), seen)
         if jump.known_hosts is None:
             jump = replace(jump, known_hosts=host.known_hosts)
     assert jump is not None
