@@ -10,13 +10,11 @@ output is printed after the run, from the journal.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import sys
 from pathlib import Path
 
 import typer
-import yaml
 
 from drp.cli.common import InventoryOption, StateDirOption
 from drp.errors import ExitCode, InputError, Problem
@@ -90,6 +88,10 @@ def exec_command(
 
 def _adhoc_runbook(folder: Path, pattern: str, text: str, become: bool) -> Path:
     """The one-step runbook for ``text`` (the command as written: never a template)."""
+    import hashlib
+
+    import yaml
+
     document = {
         "name": "exec",
         "description": f"drp exec {pattern} -- {text}",
