@@ -43,6 +43,18 @@ _INI_SECTION = re.compile(r"^\s*\[[^\]\s]+\]\s*(?:[#;].*)?$", re.MULTILINE)
 _INI_HOST_VAR = re.compile(r"^\s*\S+\s+\w+=\S", re.MULTILINE)
 _GROUP_KEYS = frozenset({"hosts", "children", "vars"})
 _DRP_TOP = frozenset({"known_hosts", "ssh_config", "defaults", "vars", "hosts", "groups"})
+#: Passwords Ansible may hold: never copied into drp's vars (shown by `drp inventory show`,
+#: seen by templates); drp logs in with keys, and sudo's password comes from -K or the env.
+_SECRETS = frozenset(
+    {
+        "ansible_password",
+        "ansible_ssh_pass",
+        "ansible_ssh_password",
+        "ansible_become_password",
+        "ansible_become_pass",
+        "ansible_sudo_pass",
+    }
+)
 _CONNECTION = {
     "ansible_host": "address",
     "ansible_port": "port",
@@ -148,7 +160,7 @@ def _host(name: str, hostvars: dict[str, Any]) -> dict[str, Any]:
     become = _become(hostvars)
     if become is not None:
         host["become"] = become
-    host["vars"] = dict(hostvars)
+    host["vars"] = {k: v for k, v in hostvars.items() if k not in _SECRETS}
     return host
 
 

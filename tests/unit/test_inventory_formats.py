@@ -69,6 +69,8 @@ def test_the_listing_maps_connection_become_groups_and_vars() -> None:
                     "ansible_become": "yes",
                     "ansible_become_user": "postgres",
                     "role": "db",
+                    "ansible_become_password": "hunter2",
+                    "ansible_ssh_pass": "hunter3",
                 },
                 "web1": {"ansible_become": False},
             }
@@ -88,6 +90,7 @@ def test_the_listing_maps_connection_become_groups_and_vars() -> None:
     )
     assert db1["become"] == {"user": "postgres"}
     assert db1["vars"]["role"] == "db"
+    assert "hunter2" not in str(document) and "hunter3" not in str(document)
     assert document["hosts"]["web1"]["become"] is False
     assert "lone" in document["hosts"]  # a host with no vars at all
     assert document["groups"]["prod"] == {"hosts": ["web1"], "children": ["db"]}
