@@ -6,6 +6,7 @@ None of them touches the network.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -91,6 +92,29 @@ def validate(
         raise InputError(problems)
 
 
+def reflow(text: str) -> str:
+    """Prose written pre-wrapped in YAML, joined into paragraphs the terminal wraps.
+
+    Blank lines part paragraphs; a line that starts with a space, ``-``, ``*`` or
+    ``N.`` (a list, an example, a table) keeps its own line, as written.
+    """
+    out: list[str] = []
+    for paragraph in text.strip().split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not _kept(line) and not _kept(lines[-1]):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.rstrip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _kept(line: str) -> bool:
+    """A list item or an indented line: what follows it starts its own line."""
+    return re.match(r"^(\s|[-*] |\d+[.)] )", line) is not None
+
+
 def list_runbooks(search: list[str] = RunbookPathOption) -> None:
     """List the runbooks drp can find: built-in ones and those on DRP_RUNBOOK_PATH.
 
@@ -127,7 +151,7 @@ def show(
         f"sha256 {book.sha256[:12]}…[/]"
     )
     if book.description:
-        console.print(escape(book.description.strip()))
+        console.print(escape(reflow(book.description)))
     if book.params:
         table = Table(
             "param", "type", "required", "default", "help", title="params", title_justify="left"

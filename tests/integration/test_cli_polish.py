@@ -107,3 +107,27 @@ def test_validate_tells_an_inventory_from_a_runbook(tmp_path: Path) -> None:
     fine = _drp(tmp_path, "validate", str(good), str(book))
     assert fine.returncode == 0, fine.stderr
     assert "(inventory, 1 hosts" in fine.stdout and "(runbook)" in fine.stdout
+
+
+def test_show_rewraps_prose_and_keeps_lists(tmp_path: Path) -> None:
+    book = tmp_path / "prose.yaml"
+    book.write_text(
+        textwrap.dedent("""\
+        name: prose
+        targets: all
+        description: |
+          This runbook repairs the thing
+          when it breaks at night.
+
+          It does:
+          - one step
+          - another step
+        steps:
+          - id: a
+            run: "true"
+        """)
+    )
+    shown = run_drp(tmp_path, "show", str(book), env={**os.environ, "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "This runbook repairs the thing when it breaks at night." in shown.stdout
+    assert "It does:\n- one step\n- another step" in shown.stdout
