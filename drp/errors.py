@@ -45,10 +45,12 @@ class Problem:
         return ":".join(parts)
 
     def __str__(self) -> str:
+        """``file:line:col field: message (hint)``; no file: the command line's own problem."""
         where = self.location()
-        field = f" {self.field}:" if self.field else ""
+        field = f"{self.field}:" if self.field else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}{field} {self.message}{hint}"
+        head = " ".join(part for part in (where, field) if part)
+        return f"{head} {self.message}{hint}" if head else f"{self.message}{hint}"
 
 
 class DrpError(Exception):
@@ -64,7 +66,7 @@ class InputError(DrpError):
 
     def __init__(self, problems: list[Problem] | str) -> None:
         if isinstance(problems, str):
-            problems = [Problem("<input>", None, None, "", problems)]
+            problems = [Problem("", None, None, "", problems)]  # the command line's
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 

@@ -13,11 +13,15 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from drp import __version__
-from drp.cli import authoring, inventory, resume, run
+from drp.cli import adhoc, authoring, inventory, new, resume, run
+from drp.cli.completion import attach
+from drp.cli.console import CLOSED, silence
+from drp.cli.helpstyle import tidy
 from drp.errors import DrpError, ExitCode, InputError
 
 HELP = f"""drp {__version__}: run disaster-recovery runbooks over SSH, with checkpoints,
@@ -30,10 +34,33 @@ Exit codes: 0 ok, 1 a step failed, 2 invalid input, 3 host unreachable,
 locked, 70 internal error, 130 interrupted.
 """
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """typer's app: its command tree tidied for --help (:mod:`drp.cli.helpstyle`), and a
+    closed standard output (``drp schema | head -1``) ending the command with exit 0, as
+    typer's would be 1: the reader has what it wanted."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        command = attach(tidy(typer.main.get_command(self)))
+        invoke = command.invoke
+
+        def invoke_closing(ctx: Any) -> Any:
+            try:
+                return invoke(ctx)
+            except OSError as error:
+                if error.errno not in CLOSED:
+                    raise
+                silence(sys.stdout)
+                raise typer.Exit(0) from None
+
+        command.invoke = invoke_closing
+        return command(*args, **kwargs)
+
+
+app = _App(
     help=HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion; drp's names: drp.cli.completion
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -56,6 +83,8 @@ def _root(
 
 
 authoring.register(app)
+new.register(app)
+adhoc.register(app)
 run.register(app)
 resume.register(app)
 app.add_typer(inventory.app, name="inventory")

@@ -6,6 +6,7 @@ None of them touches the network.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -17,16 +18,22 @@ from drp.cli.console import make_console
 from drp.cli.run import FormatOption
 from drp.errors import ExitCode, InputError, Problem
 
+_INVENTORY_KEYS = frozenset({"hosts", "groups", "known_hosts", "ssh_config"})  # not a runbook's
+
 
 def _kind(path: Path) -> str:
-    """'runbook', 'inventory' or 'steps' (an include file), judged from the top-level keys."""
-    from drp import yamlsrc
+    """'runbook', 'inventory', 'Ansible inventory' or 'steps' (an include file), judged
+    from the top-level keys (an INI file, a directory or a script: Ansible's)."""
+    from drp.inventory.ansible import sniff
 
     try:
-        data = yamlsrc.load(path).data
+        source = sniff(path)
     except InputError:
         return "runbook"  # let the runbook loader report it
-    if isinstance(data, dict) and ("hosts" in data or "groups" in data) and "steps" not in data:
+    if source is None:
+        return "Ansible inventory"
+    data = source.data
+    if isinstance(data, dict) and set(data) & _INVENTORY_KEYS and "steps" not in data:
         return "inventory"
     if isinstance(data, list) or (isinstance(data, dict) and set(data) == {"steps"}):
         return "steps"  # a runbook that forgot name: is still a runbook, told name: is missing
@@ -64,8 +71,9 @@ def validate(
     for path in files:
         kind = _kind(path) if path.exists() else "runbook"
         try:
-            if kind == "inventory":
-                load_inventory(path)
+            if kind.endswith("inventory"):
+                inventory = load_inventory(path)
+                kind = f"{kind}, {len(inventory.hosts)} hosts, {len(inventory.groups)} groups"
             elif kind == "steps":
                 load_steps(path)
             else:
@@ -83,6 +91,29 @@ def validate(
             console.print(f"[green]✓[/] {escape(str(path))} ({kind})")
     if problems:
         raise InputError(problems)
+
+
+def reflow(text: str) -> str:
+    """Prose written pre-wrapped in YAML, joined into paragraphs the terminal wraps.
+
+    Blank lines part paragraphs; a line that starts with a space, ``-``, ``*`` or
+    ``N.`` (a list, an example, a table) keeps its own line, as written.
+    """
+    out: list[str] = []
+    for paragraph in text.strip().split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not _kept(line) and not _kept(lines[-1]):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.rstrip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _kept(line: str) -> bool:
+    """A list item or an indented line: what follows it starts its own line."""
+    return re.match(r"^(\s|[-*] |\d+[.)] )", line) is not None
 
 
 def list_runbooks(search: list[str] = RunbookPathOption, fmt: str = FormatOption) -> None:
@@ -132,7 +163,7 @@ def show(
         f"sha256 {book.sha256[:12]}…[/]"
     )
     if book.description:
-        console.print(escape(book.description.strip()))
+        console.print(escape(reflow(book.description)))
     if book.params:
         table = Table(
             "param", "type", "required", "default", "help", title="params", title_justify="left"
@@ -175,6 +206,11 @@ def schema(
 
     Example: drp schema > drp-runbook.schema.json
     """
+    typer.echo(json.dumps(schema_document(inventory=inventory), indent=2))
+
+
+def schema_document(*, inventory: bool = False) -> dict[str, object]:
+    """The JSON Schema of runbooks (or inventories), as ``drp schema`` prints it."""
     from drp.inventory.model import InventoryFile
     from drp.runbook.model import RunbookSpec
 
@@ -182,7 +218,7 @@ def schema(
     document = model.model_json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "drp inventory" if inventory else "drp runbook"
-    typer.echo(json.dumps(document, indent=2))
+    return document
 
 
 def register(app: typer.Typer) -> None:

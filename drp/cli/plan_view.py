@@ -29,6 +29,7 @@ def print_plan(console: Console, plan: Plan) -> None:
     """
     say = functools.partial(console.print, soft_wrap=True)
     book = plan.runbook
+    say(f"[bold]{escape(plan_summary(plan))}[/]")
     say(
         f"[bold]plan[/] {escape(book.name)} (sha256 {book.sha256[:12]}…)  "
         f"targets {escape(plan.targets)} → {escape(', '.join(h.name for h in plan.hosts))}"
@@ -48,6 +49,25 @@ def print_plan(console: Console, plan: Plan) -> None:
             for label, text in _plan_fields(ps):
                 _print_field(console, label, text)
     say("\n[dim]dry run: nothing was contacted, nothing was changed[/]")
+
+
+def plan_summary(plan: Plan) -> str:
+    """One line first: what the run does, counted over every step × host.
+
+    ``12 steps on 2 hosts: 4 destructive, 2 manual gates, 2 reboots``
+    """
+    every = [ps for steps in plan.steps.values() for ps in steps]
+    hosts = len(plan.hosts)
+    destructive = sum(1 for ps in every if ps.destructive)  # each asks first
+    gates = sum(1 for ps in every if ps.step.kind == "manual")
+    reboots = sum(1 for ps in every if ps.step.kind == "reboot")
+    parts = [f"{destructive} destructive", _count(gates, "manual gate")]
+    parts.append(_count(reboots, "reboot"))
+    return f"{_count(len(every), 'step')} on {_count(hosts, 'host')}: {', '.join(parts)}"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _flags(ps: PlannedStep) -> str:
@@ -195,6 +215,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "runbook": plan.runbook.name,
         "sha256": plan.runbook.sha256,
         "targets": plan.targets,
+        "summary": plan_summary(plan),
         "params": plan.params.masked(),
         "hosts": {
             host.name: [_step_json(ps) for ps in plan.steps[host.name]] for host in plan.hosts

@@ -127,10 +127,15 @@ def resume(
     param: list[str] = ParamOption,
     inventory: Path = InventoryOption,
     operator: str = typer.Option(None, "--operator", help="Who resumes (default user@host)."),
-    ask_become_pass: bool = typer.Option(False, "--ask-become-pass", "-K"),
+    ask_become_pass: bool = typer.Option(
+        False,
+        "--ask-become-pass",
+        "-K",
+        help="Prompt for the sudo password (or set DRP_BECOME_PASSWORD).",
+    ),
     state: Path = StateDirOption,
     fmt: str = FormatOption,
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
     sign_key: str = SignKeyOption,
 ) -> None:
     """Continue an interrupted or paused run where it stopped; done steps are not run again.
@@ -234,7 +239,9 @@ def unlock(
     ),
     inventory: Path = InventoryOption,
     state: Path = StateDirOption,
-    operator: str = typer.Option(None, "--operator"),
+    operator: str = typer.Option(
+        None, "--operator", help="Who unlocks, for the journal (default user@host)."
+    ),
     sign_key: str = SignKeyOption,
 ) -> None:
     """Remove a stale lock from a host (journaled as its own run).

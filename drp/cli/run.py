@@ -171,9 +171,7 @@ def check_format(value: str) -> str:
         return value
     close = difflib.get_close_matches(value.lower(), FORMATS, n=1)
     hint = (f"did you mean {close[0]!r}? " if close else "") + "choose text or json"
-    raise InputError(
-        [Problem("<input>", None, None, "--format", f"unknown format {value!r}", hint)]
-    )
+    raise InputError([Problem("", None, None, "--format", f"unknown format {value!r}", hint)])
 
 
 # checked as the command line is read: before a prompt, a file or a host
@@ -258,14 +256,21 @@ def execute_plan(
     resumed: bool = False,
     extra: dict[str, object] | None = None,
     anchoring: Anchoring | None = None,
-) -> RunResult:
+) -> Finished:
     from drp.engine.executor import Executor
 
     stop = threading.Event()
-    emit, gatekeeper = _sinks(writer, output, options.operator, interactive(), stop, anchoring)
+    shown, gatekeeper = _sinks(writer, output, options.operator, interactive(), stop, anchoring)
     options = replace(options, chain_head=writer.head)
     if anchoring is not None:
         extra = {**anchoring.facts(), **(extra or {})}
+    refused: list[str] = []
+
+    def emit(event: Event) -> None:
+        if event.type is EventType.HOST_UNREACHABLE and event.data.get("refused"):
+            refused.append(event.host or "")
+        shown(event)
+
     factory, local = _transports(options)
     executor = Executor(
         plan,
@@ -279,11 +284,19 @@ def execute_plan(
     )
     startup_done()
     try:
-        return executor.execute(resumed=resumed, extra=extra)
+        return Finished(executor.execute(resumed=resumed, extra=extra), tuple(refused))
     finally:
         if anchoring is not None:
             anchoring.ended(writer)
         writer.close()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a run ended, and the hosts that refused drp's login or showed a bad host key."""
+
+    result: RunResult
+    refused: tuple[str, ...] = ()
 
 
 def say(text: str) -> None:
@@ -295,8 +308,14 @@ def say(text: str) -> None:
         silence(sys.stderr)
 
 
-def exit_with_status(result: RunResult) -> None:
-    if result.status is RunStatus.PAUSED:
+def exit_with_status(finished: Finished) -> None:
+    result = finished.result
+    if result.status is RunStatus.UNREACHABLE and finished.refused:
+        say(
+            f"{', '.join(finished.refused)} refused the login or the host key (why, above); "
+            f"once that is fixed, continue with: drp resume {result.run_id}\n"
+        )
+    elif result.status is RunStatus.PAUSED:
         say(f"run paused; continue with: drp resume {result.run_id}\n")
     elif result.status is RunStatus.INTERRUPTED:
         say(f"run interrupted; continue with: drp resume {result.run_id}\n")
@@ -366,7 +385,11 @@ def run(
     forks: int = typer.Option(10, "--forks", min=1, max=500, help="Hosts in parallel."),
     serial: str = typer.Option(None, "--serial", help="Rolling batches: count or 'N%'."),
     max_fail: float = typer.Option(
-        None, "--max-fail", min=0, max=100, help="Halt when more than this %% of hosts failed."
+        None,
+        "--max-fail",
+        min=0,
+        max=100,
+        help="Halt when more than this percentage of hosts failed.",
     ),
     operator: str = typer.Option(None, "--operator", help="Who runs this (default user@host)."),
     ask_become_pass: bool = typer.Option(

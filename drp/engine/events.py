@@ -11,7 +11,7 @@ run.started      data: runbook, runbook_path, runbook_sha256, params (secrets ma
 run.resumed      data: command_line, allow_changed, approvals
 run.finished     outcome: RunStatus; data: hosts {host: HostStatus}
 host.connected   host; data: address, port, via_fallback, via_jump
-host.unreachable host; message
+host.unreachable host; message; data: refused (the login or host key was refused)
 host.finished    host; outcome: HostStatus
 lock.acquired / lock.released / lock.forced   host; data: holder
 step.started     host, step; data: kind, name, destructive, command

@@ -290,7 +290,10 @@ class HostRun:
                             "exit" if _refused(exc) else "connection", str(exc)
                         ) from None
         except AttemptFailed as exc:
-            self.emit(EventType.HOST_UNREACHABLE, message=str(exc))
+            # refused: it answered, and turned drp's login or host key down (no use waiting)
+            self.emit(
+                EventType.HOST_UNREACHABLE, message=str(exc), data={"refused": exc.kind == "exit"}
+            )
             raise HostStopped(HostStatus.UNREACHABLE, str(exc)) from None
         self.emit(
             EventType.HOST_CONNECTED,

@@ -11,11 +11,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from drp import yamlsrc
 from drp.errors import InventoryError, Problem
+from drp.inventory.ansible import ansible_source, sniff
 from drp.inventory.model import GroupSpec, Host
 from drp.inventory.resolve import _resolve_groups, _Resolver
 from drp.inventory.spec import _validate
+from drp.inventory.sshconfig import open_ssh_config
 from drp.inventory.suggest import _did_you_mean
 
 
@@ -106,10 +107,16 @@ class Inventory:
 def load_inventory(path: Path) -> Inventory:
     """Read, validate and resolve an inventory file; every problem is reported at once.
 
+    An Ansible inventory (INI, YAML, a directory, a script) is read by Ansible itself
+    (:mod:`drp.inventory.ansible`) and then checked as drp's own.
+
     Each host and group is validated on its own, and what is valid of it is still
     resolved: a bad key in one host hides neither its other problems nor anyone else's.
     """
-    source = yamlsrc.load(path)
+    source = sniff(path)
+    content = None
+    if source is None:  # an Ansible inventory: Ansible reads it, drp checks what it says
+        source, content = ansible_source(path)
     if not isinstance(source.data, dict):
         raise InventoryError(
             [source.problem((), "an inventory is a YAML mapping", "start with 'hosts:'")]
@@ -117,7 +124,13 @@ def load_inventory(path: Path) -> Inventory:
     problems: list[Problem] = []
     spec = _validate(source, problems)
     groups = _resolve_groups(spec, source, problems)
-    resolver = _Resolver(spec, groups, path.resolve().parent, source, problems)
+    base_dir = path.resolve().parent
+    try:
+        ssh_config = open_ssh_config(spec.top.ssh_config, base_dir)
+    except InventoryError as error:
+        problems += error.problems
+        ssh_config = None
+    resolver = _Resolver(spec, groups, base_dir, source, problems, ssh_config)
     hosts: dict[str, Host] = {}
     for name in spec.hosts:
         host = resolver.host(name)
@@ -125,7 +138,8 @@ def load_inventory(path: Path) -> Inventory:
             hosts[name] = host
     if problems:
         raise InventoryError(_in_file_order(problems))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = path.read_bytes() if content is None else content.encode()
+    digest = hashlib.sha256(data).hexdigest()
     return Inventory(str(path), hosts, groups, digest)
 
 

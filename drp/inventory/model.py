@@ -2,6 +2,7 @@
 
 ```yaml
 known_hosts: ~/.ssh/known_hosts     # default for every host
+ssh_config: ~/.ssh/config           # the default; 'none' reads none (drp.inventory.sshconfig)
 defaults: {user: root, port: 22}    # connection defaults
 hosts:
   db1:
@@ -180,6 +181,10 @@ class InventoryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     known_hosts: str | None = None
+    ssh_config: str | None = Field(
+        default=None,
+        description="OpenSSH client config to honour (default ~/.ssh/config), or 'none'",
+    )
     defaults: ConnectionSpec = Field(default_factory=ConnectionSpec)
     vars: dict[str, Any] = Field(default_factory=dict)
     hosts: dict[str, HostSpec | None] = Field(default_factory=dict)
@@ -232,6 +237,9 @@ class Host:
     key: str | None = None
     known_hosts: str | None = None
     connect_timeout: float = 10.0
+    identity_files: tuple[str, ...] = ()  # ssh_config IdentityFile (used when no key)
+    identities_only: bool = False  # ssh_config IdentitiesOnly: only the named keys
+    keepalive: float | None = None  # ssh_config ServerAliveInterval (seconds)
     fallback: tuple[Address, ...] = ()
     jump: Host | None = None
     become: Become | None = None

@@ -22,6 +22,7 @@ from drp.inventory.model import (
     is_no_jump,
 )
 from drp.inventory.spec import _Spec
+from drp.inventory.sshconfig import SshConfig, apply
 from drp.inventory.suggest import TYPO_DISTANCE, _did_you_mean, _distance, _typo_edits
 
 
@@ -101,8 +102,10 @@ class _Resolver:
         base_dir: Path,
         source: yamlsrc.Source,
         problems: list[Problem],
+        ssh_config: SshConfig | None = None,
     ) -> None:
         self.spec = spec
+        self.ssh_config = ssh_config
         self.groups = groups
         self.base_dir = base_dir
         self.source = source
@@ -136,7 +139,7 @@ class _Resolver:
         if hspec.jump is not None:
             jump = self.jump(hspec.jump, ("hosts", name, "jump"))
         become = conn.get("become")
-        return Host(
+        host = Host(
             name=name,
             address=hspec.address or name,
             port=port,
@@ -152,6 +155,16 @@ class _Resolver:
             groups=member_of,
             vars=host_vars,
         )
+        given = {"jump"} if hspec.jump is not None else set()
+        return self._with_ssh_config(host, set(conn) | given)
+
+    def _with_ssh_config(self, host: Host, given: set[str]) -> Host:
+        """``host`` completed by the ssh_config where the inventory (``given``) is silent."""
+        if self.ssh_config is None:
+            return host
+        if self.spec.top.known_hosts:
+            given.add("known_hosts")
+        return apply(host, self.ssh_config, frozenset(given))
 
     def _fallbacks(self, name: str, hspec: HostSpec, port: int) -> list[Address]:
         out: list[Address] = []
@@ -230,7 +243,7 @@ class _Resolver:
             )
             return None
         conn = spec.top.defaults.model_dump(exclude_none=True)
-        return Host(
+        host = Host(
             name=ref,
             address=address.host,
             port=address.port,
@@ -238,6 +251,8 @@ class _Resolver:
             key=_expand(conn.get("key"), self.base_dir),
             known_hosts=_expand(conn.get("known_hosts") or spec.top.known_hosts, self.base_dir),
         )
+        given = set(conn) | ({"user"} if user else set()) | ({"port"} if ":" in rest else set())
+        return self._with_ssh_config(host, given)
 
     def _typo(self, ref: str) -> str | None:
         """The inventory host a bare name (no '.', ':' or '@') is a typo of, if any."""

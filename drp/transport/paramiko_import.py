@@ -2,13 +2,15 @@
 
 ``paramiko.config`` imports ``invoke`` (paramiko's own dependency, which in turn
 imports ``unittest.mock``) for one purpose: running the commands of ssh_config
-``Match exec`` lines. drp never parses an ssh_config with paramiko (hosts come
-from its inventory), so while paramiko is imported ``invoke`` is marked as
-unavailable, which paramiko handles (``Match exec`` would then raise its
-ImportError). The mark is removed at once: a later ``import invoke`` (fabric in
-the benchmarks) works as usual, and if ``invoke`` is already loaded nothing is
-hidden. Measured: ``import paramiko`` 105–170 ms → 65–100 ms on our 2-core
-machines (docs/performance.md).
+``Match exec`` lines. The transport never parses an ssh_config (the inventory
+layer does, in :mod:`drp.inventory.sshconfig`, which imports paramiko's config
+module itself, ``invoke`` and all, only when an ssh_config file exists), so
+while paramiko is imported here ``invoke`` is marked as unavailable, which
+paramiko handles (``Match exec`` would then raise its ImportError). The mark
+is removed at once: a later ``import invoke`` (fabric in the benchmarks) works
+as usual, and if ``invoke`` is already loaded nothing is hidden. Measured:
+``import paramiko`` 105–170 ms → 65–100 ms on our 2-core machines
+(docs/performance.md).
 """
 
 from __future__ import annotations

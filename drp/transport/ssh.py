@@ -85,6 +85,7 @@ from drp.transport.kill import (
     still_running,
     unsure_about,
 )
+from drp.transport.logins import login_help
 from drp.transport.paramiko_import import paramiko
 from drp.transport.sockets import KEEPALIVE_SECONDS, UnreachableError, open_socket
 
@@ -162,7 +163,7 @@ class SshTransport:
                 raise
             transport = self._client.get_transport()
             if transport is not None:
-                transport.set_keepalive(KEEPALIVE_SECONDS)
+                transport.set_keepalive(int(host.keepalive or KEEPALIVE_SECONDS))
             jump = bastion.name if bastion else None
             self._info = ConnectInfo(host.name, address.host, address.port, index > 0, jump)
             return self._info
@@ -188,9 +189,9 @@ class SshTransport:
                 address.host,
                 port=address.port,
                 username=host.user or getpass.getuser(),
-                key_filename=host.key,
-                look_for_keys=host.key is None,
-                allow_agent=True,
+                key_filename=host.key or list(host.identity_files) or None,  # type: ignore[arg-type]  # paramiko takes a list too
+                look_for_keys=host.key is None and not host.identities_only,
+                allow_agent=not (host.identities_only and (host.key or host.identity_files)),
                 timeout=host.connect_timeout,
                 banner_timeout=host.connect_timeout,
                 auth_timeout=host.connect_timeout,
@@ -697,7 +698,11 @@ def _raise_connect_failure(host: Host, address: Address, exc: BaseException) -> 
         ) from None
     if isinstance(exc, paramiko.AuthenticationException) or "authentication" in str(exc).lower():
         user = host.user or getpass.getuser()
-        raise AuthError(host.name, f"authentication failed for {user}@{name}: {exc}") from None
+        raise AuthError(
+            host.name,
+            f"authentication failed for {user}@{name}: {str(exc).rstrip('.')}; "
+            f"{login_help(host, user)}",
+        ) from None
     if isinstance(exc, (OSError, EOFError, paramiko.SSHException)):
         raise UnreachableError(str(exc) or type(exc).__name__) from None
     raise exc

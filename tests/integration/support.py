@@ -103,18 +103,12 @@ class Lab:
         env["NO_COLOR"] = "1"
         return env
 
-    def drp(self, *args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """Run the installed ``drp`` (stdin not a terminal: non-interactive)."""
-        return subprocess.run(
-            self.args(*args),
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            cwd=self.root,
-        )
+    def drp(
+        self, *args: str, timeout: float = RUN_TIMEOUT, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the installed ``drp`` (stdin not a terminal: non-interactive); ``env``
+        overrides the lab's environment (HOME for ~/.ssh, SSH_AUTH_SOCK)."""
+        return run_drp(self.root, *args, timeout=timeout, env={**self.env(), **(env or {})})
 
     def run(
         self, book: Path, *args: str, timeout: float = RUN_TIMEOUT
@@ -198,6 +192,24 @@ def new_lab(tmp_path: Path, sshd: SshServer, hosts: dict[str, Any] | None = None
     lab = Lab(tmp_path, sshd, tmp_path / "inventory.yaml", tmp_path / "state")
     lab.write_inventory(hosts or HOSTS)
     return lab
+
+
+def run_drp(
+    cwd: Path, *args: str, timeout: float = RUN_TIMEOUT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The installed ``drp`` in ``cwd``, non-interactive; ``env`` defaults to a plain one
+    (wide, no colour, journals in ``cwd``)."""
+    plain = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "DRP_STATE_DIR": str(cwd)}
+    return subprocess.run(
+        [DRP, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=plain if env is None else env,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+    )
 
 
 def combined(result: subprocess.CompletedProcess[str]) -> str:
