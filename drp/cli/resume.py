@@ -30,6 +30,7 @@ from drp.cli.run import (
     exit_with_status,
     host_passwords,
     known_secrets,
+    say,
 )
 from drp.engine.events import Event, EventType
 from drp.engine.options import HostResume, InDoubtPolicy, RunOptions, default_operator
@@ -149,7 +150,7 @@ def resume(
             f"check 'drp log show {the_id}' and resume again"
         )
     for warning in [*journal.warnings, *writer.warnings]:
-        sys.stderr.write(f"warning: {warning}\n")
+        say(f"warning: {warning}\n")
     extra: dict[str, object] = {
         "allow_changed": allow_changed,
         "approvals": sorted(approve or []),

@@ -53,6 +53,7 @@ from drp.journal import (
     state_dir,
 )
 from drp.results import RunStatus
+from drp.terminal import visible
 from drp.transport.base import Transport
 
 if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not for --help
@@ -265,7 +266,7 @@ def execute_plan(
 def say(text: str) -> None:
     """Write to stderr; one that is closed too (``2>&1 | head``) is silenced, never fatal."""
     try:
-        sys.stderr.write(text)
+        sys.stderr.write(visible(text))
         sys.stderr.flush()
     except OSError:
         silence(sys.stderr)
