@@ -41,7 +41,7 @@ def export(runs: Iterable[Journal], fmt: str) -> str:
         return "".join(dump_line(dict(r.fields)) + "\n" for j in runs for r in j.records)
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180; a CR in a cell is quoted
         writer.writerow(CSV_COLUMNS)
         for journal in runs:
             for r in journal.records:
