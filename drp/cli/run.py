@@ -95,7 +95,7 @@ def host_passwords(inventory: Inventory) -> dict[str, str]:
     for host in inventory.hosts.values():
         env = host.become.password_env if host.become else None
         if env and os.environ.get(env):
-            found[host.name] = os.environ[env]
+            found[host.name] = sudo_password(os.environ[env], f"${env} (host {host.name})")
     return found
 
 
@@ -107,8 +107,22 @@ def known_secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]
 
 def become_password(ask: bool) -> str | None:
     if ask:
-        return str(typer.prompt("sudo password", hide_input=True))
-    return os.environ.get(ENV_BECOME_PASSWORD) or None
+        return sudo_password(str(typer.prompt("sudo password", hide_input=True)), "the prompt")
+    given = os.environ.get(ENV_BECOME_PASSWORD) or None
+    return sudo_password(given, f"${ENV_BECOME_PASSWORD}") if given else None
+
+
+def sudo_password(value: str, where: str) -> str:
+    """A sudo password as given, refused if it holds a line break.
+
+    sudo reads one line from its stdin: the rest would reach the command itself.
+    """
+    if "\n" in value or "\r" in value:
+        raise InputError(
+            f"the sudo password from {where} holds a line break; sudo reads one line, and "
+            "the rest would be typed into the command on the host. Give the password alone"
+        )
+    return value
 
 
 def _prepare(
