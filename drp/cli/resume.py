@@ -47,6 +47,7 @@ from drp.journal import (
     run_dir,
     state_dir,
 )
+from drp.journal.writer import empty_journal
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ def resume(
     the_id = resolve_run(folder, run_id)
     directory = run_dir(folder, the_id)
     journal = read_journal(journal_path(directory))
+    if not journal.records:
+        raise empty_journal(directory)
     run_state = replay(journal.records, locked=lock_holder(directory) is not None)
     if run_state.status is RunStatus.OK:
         raise JournalError(f"run {the_id} finished ok; nothing to resume")

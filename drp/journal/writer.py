@@ -92,6 +92,15 @@ def _read_holder(fd: int) -> LockHolder:
     )
 
 
+def empty_journal(run_directory: Path) -> JournalError:
+    """The error for a journal without a record (an older drp killed before its first one)."""
+    return JournalError(
+        f"the journal of run {run_directory.name} is empty: the drp that started it stopped "
+        f"before writing its first record, so nothing ran. Start a new run (and remove "
+        f"{run_directory})"
+    )
+
+
 def _open(path: Path, flags: int) -> int:
     """Open a file of the state directory, never through a symbolic link (``O_NOFOLLOW``)."""
     try:
@@ -285,11 +294,7 @@ class JournalWriter:
         try:
             seq, last_hash, _run, warnings = _repair_tail(path)
             if seq == 0:
-                raise JournalError(
-                    f"the journal of run {run_directory.name} is empty: the drp that started "
-                    "it stopped before writing its first record, so nothing ran. Start a new "
-                    f"run (and remove {run_directory})"
-                )
+                raise empty_journal(run_directory)
             handle = os.fdopen(_open(path, os.O_WRONLY | os.O_APPEND), "ab")
         except BaseException:
             os.close(lock_fd)

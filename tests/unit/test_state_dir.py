@@ -96,3 +96,19 @@ def test_an_empty_journal_is_named_as_such(tmp_path: Path) -> None:
     (rdir / EVENTS).write_bytes(b"")  # as drp before this fix could leave it
     with pytest.raises(JournalError, match="is empty: the drp that started it stopped before"):
         JournalWriter.open_existing(rdir, "ana")
+
+
+def test_resume_and_log_list_name_an_empty_journal(tmp_path: Path) -> None:
+    rdir = run_dir(tmp_path, RUN)
+    rdir.mkdir(parents=True, mode=0o700)
+    (rdir / EVENTS).write_bytes(b"")
+    env = {**os.environ, "DRP_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
+    resumed = subprocess.run(
+        ["drp", "resume", RUN], capture_output=True, text=True, env=env, check=False
+    )
+    assert resumed.returncode == 6, resumed.stderr
+    assert f"the journal of run {RUN} is empty" in resumed.stderr
+    listed = subprocess.run(
+        ["drp", "log", "list"], capture_output=True, text=True, env=env, check=False
+    )
+    assert "(empty journal)" in listed.stdout
