@@ -16,7 +16,7 @@ model are added: a command substitution opened inside double quotes starts a
 new quoting context (``"$(cat "{{ p }}")"`` is inside quotes again), and a
 heredoc's body (``<<EOF``, expanded unless the delimiter is quoted). Comments
 are harmless. Placeholders filtered with ``| raw`` are the author's choice and
-are not checked.
+are not checked, nor are numbers (``| int``, ``| length``...).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from jinja2 import nodes
 
 _SENTINEL = "drpslot{}z"
+_PLAIN_FILTERS = frozenset({"raw", "int", "float", "length", "count", "abs", "round"})
 _FOUND = re.compile(r"drpslot(\d+)z")
 QUOTED_HINT = "drp quotes values itself: remove the quotes around {{ … }}"
 _HINTS = {  # by a word of where it is
@@ -73,8 +74,8 @@ def _layout(body: list[nodes.Node], lines: list[int]) -> Iterator[str]:
             for child in node.nodes:
                 if isinstance(child, nodes.TemplateData):
                     yield child.data
-                elif isinstance(child, nodes.Filter) and child.name == "raw":
-                    yield "raw"
+                elif isinstance(child, nodes.Filter) and child.name in _PLAIN_FILTERS:
+                    yield "0"  # raw: the author's choice; a number: nothing a shell acts on
                 else:
                     yield _SENTINEL.format(len(lines))
                     lines.append(child.lineno)

@@ -92,3 +92,7 @@ def test_validate_names_the_field_the_line_and_the_fix(tmp_path: Path) -> None:
         "rb.yaml:15:21 steps[2].wait.command: a {{ }} placeholder inside double quotes "
         "(drp quotes values itself: remove the quotes around {{ … }})",
     ]  # the manual text is not a shell command: quotes there are fine
+
+
+def test_a_number_in_quotes_is_fine() -> None:
+    assert misplaced(SHELL.parse('echo "reverts in {{ p | int }}s, {{ x | length }} left"')) == []
