@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -91,16 +92,37 @@ def _check_format(fmt: Any) -> None:
         raise _too_big(f"the format {fmt[:40]!r}")
 
 
+class _BoundedCode(CodeGenerator):
+    """Jinja2's code generator, with ``a ~ b`` joined by :meth:`_Bounded.bounded_join`."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # noqa: N802 - Jinja2 name
+        self.write("environment.bounded_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class _Bounded(ImmutableSandboxedEnvironment):
     """The sandbox, with what one template may allocate bounded (see MAX_SIZE).
 
     Intercepting ``*``, ``**``, ``+`` and ``%`` also stops Jinja2 folding them
-    at compile time, where ``{{ ('x'*100000)*3000 }}`` took a gigabyte.
+    at compile time, where ``{{ ('x'*100000)*3000 }}`` took a gigabyte; ``~``
+    is joined by :meth:`bounded_join`.
     ``namespace`` (the one mutable value) and ``lipsum`` are not offered, so no
     loop can double a value on each turn.
     """
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _BoundedCode
+
+    @staticmethod
+    def bounded_join(parts: tuple[Any, ...]) -> str:
+        """``a ~ b ~ c``: at most MAX_SIZE characters (``{% set x = x ~ x %}`` doubles x)."""
+        text = "".join(map(str, parts))
+        if len(text) > MAX_SIZE:
+            raise _too_big("the concatenation")
+        return text
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":

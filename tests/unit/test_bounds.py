@@ -114,6 +114,9 @@ GREEDY = [
     "{{ '%999999999d'|format(1) }}",
     "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}",
     "{{ lipsum(999999) }}",
+    "{% set x = 'abcdefgh' %}" + "{% set x = x ~ x ~ x ~ x %}" * 20 + "{{ x | length }}",
+    "{% set x = 'abcdefgh' %}" + "{% set x = x + x %}" * 40 + "{{ x | length }}",
+    "{{ namespace(s='x') }}",
 ]
 
 
