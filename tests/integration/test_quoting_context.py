@@ -18,6 +18,17 @@ def lab(tmp_path: Path, sshd: SshServer) -> Lab:
     return new_lab(tmp_path, sshd)
 
 
+def _book(lab: Lab, use: str) -> Path:
+    """A runbook that captures the param ``dev`` as ``seen``, then runs ``use``."""
+    body = "\n".join(" " * 6 + line.strip() for line in use.splitlines())
+    text = (
+        "name: quoting\ntargets: h1\nparams:\n  dev: {required: true}\nsteps:\n"
+        "  - id: look\n    run: printf '%s\\n' {{ params.dev }}\n    capture: seen\n"
+        f"  - id: use\n    run: |\n{body}\n"
+    )
+    return lab.runbook(text)
+
+
 @pytest.mark.parametrize(
     ("command", "value"),
     [
@@ -31,23 +42,7 @@ def test_a_placeholder_in_quotes_is_refused_before_any_host(
     lab: Lab, command: str, value: str
 ) -> None:
     marker = lab.root / "pwned"
-    body = "\n".join(" " * 14 + line.strip() for line in command.splitlines())
-    book = lab.runbook(
-        f"""\
-        name: quoting
-        targets: h1
-        params:
-          dev: {{required: true}}
-        steps:
-          - id: look
-            run: echo {{{{ params.dev }}}}
-            capture: seen
-          - id: use
-            run: |
-{body}
-        """
-    )
-    result = lab.run(book, "-p", f"dev={value.format(m=marker)}")
+    result = lab.run(_book(lab, command), "-p", f"dev={value.format(m=marker)}")
     assert result.returncode == 2, combined(result)
     assert "steps[1].run: a {{ }} placeholder inside" in result.stderr
     assert not marker.exists()
@@ -57,22 +52,9 @@ def test_a_placeholder_in_quotes_is_refused_before_any_host(
 def test_bare_placeholders_carry_hostile_values_as_one_word(lab: Lab) -> None:
     marker = lab.root / "pwned"
     out = lab.root / "out"
-    book = lab.runbook(
-        f"""\
-        name: quoting
-        targets: h1
-        params:
-          dev: {{required: true}}
-        steps:
-          - id: look
-            run: printf '%s\\n' {{{{ params.dev }}}}
-            capture: seen
-          - id: use
-            run: printf '%s|' {{{{ captures.seen }}}} "$(printf %s {{{{ params.dev }}}})" > {out}
-        """
-    )
+    use = f"printf '%s|' {{{{ captures.seen }}}} \"$(printf %s {{{{ params.dev }}}})\" > {out}"
     hostile = f"$(touch {marker}) '; touch {marker}; ' \"`touch {marker}`\""
-    result = lab.run(book, "-p", f"dev={hostile}")
+    result = lab.run(_book(lab, use), "-p", f"dev={hostile}")
     assert result.returncode == 0, combined(result)
     assert not marker.exists()
     assert out.read_text() == f"{hostile}|{hostile}|"
