@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-from drp.durations import parse_duration
+from drp.durations import parse_duration, positive_duration
 
 # What parse_duration accepts, as an ECMA-262 regex for JSON Schema: a number of
 # seconds, or number+unit parts (ms, s, m, h, d); spaces anywhere are ignored and
@@ -33,3 +33,17 @@ Duration = Annotated[
     WithJsonSchema(DURATION_SCHEMA, mode="validation"),
 ]
 """Seconds, written as ``90``, ``30s``, ``5m``, ``1h30m`` or ``2d``."""
+
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(positive_duration),
+    PlainSerializer(lambda v: v, return_type=float),
+    WithJsonSchema(
+        {
+            **DURATION_SCHEMA,
+            "description": "more than zero: " + str(DURATION_SCHEMA["description"]),
+        },
+        mode="validation",
+    ),
+]
+"""A Duration that must be more than zero: timeouts and intervals (``0s`` would never wait)."""

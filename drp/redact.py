@@ -11,6 +11,10 @@ Python. So each secret is masked in every form drp or a common tool writes it:
 - each of those escaped as a JSON string (``ensure_ascii`` on and off) and as a
   Python string literal (``repr``).
 
+A secret of several lines is also masked line by line, each line (at least
+:data:`MIN_FRAGMENT` long, as written and stripped) in all the forms above, and
+with CR LF line ends as a terminal writes them.
+
 Then, for a secret holding characters that some quoting rewrites (anything
 ``shlex.quote`` would quote), its pieces are masked on their own, wherever they
 appear: each piece between quotes, and each run of plain characters between
@@ -56,10 +60,29 @@ def _shell_forms(secret: str) -> set[str]:
     }
 
 
+def _lines(secret: str) -> set[str]:
+    """A multi-line secret's line-ending variants and lines, each a secret of its own.
+
+    A command prints a multi-line value line by line, a terminal ends its lines
+    with CR LF, and a capture may keep one line: each must be masked whole, so
+    each line (as written and stripped) is masked in every form, as the whole is.
+    """
+    if "\n" not in secret and "\r" not in secret:
+        return set()
+    lines = {secret.replace("\r\n", "\n").replace("\n", "\r\n")}
+    for line in secret.splitlines():
+        for text in (line, line.strip()):
+            if len(text.strip()) >= MIN_FRAGMENT:
+                lines.add(text)
+    lines.discard(secret)
+    return lines
+
+
 def forms(secret: str) -> set[str]:
     """Every form in which ``secret`` is masked (see the module docstring)."""
+    out = {f for line in _lines(secret) for f in forms(line)}
     shell = _shell_forms(secret)
-    out = set(shell)
+    out |= shell
     for form in shell:
         out.add(json.dumps(form, ensure_ascii=False)[1:-1])
         out.add(json.dumps(form)[1:-1])

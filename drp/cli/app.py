@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import typer
 
@@ -23,6 +23,7 @@ from drp.cli.completion import attach
 from drp.cli.console import CLOSED, silence
 from drp.cli.helpstyle import tidy
 from drp.errors import DrpError, ExitCode, InputError
+from drp.terminal import visible
 
 HELP = f"""drp {__version__}: run disaster-recovery runbooks over SSH, with checkpoints,
 retries, manual gates, dry runs and an audit log.
@@ -112,7 +113,7 @@ USAGE_ERRORS: type[Exception] = next(
 
 
 def _report(error: DrpError) -> None:
-    stream = sys.stderr
+    stream = _Visible(sys.stderr)  # messages quote host output, runbooks, journals
     if isinstance(error, InputError):
         count = len(error.problems)
         stream.write(f"error: {count} problem{'s' if count != 1 else ''} found\n")
@@ -122,6 +123,16 @@ def _report(error: DrpError) -> None:
             stream.write(f"  …and {count - MAX_SHOWN} more (fix these first)\n")
     else:
         stream.write(f"error: {error}\n")
+
+
+class _Visible:
+    """A stream whose writes show control characters (drp.terminal) instead of sending them."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        self.stream.write(visible(text))
 
 
 def _debug_log(error: BaseException, argv: list[str]) -> Path:
@@ -180,7 +191,7 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(int(ExitCode.INVALID_INPUT))
     except Exception as error:  # the boundary: anything else is a bug, said in one line
         path = _debug_log(error, list(sys.argv[1:] if argv is None else argv))
-        sys.stderr.write(
+        _Visible(sys.stderr).write(
             f"internal error: {type(error).__name__}: {error} "
             f"(traceback in {path}; please report it)\n"
         )

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import IO, Any
@@ -37,12 +37,14 @@ from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
+from rich.segment import Segment
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
 from drp.durations import format_duration
 from drp.engine.events import Event
+from drp.terminal import visible, visible_values
 
 GLYPH = {
     "ok": "[green]✓[/]",
@@ -125,6 +127,16 @@ class DrpConsole(Console):
     def on_broken_pipe(self) -> None:
         self.quiet = True  # rich drops what it would print from now on
         output_closed(self.file, self.on_closed)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        """Whatever is printed, a control character in it is shown, not sent (drp.terminal).
+
+        rich's own escapes are in a segment's style or its ``control``, never in its text.
+        """
+        return super()._render_buffer(
+            segment if segment.control else Segment(visible(segment.text), segment.style)
+            for segment in buffer
+        )
 
 
 def make_console(
@@ -209,6 +221,8 @@ class ConsoleSink:
         return self.console.is_terminal and not self.quiet
 
     def __call__(self, event: Event) -> None:
+        # host output and runbook text, shown before rich lays it out (and drops \r, BEL...)
+        event = replace(event, message=visible(event.message), data=visible_values(event.data))
         with self.lock:
             if event.host:
                 self.host_began.setdefault(event.host, event.ts)

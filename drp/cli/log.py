@@ -27,6 +27,7 @@ from drp.report.render import session_lines
 from drp.report.summary import RunData, RunSummary
 from drp.report.timeline import build_timeline, fmt_seconds
 from drp.results import RunStatus
+from drp.terminal import visible
 
 app = typer.Typer(
     name="log",
@@ -72,7 +73,7 @@ def _short(when: datetime | None) -> str:
 
 def _write(text: str, output: Path | None) -> None:
     if output is None:
-        typer.echo(text, nl=False)
+        typer.echo(visible(text), nl=False)
         return
     try:
         output.write_text(text, encoding="utf-8")
@@ -195,7 +196,7 @@ def show_cmd(
                             f"attempt {r.attempt or '?'} {stream}"
                         )
                     )
-                    console.print(text, markup=False)
+                    console.print(visible(text), markup=False)
     for warning in data.journal.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 

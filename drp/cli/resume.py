@@ -33,6 +33,7 @@ from drp.cli.run import (
     exit_with_status,
     host_passwords,
     known_secrets,
+    say,
     warn_secret_params,
 )
 from drp.engine.events import Event, EventType
@@ -51,6 +52,7 @@ from drp.journal import (
     state_dir,
 )
 from drp.journal.anchors import require_witnessed
+from drp.journal.writer import empty_journal
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
@@ -148,6 +150,8 @@ def resume(
     the_id = resolve_run(folder, run_id)
     directory = run_dir(folder, the_id)
     journal = read_journal(journal_path(directory))
+    if not journal.records:
+        raise empty_journal(directory)
     require_witnessed(journal, directory, folder)  # a cut journal would redo the cut steps
     run_state = replay(journal.records, locked=lock_holder(directory) is not None)
     if run_state.status is RunStatus.OK:
@@ -204,7 +208,7 @@ def resume(
             f"check 'drp log show {the_id}' and resume again"
         )
     for warning in [*journal.warnings, *writer.warnings]:
-        sys.stderr.write(f"warning: {warning}\n")
+        say(f"warning: {warning}\n")
     extra: dict[str, object] = {
         "allow_changed": allow_changed,
         "changes": changed,

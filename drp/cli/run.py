@@ -55,6 +55,7 @@ from drp.journal import (
     state_dir,
 )
 from drp.results import RunStatus
+from drp.terminal import visible
 from drp.transport.base import Transport
 
 if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not for --help
@@ -97,7 +98,7 @@ def host_passwords(inventory: Inventory) -> dict[str, str]:
     for host in inventory.hosts.values():
         env = host.become.password_env if host.become else None
         if env and os.environ.get(env):
-            found[host.name] = os.environ[env]
+            found[host.name] = sudo_password(os.environ[env], f"${env} (host {host.name})")
     return found
 
 
@@ -109,8 +110,22 @@ def known_secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]
 
 def become_password(ask: bool) -> str | None:
     if ask:
-        return str(typer.prompt("sudo password", hide_input=True))
-    return os.environ.get(ENV_BECOME_PASSWORD) or None
+        return sudo_password(str(typer.prompt("sudo password", hide_input=True)), "the prompt")
+    given = os.environ.get(ENV_BECOME_PASSWORD) or None
+    return sudo_password(given, f"${ENV_BECOME_PASSWORD}") if given else None
+
+
+def sudo_password(value: str, where: str) -> str:
+    """A sudo password as given, refused if it holds a line break.
+
+    sudo reads one line from its stdin: the rest would reach the command itself.
+    """
+    if "\n" in value or "\r" in value:
+        raise InputError(
+            f"the sudo password from {where} holds a line break; sudo reads one line, and "
+            "the rest would be typed into the command on the host. Give the password alone"
+        )
+    return value
 
 
 def _prepare(
@@ -302,7 +317,7 @@ class Finished:
 def say(text: str) -> None:
     """Write to stderr; one that is closed too (``2>&1 | head``) is silenced, never fatal."""
     try:
-        sys.stderr.write(text)
+        sys.stderr.write(visible(text))
         sys.stderr.flush()
     except OSError:
         silence(sys.stderr)

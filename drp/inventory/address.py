@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+import unicodedata
 
 from drp.inventory.model import Address
 
@@ -49,7 +51,39 @@ def _parse_address(text: str, default_port: int) -> Address:
         host, port = text, default_port
     if not host:
         raise _AddressError("the host part is empty", _FORMS)
+    check_host(host)
     return Address(host, port)
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+_HOST_HINT = "an address is a DNS name (letters, digits, '-', '_', '.') or an IP address"
+
+
+def check_host(host: str) -> None:
+    """Raise _AddressError unless ``host`` is an IP address or an ASCII DNS name.
+
+    Shell words (``a;b``, ``$(x)``), options (``-oProxyCommand=…``) and look-alike
+    letters from other scripts (Cyrillic ``е`` in ``db1.еxample.com``) are refused.
+    """
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    for index, char in enumerate(host):
+        if not char.isascii():
+            name = unicodedata.name(char, f"U+{ord(char):04X}")
+            raise _AddressError(
+                f"{char!r} at position {index + 1} is not ASCII ({name})",
+                "write the name in ASCII; an internationalised name in its xn-- form",
+            )
+    if host.startswith("-"):
+        raise _AddressError("an address cannot start with '-'", _HOST_HINT)
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    bad = next((label for label in labels if not _LABEL.match(label)), None)
+    if bad is not None or len(host) > 253:
+        what = f"{bad!r} is not a DNS label" if bad is not None else "it is too long"
+        raise _AddressError(f"not a host name: {what}", _HOST_HINT)
 
 
 def _port(text: str) -> int:

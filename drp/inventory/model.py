@@ -35,7 +35,7 @@ from pydantic import (
     field_validator,
 )
 
-from drp.fields import Duration
+from drp.fields import PositiveDuration
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -106,7 +106,7 @@ class ConnectionSpec(BaseModel):
     user: str | None = None
     key: str | None = Field(default=None, description="path of the private key")
     known_hosts: str | None = None
-    connect_timeout: Duration | None = None
+    connect_timeout: PositiveDuration | None = None
     become: BecomeField | None = None
     reboot_command: str | None = None
     boot_id_command: str | None = None

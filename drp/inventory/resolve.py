@@ -9,7 +9,7 @@ from typing import Any
 
 from drp import yamlsrc
 from drp.errors import Problem
-from drp.inventory.address import _FORMS, _JUMP_FORMS, _AddressError, _parse_address
+from drp.inventory.address import _FORMS, _JUMP_FORMS, _AddressError, _parse_address, check_host
 from drp.inventory.model import (
     NO_JUMP,
     Address,
@@ -20,6 +20,7 @@ from drp.inventory.model import (
     Host,
     HostSpec,
     is_no_jump,
+    name_problem,
 )
 from drp.inventory.spec import _Spec
 from drp.inventory.sshconfig import SshConfig, apply
@@ -139,6 +140,7 @@ class _Resolver:
         if hspec.jump is not None:
             jump = self.jump(hspec.jump, ("hosts", name, "jump"))
         become = conn.get("become")
+        self._check_address(name, hspec)
         host = Host(
             name=name,
             address=hspec.address or name,
@@ -165,6 +167,19 @@ class _Resolver:
         if self.spec.top.known_hosts:
             given.add("known_hosts")
         return apply(host, self.ssh_config, frozenset(given))
+
+    def _check_address(self, name: str, hspec: HostSpec) -> None:
+        """The host's own address (its name when none is given) must be a host name or an IP."""
+        text = hspec.address or name
+        if not hspec.address and name_problem(name, "host") is not None:
+            return  # the name itself is reported where it is written
+        try:
+            check_host(text)
+        except _AddressError as exc:
+            where: yamlsrc.Loc = ("hosts", name, "address") if hspec.address else ("hosts", name)
+            self.problems.append(
+                self.source.problem(where, f"invalid address {text!r}: {exc.reason}", exc.hint)
+            )
 
     def _fallbacks(self, name: str, hspec: HostSpec, port: int) -> list[Address]:
         out: list[Address] = []

@@ -11,7 +11,12 @@ Layout::
 Journals hold hostnames, commands and their output, so they are private to the
 user: :func:`make_run_dir` creates ``STATE``, ``runs`` and each run directory
 ``0700`` and the writer creates its files ``0600``. A directory that already
-exists keeps its mode (a state directory may be shared by a team on purpose).
+exists keeps its mode (a state directory may be shared by a group on purpose),
+but, as OpenSSH does for ``~/.ssh``, drp refuses one that another user owns
+or that every user may write (:func:`check_private`): whoever can write there
+could plant a link that makes drp overwrite another file, or forge a journal.
+``runs`` and run directories must be real directories, not links, and the
+writer opens its files with ``O_NOFOLLOW``.
 
 A run id looks like ``20261121-234112-disk-replace-7f3a``: UTC start time, the
 sanitized runbook name and 4 random hex digits. Runs are listed (and ``latest``
@@ -27,12 +32,13 @@ import json
 import os
 import re
 import secrets
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
 import platformdirs
 
-from drp.errors import InputError
+from drp.errors import InputError, JournalError
 
 ENV_STATE_DIR = "DRP_STATE_DIR"
 RUNS = "runs"
@@ -73,13 +79,46 @@ def make_run_dir(run_directory: Path) -> None:
     """Create a run directory, and its ``runs`` and state directories when missing, ``0700``.
 
     Directories above the state directory are created with the default mode.
+    Each of the three is then checked (:func:`check_private`).
     """
     runs = run_directory.parent
     state = runs.parent
     state.parent.mkdir(parents=True, exist_ok=True)
-    for directory in (state, runs, run_directory):
+    for directory, follow in ((state, True), (runs, False), (run_directory, False)):
         with contextlib.suppress(FileExistsError):
             directory.mkdir(mode=PRIVATE_DIR)
+        _check_dir(directory, follow)  # before anything is made inside it
+
+
+def check_private(run_directory: Path) -> None:
+    """Refuse (JournalError) a state, ``runs`` or run directory that is not safely ours.
+
+    Each must be owned by this user (or root), and not writable by every user;
+    ``runs`` and the run directory must not be symbolic links.
+    """
+    runs = run_directory.parent
+    for directory, follow in ((runs.parent, True), (runs, False), (run_directory, False)):
+        with contextlib.suppress(FileNotFoundError):
+            _check_dir(directory, follow)
+
+
+def _check_dir(directory: Path, follow: bool) -> None:
+    st = os.stat(directory) if follow else os.lstat(directory)
+    hint = f"drp keeps journals there; chmod 700 {directory}, or use another --state-dir"
+    if stat.S_ISLNK(st.st_mode):
+        raise JournalError(f"{directory} is a symbolic link: drp does not follow links there")
+    if not stat.S_ISDIR(st.st_mode):
+        raise JournalError(f"{directory} is not a directory")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise JournalError(
+            f"unsafe state directory: {directory} is owned by another user "
+            f"(uid {st.st_uid}); {hint}"
+        )
+    if st.st_mode & stat.S_IWOTH:
+        raise JournalError(
+            f"unsafe state directory: {directory} is writable by every user "
+            f"(mode {stat.S_IMODE(st.st_mode):o}); {hint}"
+        )
 
 
 def journal_path(run_directory: Path) -> Path:

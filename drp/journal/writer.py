@@ -27,6 +27,7 @@ chain continues from the last valid record; :attr:`JournalWriter.warnings` says 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -43,6 +44,7 @@ from drp.journal.paths import (
     EVENTS,
     LOCK,
     PRIVATE_FILE,
+    check_private,
     make_run_dir,
     validate_run_id,
 )
@@ -90,12 +92,34 @@ def _read_holder(fd: int) -> LockHolder:
     )
 
 
+def empty_journal(run_directory: Path) -> JournalError:
+    """The error for a journal without a record (an older drp killed before its first one)."""
+    return JournalError(
+        f"the journal of run {run_directory.name} is empty: the drp that started it stopped "
+        f"before writing its first record, so nothing ran. Start a new run (and remove "
+        f"{run_directory})"
+    )
+
+
+def _open(path: Path, flags: int) -> int:
+    """Open a file of the state directory, never through a symbolic link (``O_NOFOLLOW``)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise JournalError(
+                f"{path} is a symbolic link: drp does not follow links in its state directory "
+                "(someone may have planted it; check, remove it, and try again)"
+            ) from None
+        raise
+
+
 def lock_holder(run_directory: Path) -> LockHolder | None:
     """The holder of the run's lock if a live process holds it, else ``None``."""
     path = run_directory / LOCK
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        fd = _open(path, os.O_RDONLY)
+    except (OSError, JournalError):
         return None
     try:
         try:
@@ -109,7 +133,7 @@ def lock_holder(run_directory: Path) -> LockHolder | None:
 
 
 def _acquire(run_directory: Path, operator: str) -> int:
-    fd = os.open(run_directory / LOCK, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    fd = _open(run_directory / LOCK, os.O_RDWR | os.O_CREAT)
     for attempt in range(_LOCK_TRIES):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -130,8 +154,7 @@ def _acquire(run_directory: Path, operator: str) -> int:
 
 def _create_private(path: Path) -> IO[bytes]:
     """A new file, readable by its owner only (:class:`FileExistsError` if there is one)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-    return os.fdopen(fd, "wb")
+    return os.fdopen(_open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb")
 
 
 def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
@@ -142,7 +165,8 @@ def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
     moved or cut, the journal is left as evidence and :class:`JournalError` says
     where.
     """
-    content = path.read_bytes()
+    with os.fdopen(_open(path, os.O_RDONLY), "rb") as handle:
+        content = handle.read()
     journal = parse_bytes(path, content)
     warnings: list[str] = []
     result = verify(journal)
@@ -160,9 +184,12 @@ def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
             handle.flush()
             os.fsync(handle.fileno())
         keep = len(content) - len(torn)
-        with path.open("r+b") as handle:
-            handle.truncate(keep)
-            os.fsync(handle.fileno())
+        fd = _open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         _fsync_dir(path.parent)
         warnings.append(
             f"{path}: torn last line ({len(torn)} bytes, {journal.torn.reason}) "
@@ -187,6 +214,7 @@ class JournalWriter:
         seq: int,
         last_hash: str,
         warnings: list[str],
+        pending: Path | None = None,
     ) -> None:
         self.run_dir = run_directory
         self.run_id = run_directory.name
@@ -200,6 +228,9 @@ class JournalWriter:
         self._sync = threading.Lock()  # one fsync at a time (taken before _mutex)
         self._synced = seq  # the last record known to be on disk
         self.warnings: tuple[str, ...] = tuple(warnings)
+        # a new journal is written under this name until its first record is on disk,
+        # then renamed: no events.jsonl is ever empty (see _publish)
+        self._pending = pending
 
     @classmethod
     def create(cls, run_directory: Path, operator: str) -> JournalWriter:
@@ -207,15 +238,22 @@ class JournalWriter:
         validate_run_id(run_directory.name)
         make_run_dir(run_directory)
         lock_fd = _acquire(run_directory, operator)
+        final = run_directory / EVENTS
+        pending = run_directory / f".{EVENTS}.new"
         try:
-            handle = _create_private(run_directory / EVENTS)
+            if os.path.lexists(final):
+                raise FileExistsError(final)
+            with contextlib.suppress(FileNotFoundError):
+                pending.unlink()  # left by a drp killed before its first record (we hold the lock)
+            handle = _create_private(pending)
         except FileExistsError:
             os.close(lock_fd)
             raise JournalError(
                 f"run {run_directory.name} already has a journal: resume it instead"
             ) from None
-        _fsync_dir(run_directory)
-        _fsync_dir(run_directory.parent)
+        except BaseException:
+            os.close(lock_fd)
+            raise
         return cls(
             run_directory,
             operator,
@@ -224,19 +262,40 @@ class JournalWriter:
             seq=0,
             last_hash=GENESIS,
             warnings=[],
+            pending=pending,
         )
+
+    def _publish(self) -> None:
+        """Give the new journal its name, now that its first record is on disk.
+
+        ``link`` (not ``rename``) never replaces a journal that appeared meanwhile.
+        """
+        assert self._pending is not None
+        try:
+            os.fsync(self._handle.fileno())
+            os.link(self._pending, self.path, follow_symlinks=False)
+            os.unlink(self._pending)
+            _fsync_dir(self.run_dir)
+            _fsync_dir(self.run_dir.parent)
+        except OSError as err:
+            raise JournalError(f"cannot create journal {self.path}: {err}") from None
+        self._pending = None
+        self._synced = self._seq
 
     @classmethod
     def open_existing(cls, run_directory: Path, operator: str) -> JournalWriter:
         """Reopen a run's journal to append (resume), repairing a torn last line."""
         validate_run_id(run_directory.name)
+        check_private(run_directory)
         path = run_directory / EVENTS
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise JournalError(f"no journal at {path}")
         lock_fd = _acquire(run_directory, operator)
         try:
             seq, last_hash, _run, warnings = _repair_tail(path)
-            handle = path.open("ab")
+            if seq == 0:
+                raise empty_journal(run_directory)
+            handle = os.fdopen(_open(path, os.O_WRONLY | os.O_APPEND), "ab")
         except BaseException:
             os.close(lock_fd)
             raise
@@ -273,6 +332,8 @@ class JournalWriter:
                 raise JournalError(f"cannot write journal {self.path}: {err}") from None
             self._seq = record["seq"]
             self._prev = record["hash"]
+            if self._pending is not None:
+                self._publish()
         if event.type not in _FSYNC_WITH_NEXT:
             self._sync_through(record["seq"])
         return record
@@ -317,6 +378,9 @@ class JournalWriter:
             with contextlib.suppress(OSError):
                 os.fsync(self._handle.fileno())
                 self._handle.close()
+            if self._pending is not None:  # not one record: no journal, no run
+                with contextlib.suppress(OSError):
+                    self._pending.unlink()
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)

@@ -23,6 +23,7 @@ import drp
 from drp.errors import InputError
 from drp.report.summary import RunData
 from drp.report.timeline import Timeline, build_timeline, fmt_seconds
+from drp.terminal import visible
 
 FORMATS = ("md", "html", "json")
 
@@ -276,8 +277,8 @@ def report_dict(run: RunData) -> dict[str, Any]:
 
 def report(run: RunData, fmt: str = "md", tz: tzinfo = UTC) -> str:
     """The post-incident report of ``run`` in ``md``, ``html`` or ``json``."""
-    if fmt == "md":
-        return render_md(run, tz)
+    if fmt == "md":  # text to read in a terminal too: host output shown, not obeyed
+        return visible(render_md(run, tz))
     if fmt == "json":
         return json.dumps(report_dict(run), indent=2, ensure_ascii=False, default=str) + "\n"
     if fmt == "html":

@@ -102,7 +102,7 @@ def summarize(run: RunData) -> RunSummary:
     records = run.journal.records
     return RunSummary(
         run_id=run.run_id,
-        runbook=state.runbook,
+        runbook=state.runbook or ("(empty journal)" if not records else "?"),
         started=state.started or (records[0].ts if records else None),
         ended=state.ended,
         status=state.status,

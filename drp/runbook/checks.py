@@ -7,6 +7,7 @@ host and run keys); fields drp uses as written must hold no ``{{ }}``.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from drp import yamlsrc
 from drp.errors import Problem
 from drp.runbook.includes import _Located
 from drp.runbook.model import Step
+from drp.runbook.shellctx import misplaced
 from drp.runbook.template import (
     HOST_KEYS,
     NAMESPACES,
@@ -52,6 +54,12 @@ def _templates(step: Step) -> Iterator[tuple[str, str, bool]]:
         yield "confirm", step.confirm, False
     if step.when:
         yield "when", step.when, True
+
+
+#: the fields drp runs through a shell: their placeholders must sit where quoting holds
+_SHELL_FIELDS = re.compile(
+    r"(run|local|unless|rollback|verify\[\d+\]|wait\.command|reboot\.command)$"
+)
 
 
 def _field_loc(loc: yamlsrc.Loc, name: str) -> yamlsrc.Loc:
@@ -97,7 +105,9 @@ def _cross_check(
     for step, item in steps:
         for name, text, expression in _templates(step):
             loc = _field_loc(item.loc, name)
-            _check_template(text, expression, params, captured, _at(item.source, loc), problems)
+            shell = not expression and bool(_SHELL_FIELDS.match(name))
+            reporter = _at(item.source, loc)
+            _check_template(text, expression, params, captured, reporter, problems, shell=shell)
         _not_templates(step, item, problems)
         if step.put and step.put.src is not None and base is not None:
             _check_put_src(step, item, base, params, captured, problems)
@@ -199,6 +209,8 @@ def _check_template(
     captured: set[str],
     reporter: Callable[[list[Problem]], Report],
     problems: list[Problem],
+    *,
+    shell: bool = False,
 ) -> None:
     report = reporter(problems)
     try:
@@ -206,6 +218,9 @@ def _check_template(
     except TemplateProblem as exc:
         report(str(exc), exc.hint, exc.lineno)
         return
+    if shell:  # drp's quoting makes a value one word only outside the author's quotes
+        for spot in misplaced(tree):
+            report(f"a {{{{ }}}} placeholder {spot.where}", spot.hint, spot.lineno)
     for ref in references(tree):
         if ref.namespace not in NAMESPACES:
             report(

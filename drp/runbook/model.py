@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drp.fields import Duration
+from drp.fields import Duration, PositiveDuration
 
 STEP_ID = r"^[a-z0-9][a-z0-9_.-]*$"
 NAME = r"^[a-z0-9][a-z0-9_-]*$"
@@ -119,7 +119,7 @@ class Defaults(Strict):
     """Settings every step inherits unless it says otherwise."""
 
     become: bool = False
-    timeout: Duration | None = None
+    timeout: PositiveDuration | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     on_failure: Literal["abort", "continue", "rollback"] = "abort"
 
@@ -127,7 +127,7 @@ class Defaults(Strict):
 class Until(Strict):
     """When a ``wait`` is over: exit code, and/or output matching (or not) a regex."""
 
-    exit: int | None = 0
+    exit: ExitCode | None = 0
     match: Regex | None = None
     not_match: Regex | None = None
 
@@ -137,8 +137,8 @@ class Until(Strict):
 class WaitSpec(Strict):
     command: str
     until: Until = Field(default_factory=Until)
-    interval: Duration = 5.0
-    timeout: Duration = 3600.0
+    interval: PositiveDuration = 5.0
+    timeout: PositiveDuration = 3600.0
     progress: Regex | None = Field(
         default=None, description="regex whose first group is a percentage, e.g. resync"
     )
@@ -147,7 +147,7 @@ class WaitSpec(Strict):
 
 
 class RebootSpec(Strict):
-    timeout: Duration = 600.0
+    timeout: PositiveDuration = 600.0
     command: str | None = Field(default=None, description="defaults to the host's or 'reboot'")
     boot_id_command: str | None = None
 
@@ -198,7 +198,7 @@ class Step(Strict):
         json_schema_extra=_or({"type": "string", "description": "one command"}),
     )
     retry: RetryPolicy | None = None
-    timeout: Duration | None = None
+    timeout: PositiveDuration | None = None
     capture: dict[str, Regex | None] = Field(
         default_factory=dict,
         description="NAME (all of stdout), or NAME: REGEX (group 1, or the whole match)",

@@ -10,10 +10,13 @@ module that uses paramiko.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
+import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from drp.inventory.model import Address, Host
@@ -115,3 +118,90 @@ def _write_atomically(path: Path, lines: list[str]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """One key line of a known_hosts file: the host patterns, the key, and its marker."""
+
+    lineno: int
+    patterns: tuple[str, ...]
+    key_type: str
+    key_b64: str
+    marker: str = ""  # "", "@revoked" or "@cert-authority"
+
+
+@dataclass(frozen=True)
+class KnownHostsFile:
+    """A parsed known_hosts: usable keys, revoked keys, and the lines drp cannot use."""
+
+    keys: tuple[KnownKey, ...] = ()
+    revoked: frozenset[tuple[str, str]] = frozenset()  # (key type, base64)
+    skipped: tuple[str, ...] = ()  # why each unusable line was left out
+
+
+def parse_known_hosts(text: str, path: str = "known_hosts") -> KnownHostsFile:
+    """OpenSSH's known_hosts syntax (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"), never an error.
+
+    Comments and blank lines are ignored; ``@revoked`` keys are refused for every
+    host; ``@cert-authority`` lines (host certificates, which paramiko cannot
+    verify) and lines that are not a key are skipped, each with a note.
+    """
+    keys: list[KnownKey] = []
+    revoked: set[tuple[str, str]] = set()
+    skipped: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        fields = raw.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = fields.pop(0) if fields[0].startswith("@") else ""
+        if len(fields) < 3 or not _is_base64(fields[2]):
+            skipped.append(f"{path}:{lineno} is not a known_hosts key line")
+            continue
+        if marker == "@revoked":
+            revoked.add((fields[1], fields[2]))
+        elif marker == "@cert-authority":
+            skipped.append(
+                f"{path}:{lineno} is a @cert-authority line: drp (paramiko) cannot verify "
+                "host certificates; add the host's own key with 'drp inventory trust'"
+            )
+        elif marker:
+            skipped.append(f"{path}:{lineno} has an unknown marker {marker!r}")
+        else:
+            keys.append(KnownKey(lineno, tuple(fields[0].split(",")), fields[1], fields[2]))
+    return KnownHostsFile(tuple(keys), frozenset(revoked), tuple(skipped))
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+def host_matches(patterns: tuple[str, ...], name: str) -> bool:
+    """Whether ``name`` (``host`` or ``[host]:port``) matches a known_hosts pattern list.
+
+    As OpenSSH: hashed names (``|1|salt|hash``), wildcards ``*`` and ``?``, case
+    ignored; a matching negated pattern (``!pattern``) rules the line out.
+    """
+    matched = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = pattern[1:] if negated else pattern
+        if body.startswith("|1|"):
+            hit = _matches(body, name)
+        else:
+            hit = _glob(body).fullmatch(name.lower()) is not None
+        if hit and negated:
+            return False
+        matched = matched or hit
+    return matched
+
+
+@functools.lru_cache(maxsize=1024)
+def _glob(pattern: str) -> re.Pattern[str]:
+    """OpenSSH's host pattern: ``*`` and ``?`` are wildcards, all else literal (``[h]:22`` too)."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
+    return re.compile("".join(parts), re.DOTALL)

@@ -28,6 +28,7 @@ and messages in :mod:`drp.transport.kill`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import getpass
 import hashlib
@@ -71,7 +72,14 @@ from drp.transport.command import (
     kill_verdict,
     take_pid_marker,
 )
-from drp.transport.hostkeys import entry_name, fingerprint, known_hosts_path
+from drp.transport.hostkeys import (
+    KnownHostsFile,
+    entry_name,
+    fingerprint,
+    host_matches,
+    known_hosts_path,
+    parse_known_hosts,
+)
 from drp.transport.kill import (
     KILL_ANSWER_SECONDS,
     KILL_GRACE_SECONDS,
@@ -102,10 +110,24 @@ class _UnknownKeyError(paramiko.SSHException):
         self.key = key
 
 
+class _RevokedKeyError(paramiko.SSHException):
+    """The server showed a key known_hosts marks ``@revoked``."""
+
+    def __init__(self, name: str, key: paramiko.PKey) -> None:
+        super().__init__(f"{name} showed a revoked key")
+        self.name = name
+        self.key = key
+
+
 class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
+    def __init__(self, revoked: frozenset[tuple[str, str]] = frozenset()) -> None:
+        self.revoked = revoked
+
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
+        if (key.get_name(), key.get_base64()) in self.revoked:
+            raise _RevokedKeyError(hostname, key)
         raise _UnknownKeyError(hostname, key)
 
 
@@ -650,43 +672,98 @@ class _Client(paramiko.SSHClient):
         self._host_keys = known
 
 
-_parsed: dict[str, tuple[bytes, paramiko.HostKeys]] = {}  # path -> (content hash, keys)
+class _KnownHosts(paramiko.HostKeys):
+    """paramiko's HostKeys, filled by drp's known_hosts parser, matching names as OpenSSH does.
+
+    paramiko's own parser ends in an exception on a valid ``@cert-authority`` or
+    ``@revoked`` line and knows no wildcards or negations. Revoked keys are left
+    out, so a server showing one reaches the policy, which names it.
+    """
+
+    def __init__(self, parsed: KnownHostsFile) -> None:
+        super().__init__()
+        self.parsed = parsed
+        self.skipped = list(parsed.skipped)
+        for known in parsed.keys:
+            if (known.key_type, known.key_b64) in parsed.revoked:
+                continue
+            try:
+                blob = base64.b64decode(known.key_b64)
+                key = paramiko.PKey.from_type_string(known.key_type, blob)
+            except Exception:  # an unknown or damaged key: OpenSSH skips the line too
+                self.skipped.append(f"line {known.lineno}: a {known.key_type} key drp cannot read")
+                continue
+            entry = paramiko.hostkeys.HostKeyEntry(list(known.patterns), key)
+            self._entries.append(entry)  # type: ignore[attr-defined]  # what load() fills
+
+    def _hostname_matches(self, hostname: str, entry: paramiko.hostkeys.HostKeyEntry) -> bool:
+        return host_matches(tuple(entry.hostnames), hostname)
+
+
+_parsed: dict[str, tuple[bytes, _KnownHosts]] = {}  # path -> (content hash, keys)
 _parsed_lock = threading.Lock()
 
 
-def _known_host_keys(path: str) -> paramiko.HostKeys:
+def _known_host_keys(path: str) -> _KnownHosts:
     """The parsed known_hosts at ``path``, parsed again whenever its content changed."""
     try:
-        version = hashlib.sha256(Path(path).read_bytes()).digest()
+        content = Path(path).read_bytes()
     except FileNotFoundError:
-        return paramiko.HostKeys()
+        return _KnownHosts(KnownHostsFile())
+    version = hashlib.sha256(content).digest()
     with _parsed_lock:
         cached = _parsed.get(path)
         if cached is None or cached[0] != version:
-            cached = _parsed[path] = (version, paramiko.HostKeys(path))
+            parsed = parse_known_hosts(content.decode("utf-8", errors="replace"), path)
+            cached = _parsed[path] = (version, _KnownHosts(parsed))
         return cached[1]
 
 
 def _new_client(host: Host) -> paramiko.SSHClient:
     path = known_hosts_path(host)
     try:
-        client = _Client(_known_host_keys(str(path)))
+        known = _known_host_keys(str(path))
     except OSError as exc:
         raise HostKeyError(host.name, f"cannot read {path}: {exc.strerror or exc}") from None
-    client.set_missing_host_key_policy(_RefuseUnknown())
+    client = _Client(known)
+    client.set_missing_host_key_policy(_RefuseUnknown(known.parsed.revoked))
     return client
+
+
+def _revoked(known: Path, key: paramiko.PKey) -> bool:
+    with contextlib.suppress(OSError):
+        return (key.get_name(), key.get_base64()) in _known_host_keys(str(known)).parsed.revoked
+    return False
+
+
+def _skipped_note(known: Path) -> str:
+    """What drp left out of ``known``, said when a key was refused (it may be why)."""
+    try:
+        skipped = _known_host_keys(str(known)).skipped
+    except OSError:
+        return ""
+    return f" (skipped: {'; '.join(skipped)})" if skipped else ""
 
 
 def _raise_connect_failure(host: Host, address: Address, exc: BaseException) -> NoReturn:
     """Translate a paramiko connect failure; only network trouble says try the next address."""
     name = entry_name(address.host, address.port)
     known = known_hosts_path(host)
+    if isinstance(exc, paramiko.BadHostKeyException) and _revoked(known, exc.key):
+        exc = _RevokedKeyError(name, exc.key)
+    if isinstance(exc, _RevokedKeyError):
+        raise HostKeyError(
+            host.name,
+            f"host key for {name} is REVOKED in {known}: {exc.key.get_name()} "
+            f"{fingerprint(exc.key.get_base64())}. The server must get a new key",
+        ) from None
     if isinstance(exc, _UnknownKeyError):
         raise HostKeyError(
             host.name,
             f"unknown host key for {name}: {exc.key.get_name()} "
             f"{fingerprint(exc.key.get_base64())} is not in {known}. "
-            f"Check the fingerprint out of band, then run: drp inventory trust {host.name}",
+            f"Check the fingerprint out of band, then run: drp inventory trust {host.name}"
+            + _skipped_note(known),
         ) from None
     if isinstance(exc, paramiko.BadHostKeyException):
         raise HostKeyError(

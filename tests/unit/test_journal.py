@@ -288,6 +288,7 @@ def test_create_twice_is_refused(tmp_path: Path) -> None:
 def test_second_writer_is_locked_out(tmp_path: Path) -> None:
     rdir = run_dir(tmp_path, RUN)
     first = JournalWriter.create(rdir, "ana@laptop")
+    first.append(Event(EventType.RUN_STARTED, RUN))
     try:
         with pytest.raises(LockedError, match=r"ana@laptop") as info:
             JournalWriter.open_existing(rdir, "bob@desk")
@@ -321,11 +322,12 @@ def test_fsync_is_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(os, "fsync", counting)
     w = JournalWriter.create(run_dir(tmp_path, RUN), "ana")
-    on_create = len(calls)
-    assert on_create >= 1  # the directory
     w.append(ev(EventType.RUN_STARTED))
-    w.append(ev(EventType.RUN_FINISHED, 1, outcome="ok"))
-    assert len(calls) == on_create + 2
+    assert len(calls) >= 2  # the journal, then the directory that now names it
+    after_first = len(calls)
+    w.append(ev(EventType.STEP_STARTED, 1))
+    w.append(ev(EventType.RUN_FINISHED, 2, outcome="ok"))
+    assert len(calls) == after_first + 2
     w.close()
 
 
@@ -402,13 +404,14 @@ def test_records_written_during_an_fsync_share_the_next_one(
         nonlocal fsyncs
         fsyncs += 1
         deadline = time.monotonic() + 30
-        while fsyncs == 1 and w.seq < 8:  # the disk is "busy" until all have written
-            assert time.monotonic() < deadline, f"only {w.seq} of 8 records written"
+        while fsyncs == 1 and w.seq < 9:  # the disk is "busy" until all have written
+            assert time.monotonic() < deadline, f"only {w.seq - 1} of 8 records written"
             threading.Event().wait(0.001)
         real(fd)
 
     rdir = run_dir(tmp_path, RUN)
     with JournalWriter.create(rdir, "ana") as w:
+        w.append(ev(EventType.RUN_STARTED))  # the journal is created with its first record
         monkeypatch.setattr(os, "fsync", gated_fsync)
         threads = [
             threading.Thread(target=w.append, args=(ev(EventType.STEP_STARTED, 0, host=f"h{i}"),))
@@ -418,7 +421,7 @@ def test_records_written_during_an_fsync_share_the_next_one(
             t.start()
         for t in threads:
             t.join()
-        assert w.seq == 8 and fsyncs <= 2
+        assert w.seq == 9 and fsyncs <= 2
     assert verify(read_journal(journal_path(rdir))).ok
 
 

@@ -226,3 +226,16 @@ def test_time_between_sessions_is_neither_human_nor_machine(tmp_path: Path) -> N
     assert t.machine_time == pytest.approx(60)
     md = report(load_run(tmp_path, run_id), "md")
     assert "Between sessions" in md and "23h59m" in md
+
+
+@pytest.mark.parametrize(
+    "message", ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1+1", "\r=1+1"]
+)
+def test_csv_cells_are_never_formulas(tmp_path: Path, message: str) -> None:
+    run_id = "20261122-090000-t-00bb"
+    with JournalWriter.create(run_dir(tmp_path, run_id), "eve@ops") as w:
+        w.append(Event(EventType.RUN_STARTED, run_id, data={"runbook": "t"}))
+        w.append(Event(EventType.STEP_SKIPPED, run_id, host="h", step="s", message=message))
+    rows = list(csv.DictReader(io.StringIO(export([load_run(tmp_path, run_id).journal], "csv"))))
+    assert rows[1]["message"] == "'" + message
+    assert rows[1]["host"] == "h" and rows[0]["message"] == ""
