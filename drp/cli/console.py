@@ -201,6 +201,8 @@ class ConsoleSink:
         self.clock = clock
         self.lock = threading.RLock()
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+        # (host, step, attempt) of the failure last printed: its retry notice need not repeat it
+        self._failure_told: tuple[str | None, str | None, int | None] | None = None
         self.host_status: dict[str, str] = {}
         self.started = clock()
         self.names: dict[str, str] = {}
@@ -370,11 +372,14 @@ class ConsoleSink:
                 f"   [dim]{self._host(event)}  {event.step}  attempt {event.attempt} "
                 f"failed: {escape(str(error))}[/]"
             )
+            self._failure_told = (event.host, event.step, event.attempt)
 
     def _step_progress(self, event: Event) -> None:
         data = event.data
         if "retry_in" in data:  # a retry notice: a line everywhere, never a bar
-            self.print(f"   [dim]{self._host(event)}  {event.step}  {escape(event.message)}[/]")
+            told = self._failure_told == (event.host, event.step, event.attempt)
+            said = f"retrying in {data['retry_in']:.1f}s" if told else event.message
+            self.print(f"   [dim]{self._host(event)}  {event.step}  {escape(said)}[/]")
             row = self.rows.get(event.host or "")
             if row is not None:
                 self._set_row(event.host, replace(row, note=f"retry in {data['retry_in']}s"))

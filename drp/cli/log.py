@@ -328,6 +328,8 @@ def verify_cmd(
         typer.echo(as_json(checks), nl=False)
     else:
         console = _console()
+        if not checks:  # --all in a state directory without a run: say so, not nothing
+            console.print(f"no runs in {escape(str(root))}: nothing to verify")
         for c in checks:
             mark = "[green]ok[/]" if c.ok else "[red]FAILED[/]"
             console.print(f"{mark} {escape(c.run_id)}: {escape(c.chain)}")

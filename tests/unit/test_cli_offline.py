@@ -356,3 +356,11 @@ def test_a_runbook_that_forgot_its_name_is_told_so(tmp_path: Path) -> None:
     result = drp("validate", str(book))
     assert result.returncode == 2
     assert "name: required key is missing (add 'name:')" in result.stderr
+
+
+def test_verify_all_without_runs_says_so(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    result = drp("log", "verify", "--all", "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    assert "no runs in" in result.stdout and "nothing to verify" in result.stdout

@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from io import StringIO
 from typing import Any
 
@@ -478,3 +479,29 @@ def test_ctrl_c_withdraws_the_question_and_the_live_view_comes_back(
     assert during == [None]  # no live view drawn over the prompt
     assert sink.live is not None
     assert "done/reject/pause" in out.getvalue()
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain", "terminal"])
+def test_a_failed_attempt_then_its_retry_is_told_once(clock: Clock, terminal: bool) -> None:
+    out = StringIO()
+    sink = ConsoleSink(console(out, terminal=terminal), clock=clock)
+    try:
+        started(sink, "h1")
+        step(sink, "h1", "fetch", "Fetch the image")
+        failed = event(EventType.STEP_ATTEMPT, "h1", "fetch", attempt=1, outcome="failed")
+        sink(replace(failed, exit_code=1, data={"phase": "action", "stderr": "no route"}))
+        sink(
+            event(
+                EventType.STEP_PROGRESS,
+                "h1",
+                "fetch",
+                attempt=1,
+                message="attempt 1 failed (exit code 1); retrying in 1.0s",
+                data={"retry_in": 1.0},
+            )
+        )
+        text = out.getvalue()
+        assert text.count("attempt 1 failed") == 1 and "no route" in text
+        assert "fetch  retrying in 1.0s" in text
+    finally:
+        sink._stop_live()
