@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.prompt import InvalidResponse, Prompt
 
-from drp.engine.options import Decision, GateAnswer, GateRequest
+from drp.engine.options import GATE_CHOICES, Decision, GateAnswer, GateRequest
 from drp.errors import Cancelled
 
 if TYPE_CHECKING:
@@ -87,17 +87,13 @@ class ConsoleOperator:
         self.keyboard.stop.set()
 
     def decide(self, request: GateRequest) -> GateAnswer:
-        choices = {
-            "manual": ("done", "reject", "pause"),
-            "confirm": ("yes", "no", "pause"),
-            "in-doubt": ("rerun", "skip", "pause"),
-        }[request.kind]
+        choices = GATE_CHOICES[request.kind]
         held = self.sink.hold() if self.sink is not None else contextlib.nullcontext()
         note, answer = "", "pause"
         with held:
             try:
                 answer = self._ask(
-                    f"{escape(request.host)} {escape(request.step)}: {'/'.join(choices)}?",
+                    f"{escape(request.host)} {escape(request.step)}",  # rich adds the choices
                     list(choices),
                     "pause",
                 )

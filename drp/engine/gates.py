@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from drp.engine.events import EventType
-from drp.engine.options import Decision, GateAnswer, GateKind, GateRequest
+from drp.engine.options import GATE_CHOICES, Decision, GateAnswer, GateKind, GateRequest
 from drp.engine.plan import PlannedStep, confirm_question
 from drp.engine.stops import HostStopped
 from drp.results import HostStatus, StepStatus
@@ -102,10 +102,12 @@ def settle_in_doubt(hr: HostRun, ps: PlannedStep, *, running: str = "") -> bool:
             data={"reason": "in-doubt"},
         )
         return False
+    rerun, skip, pause = GATE_CHOICES["in-doubt"]  # the words the prompt takes
     text = (
         f"Step {ps.id!r} started in an earlier session but its end was never recorded. "
         + (running + " " if running else "It may have run, partly or fully. ")
-        + "Approve to run it again, reject to mark it done and go on (non-interactively: "
+        + f"Answer {rerun} to run it again, {skip} to mark it done and go on, or {pause} "
+        "(non-interactively: "
         f"drp resume {hr.shared.options.run_id} --retry-in-doubt or --skip-in-doubt)."
     )
     answer = ask(hr, ps, "in-doubt", text)

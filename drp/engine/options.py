@@ -21,6 +21,13 @@ class Decision(StrEnum):
 
 
 GateKind = Literal["manual", "confirm", "in-doubt"]
+#: The answers each kind of gate takes at a terminal: approve, reject, pause (in that
+#: order). The question's text and the prompt both use these words.
+GATE_CHOICES: dict[GateKind, tuple[str, str, str]] = {
+    "manual": ("done", "reject", "pause"),
+    "confirm": ("yes", "no", "pause"),
+    "in-doubt": ("rerun", "skip", "pause"),
+}
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def _run_args(lab: Lab, book: Path) -> list[str]:
 def test_operator_confirms_a_manual_gate_at_the_prompt(lab: Lab) -> None:
     term = Terminal(lab, *_run_args(lab, lab.book("gate")))
     term.expect(r"Replace the disk in bay 2")
-    term.expect(r"swap-disk: done/reject/pause")
+    term.expect(r"swap-disk \[done/reject/pause\]")
     term.type("done\n")
     term.expect(r"note for the report")
     term.type("bay 2 swapped\n")
@@ -105,7 +105,7 @@ def test_operator_refuses_a_destructive_step_and_says_why(lab: Lab) -> None:
     book = lab.runbook(DESTRUCTIVE)
     term = Terminal(lab, *_run_args(lab, book))
     term.expect(r"Wipe the test area on h1\?")
-    term.expect(r"wipe: yes/no/pause")
+    term.expect(r"wipe \[yes/no/pause\]")
     term.type("no\n")
     term.expect(r"reason")
     term.type("wrong host\n")
@@ -117,13 +117,13 @@ def test_operator_refuses_a_destructive_step_and_says_why(lab: Lab) -> None:
 
 def test_operator_pauses_and_resumes_later(lab: Lab) -> None:
     term = Terminal(lab, *_run_args(lab, lab.book("gate")))
-    term.expect(r"done/reject/pause")
+    term.expect(r"\[done/reject/pause\]")
     term.type("pause\n")
     assert term.exit_code() == 5
     run_id = lab.only_run()
     assert f"drp resume {run_id}" in term.expect(r"drp resume")
     later = Terminal(lab, "resume", run_id, "--state-dir", str(lab.state))
-    later.expect(r"done/reject/pause")
+    later.expect(r"\[done/reject/pause\]")
     later.type("done\n")
     later.expect(r"note for the report")
     later.type("\n")
@@ -133,7 +133,7 @@ def test_operator_pauses_and_resumes_later(lab: Lab) -> None:
 
 def test_ctrl_c_at_a_manual_prompt_interrupts_at_once_and_resume_asks_again(lab: Lab) -> None:
     term = Terminal(lab, *_run_args(lab, lab.book("gate")))
-    term.expect(r"swap-disk: done/reject/pause")
+    term.expect(r"swap-disk \[done/reject/pause\]")
     pressed = time.monotonic()
     term.type("\x03")  # Ctrl-C: the terminal sends SIGINT to drp
     assert term.exit_code(seconds=10) == 130, term.screen
@@ -148,7 +148,7 @@ def test_ctrl_c_at_a_manual_prompt_interrupts_at_once_and_resume_asks_again(lab:
 
     later = Terminal(lab, "resume", run_id, "--state-dir", str(lab.state))
     later.expect(r"Replace the disk in bay 2")
-    later.expect(r"swap-disk: done/reject/pause")
+    later.expect(r"swap-disk \[done/reject/pause\]")
     later.type("done\n")
     later.expect(r"note for the report")
     later.type("\n")
@@ -159,7 +159,7 @@ def test_ctrl_c_at_a_manual_prompt_interrupts_at_once_and_resume_asks_again(lab:
 def test_ctrl_c_at_a_confirmation_leaves_it_to_be_asked_again(lab: Lab) -> None:
     book = lab.runbook(DESTRUCTIVE)
     term = Terminal(lab, *_run_args(lab, book))
-    term.expect(r"wipe: yes/no/pause")
+    term.expect(r"wipe \[yes/no/pause\]")
     term.type("\x03")
     assert term.exit_code(seconds=10) == 130, term.screen
     run_id = lab.only_run()
@@ -167,7 +167,7 @@ def test_ctrl_c_at_a_confirmation_leaves_it_to_be_asked_again(lab: Lab) -> None:
     assert not (lab.root / "order").exists()
 
     later = Terminal(lab, "resume", run_id, "--state-dir", str(lab.state))
-    later.expect(r"wipe: yes/no/pause")
+    later.expect(r"wipe \[yes/no/pause\]")
     later.type("yes\n")
     assert later.exit_code() == 0, later.screen
     assert (lab.root / "order").read_text().split() == ["wiped"]

@@ -7,6 +7,7 @@ events a real session would have written, or a whole first session's events.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,3 +174,15 @@ def test_kill_in_doubt_kills_the_first_attempt_before_the_retry(tmp_path: Path) 
     assert any(
         m.startswith("killed the earlier action of step a (process group 4242") for m in notes
     )
+
+
+def test_the_in_doubt_question_names_the_answers_the_prompt_takes(tmp_path: Path) -> None:
+    from drp.engine.options import GATE_CHOICES
+
+    w = world(tmp_path, TWO_STEPS)
+    w.execute(resume={"h1": HostResume(in_doubt=frozenset({"a"}))})
+    asked = w.of(EventType.STEP_WAITING, step="a")
+    assert asked, "the step in doubt was not asked about"
+    for word in GATE_CHOICES["in-doubt"]:
+        assert re.search(rf"\b{word}\b", asked[-1].message), (word, asked[-1].message)
+    assert "Approve" not in asked[-1].message
