@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -219,8 +220,10 @@ def _check_template(
         report(str(exc), exc.hint, exc.lineno)
         return
     if shell:  # drp's quoting makes a value one word only outside the author's quotes
-        for spot in misplaced(tree):
-            report(f"a {{{{ }}}} placeholder {spot.where}", spot.hint, spot.lineno)
+        spots = Counter(misplaced(tree))  # several on one line and in one place: told once
+        for spot, count in spots.items():
+            which = "a {{ }} placeholder" if count == 1 else f"{count} {{{{ }}}} placeholders"
+            report(f"{which} {spot.where}", spot.hint, spot.lineno)
     for ref in references(tree):
         if ref.namespace not in NAMESPACES:
             report(

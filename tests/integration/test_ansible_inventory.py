@@ -28,7 +28,7 @@ targets: all
 steps:
   - id: who
     run: >-
-      echo "{{ host.name }} {{ host.vars.role }} {{ host.vars.bay | default('-') }}"
+      echo {{ host.name }} {{ host.vars.role }} {{ host.vars.bay | default('-') }}
       > {{ vars_dir }}/who-{{ host.name }}
   - id: root
     become: true

@@ -96,3 +96,18 @@ def test_validate_names_the_field_the_line_and_the_fix(tmp_path: Path) -> None:
 
 def test_a_number_in_quotes_is_fine() -> None:
     assert misplaced(SHELL.parse('echo "reverts in {{ p | int }}s, {{ x | length }} left"')) == []
+
+
+def test_several_placeholders_in_one_place_are_told_once(tmp_path: Path) -> None:
+    book = tmp_path / "rb.yaml"
+    book.write_text(
+        "name: q\nparams:\n  x: {default: a}\nsteps:\n"
+        "  - id: a\n    run: echo \"{{ params.x }} {{ params.x }}\" '{{ params.x }}'\n"
+    )
+    with pytest.raises(RunbookError) as raised:
+        load_runbook(book)
+    said = [p.message for p in raised.value.problems]
+    assert said == [
+        "2 {{ }} placeholders inside double quotes",
+        "a {{ }} placeholder inside single quotes",
+    ]
