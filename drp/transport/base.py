@@ -52,6 +52,7 @@ class ConnectInfo:
     port: int
     via_fallback: bool = False
     via_jump: str | None = None
+    via_console: bool = False  # the host's serial console (address: its socket or program)
 
 
 class Transport(Protocol):

@@ -1,0 +1,443 @@
+"""The console transport: run commands over a host's serial console (the out-of-band path).
+
+Implements :class:`drp.transport.base.Transport` over a terminal that is
+either a program's stdin/stdout (``ipmitool … sol activate``, ``virsh console
+vm1``: spawned by pexpect on a raw local pty, so Ctrl-C goes to the host, not
+to the program) or a socket (``unix:/path`` or ``tcp:HOST:PORT``, as QEMU and
+ser2net expose one; read by pexpect's fdspawn). pexpect does the prompt
+matching; :mod:`drp.transport.console_wire` says what is typed and how
+answers are framed, so output comes back exact (see there: markers, files,
+checksummed base64 chunks) whatever else the console prints.
+
+- ``connect()`` logs in when a login prompt shows (user, then the password
+  from the inventory's ``password_env`` or the operator), or takes the shell
+  that is there. A console that shows nothing is sent Ctrl-C (a command an
+  earlier, killed drp left running) and the next command's stderr says so.
+- ``run()`` uploads the command (and its stdin), runs it in the foreground
+  with its output on files, waits for its status line, reads the files back.
+  A timeout or ``cancel()`` types Ctrl-C and confirms the shell answers again.
+- ``put()`` uploads (base64 lines, each acknowledged; sha256 checked on the
+  host) to a temporary name and renames it: at most :data:`MAX_PUT` bytes.
+- ``close()`` logs out and waits for the login prompt: the console is never
+  left as an open shell.
+
+One request at a time: a console is one terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import re
+import shlex
+import socket
+import threading
+import time
+import tty
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pexpect
+import pexpect.fdpexpect
+
+from drp.errors import AuthError, Cancelled, CommandTimeout, ConnectError, StepFailed
+from drp.inventory.model import Console, Host
+from drp.results import CommandResult
+from drp.transport import console_wire as wire
+from drp.transport.base import ConnectInfo, OutputCallback
+from drp.transport.command import LineSplitter, first_line
+
+#: The largest file ``put`` sends over a console (~45 s at 20 kB/s, a slow SOL link).
+MAX_PUT = 1024 * 1024
+_POLL = 0.25
+_ANSWER = 30.0  # how long a short request may take to answer (a slow console under load)
+_RETRIES = 5  # how often a damaged chunk is asked for again
+_MASK = "********"
+if TYPE_CHECKING:
+    _Channel = pexpect.spawn[bytes] | pexpect.fdpexpect.fdspawn[bytes]
+    _Pattern = (
+        re.Pattern[str]
+        | re.Pattern[bytes]
+        | str
+        | bytes
+        | type[pexpect.EOF]
+        | type[pexpect.TIMEOUT]
+    )
+_INCORRECT = re.compile(rb"Login incorrect|[Aa]uthentication failure|Permission denied")
+
+
+class ConsoleTransport:
+    """Run commands on one host through its serial console, logged in once per session."""
+
+    def __init__(
+        self, host: Host, *, password: str | None = None, sudo_password: str | None = None
+    ) -> None:
+        if host.console is None:
+            raise ValueError(f"{host.name} has no console in the inventory")
+        self._host = host
+        self._console: Console = host.console
+        self._password = password
+        self.sudo_password = sudo_password
+        self._child: _Channel | None = None
+        self._dir = ""  # the private directory on the host
+        self._lock = threading.RLock()
+        self._cancel = threading.Event()
+        self._notes: list[str] = []
+        self._reader = wire.Reader()
+
+    @property
+    def host(self) -> str:
+        return self._host.name
+
+    # -- session ----------------------------------------------------------------------
+
+    def connect(self) -> ConnectInfo:
+        """Open the console and log in (no-op when logged in)."""
+        with self._lock:
+            if self._child is None:
+                self._child = self._open()
+                try:
+                    self._login()
+                    self._setup()
+                except BaseException:
+                    self._drop()
+                    raise
+            return ConnectInfo(self.host, self._console.where, 0, via_console=True)
+
+    def _open(self) -> _Channel:
+        console = self._console
+        try:
+            if console.command is not None:
+                argv = shlex.split(console.command)
+                child: _Channel = pexpect.spawn(
+                    argv[0], argv[1:], timeout=_POLL, maxread=65536, echo=False, encoding=None
+                )
+                tty.setraw(child.child_fd)  # Ctrl-C and CR go to the host, not to the program
+                return child
+            kind, _, where = (console.socket or "").partition(":")
+            if kind == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(console.timeout)
+                sock.connect(where)
+            else:
+                name, _, port = where.rpartition(":")
+                sock = socket.create_connection((name.strip("[]"), int(port)), console.timeout)
+            sock.setblocking(True)
+            return pexpect.fdpexpect.fdspawn(sock.detach(), timeout=_POLL, maxread=65536)
+        except (OSError, pexpect.ExceptionPexpect, ValueError) as exc:
+            raise ConnectError(self.host, f"cannot open console {console.where}: {exc}") from None
+
+    def _login(self) -> None:
+        """Reach a shell: answer the login and password prompts, or take the shell shown."""
+        console, child = self._console, self._need()
+        patterns: list[_Pattern] = [
+            re.compile(console.login_prompt.encode()),
+            re.compile(console.password_prompt.encode()),
+            _INCORRECT,
+            re.compile(console.shell_prompt.encode()),
+        ]
+        deadline = time.monotonic() + console.timeout
+        quiet, sent = 0, False
+        child.send(b"\r")
+        while time.monotonic() < deadline:
+            index = self._expect([*patterns, pexpect.TIMEOUT], min(3.0, console.timeout))
+            if index in (0, 1) and not self._quiet(child):
+                continue  # a prompt is answered only when it is the last thing shown
+            if index == 0:
+                child.send(console.user.encode() + b"\r")
+            elif index == 1:
+                if self._password is None:
+                    raise AuthError(
+                        self.host,
+                        f"console login: no password for {console.user}" + _where_from(console),
+                    )
+                child.send(self._password.encode() + b"\r")
+                sent = True
+            elif index == 2 and sent:
+                raise AuthError(
+                    self.host,
+                    f"console login refused for {console.user} on {console.where}: "
+                    "wrong password?" + _where_from(console),
+                )
+            elif index == 3 and self._sync(10.0):
+                return
+            elif index == 4:
+                quiet += 1
+                if quiet == 2:  # a command holds the terminal: interrupt it
+                    child.send(b"\x03")
+                    self._notes.append(
+                        f"interrupted with Ctrl-C what held the console of {self.host} "
+                        "(a command left running by an earlier session?)"
+                    )
+                child.send(b"\r")
+        raise ConnectError(
+            self.host,
+            f"console {console.where}: no login prompt or shell within "
+            f"{console.timeout:g}s; last output: {self._tail()!r}",
+        )
+
+    def _quiet(self, child: _Channel, seconds: float = 0.5) -> bool:
+        """True when nothing more shows for ``seconds`` (what does is kept for expect)."""
+        if child.buffer:
+            return False
+        try:
+            data = child.read_nonblocking(65536, timeout=seconds)
+        except pexpect.TIMEOUT:
+            return True
+        child.buffer = child.buffer + data
+        return False
+
+    def _setup(self) -> None:
+        marker = wire.new_marker()
+        found = self._ask(f"{wire.SETUP}; {wire.dir_line(marker)}", wire.dir_pattern(marker))
+        self._dir = found.group(1).decode().strip()
+
+    def close(self) -> None:
+        """Log out and wait for the login prompt (idempotent); a later connect() logs in again."""
+        with self._lock:
+            child = self._child
+            if child is None:
+                return
+            try:
+                prompt = re.compile(self._console.login_prompt.encode())
+                for _ in range(3):  # a nested shell needs another exit
+                    clean = f"rm -rf {shlex.quote(self._dir)}; " if self._dir else ""
+                    child.send(f"{clean}exit\r".encode())
+                    if self._expect([prompt, pexpect.TIMEOUT], 15.0) == 0:
+                        break
+            except ConnectError:
+                pass
+            finally:
+                self._drop()
+
+    def _drop(self) -> None:
+        if self._child is not None:
+            with contextlib.suppress(OSError, pexpect.ExceptionPexpect):
+                self._child.close()
+        self._child, self._dir = None, ""
+        self._reader = wire.Reader()
+
+    def cancel(self) -> None:
+        """Stop the command in flight: it is sent Ctrl-C and its run() raises Cancelled."""
+        self._cancel.set()
+
+    # -- commands ---------------------------------------------------------------------
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandResult:
+        """Run ``command`` with ``/bin/sh`` on the host; see the Transport contract."""
+        with self._lock:
+            self._cancel.clear()
+            self.connect()
+            started, clock = datetime.now(UTC), time.monotonic()
+            marker = wire.new_marker()
+            script = posixpath.join(self._dir, marker)
+            self._upload(command.encode(), script)
+            source = None
+            if stdin is not None:
+                source = script + ".in"
+                self._upload(stdin.encode(), source)
+            code = self._wait_done(marker, script, source, command, timeout)
+            out, err = self._download(script + ".out"), self._download(script + ".err")
+            self._ask(
+                f"rm -f {shlex.quote(script)}*; {wire.sync_line(marker + 'rm')}",
+                re.compile(re.escape(wire.sync_answer(marker + "rm"))),
+            )
+            notes, self._notes = self._notes, []
+        if on_output is not None:
+            lines = LineSplitter(on_output)
+            lines.feed(out)
+            lines.flush()
+        return CommandResult(
+            host=self.host,
+            command=command,
+            exit_code=code,
+            stdout=self._redact(out.decode("utf-8", errors="replace")),
+            stderr="".join(f"drp: {note}\n" for note in notes)
+            + self._redact(err.decode("utf-8", errors="replace")),
+            started=started,
+            duration=time.monotonic() - clock,
+        )
+
+    def _wait_done(
+        self, marker: str, script: str, source: str | None, command: str, timeout: float | None
+    ) -> int:
+        child = self._need()
+        child.send((wire.run_line(marker, script, source) + "\r").encode())
+        done = wire.done_pattern(marker)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._cancel.is_set():
+                how = "was killed" if self._interrupt() else "may still run"
+                raise Cancelled(
+                    f"{self.host}: interrupted by the operator: {first_line(command)} {how} "
+                    "(Ctrl-C on the console)"
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                how = "was killed" if self._interrupt() else "may still run (the shell is busy)"
+                raise CommandTimeout(
+                    f"{self.host}: timed out after {timeout or 0:g}s: {first_line(command)} {how} "
+                    "(Ctrl-C on the console)"
+                )
+            match = self._wait(done, _POLL)
+            if match is not None:
+                return int(match.group(1))
+
+    def _interrupt(self) -> bool:
+        """Type Ctrl-C until the shell answers again; False when it never does."""
+        for _ in range(3):
+            self._need().send(b"\x03")
+            if self._sync(10.0):
+                return True
+        self._drop()  # the next connect() finds out what holds the terminal
+        return False
+
+    # -- files ------------------------------------------------------------------------
+
+    def put(self, data: bytes, dest: str, *, mode: int | None = None) -> None:
+        """Write ``data`` to ``dest`` atomically (temp file + rename), at most :data:`MAX_PUT`."""
+        if len(data) > MAX_PUT:
+            raise StepFailed(
+                f"{self.host}: put {dest}: {len(data)} bytes is more than the console "
+                f"transport sends ({MAX_PUT} bytes): copy it over SSH once the network is back"
+            )
+        with self._lock:
+            self.connect()
+            directory, name = posixpath.split(dest)
+            tmp = posixpath.join(directory, f".{name}.drp-{uuid.uuid4().hex[:12]}")
+            self._upload(data, tmp)
+            q, t = shlex.quote(dest), shlex.quote(tmp)
+            keep = (
+                f"chmod {mode:o} {t}"
+                if mode is not None
+                else f"if [ -e {q} ]; then chmod --reference={q} {t}; else chmod 644 {t}; fi"
+            )
+            marker = wire.new_marker()
+            found = self._ask(
+                f"{keep} && mv -f {t} {q}; r=$?; [ $r = 0 ] || rm -f {t}; "
+                f"{wire.say(marker, ':done:')}$r; echo",
+                wire.done_pattern(marker),
+            )
+            if found.group(1) != b"0":
+                raise StepFailed(f"{self.host}: put {dest} failed (exit {found.group(1).decode()})")
+
+    def get(self, path: str) -> bytes:
+        """Read a whole remote file."""
+        with self._lock:
+            self.connect()
+            return self._download(path)
+
+    def _upload(self, data: bytes, path: str) -> None:
+        marker = wire.new_marker()
+        *lines, check = wire.upload_lines(data, path, marker)
+        for line, answer in lines:
+            self._ask(line, re.compile(re.escape(answer)))
+        found = self._ask(check[0], wire.sum_pattern(marker))
+        if found.group(1).decode() != wire.sha256_hex(data):
+            raise StepFailed(f"{self.host}: sending {path} over the console: checksum mismatch")
+
+    def _download(self, path: str) -> bytes:
+        marker = wire.new_marker()
+        size = int(self._ask(wire.size_line(marker, path), wire.size_pattern(marker)).group(1))
+        if size < 0:
+            raise StepFailed(f"{self.host}: cannot read {path} over the console")
+        parts: list[bytes] = []
+        for index in range(wire.chunks_of(size)):
+            parts.append(self._chunk(path, index))
+        return b"".join(parts)
+
+    def _chunk(self, path: str, index: int) -> bytes:
+        for _ in range(_RETRIES):
+            marker = wire.new_marker()
+            found = self._ask(wire.chunk_line(marker, path, index), wire.chunk_end(marker, index))
+            frame = wire.parse_chunk(found.group(0), marker, index)
+            if frame.data is not None:
+                return frame.data
+        raise ConnectError(
+            self.host, f"console: chunk {index} of {path} came back damaged {_RETRIES} times"
+        )
+
+    # -- the terminal -----------------------------------------------------------------
+
+    def _need(self) -> _Channel:
+        if self._child is None:
+            raise ConnectError(self.host, "console not connected")
+        return self._child
+
+    def _ask(
+        self, line: str, answer: re.Pattern[bytes], timeout: float = _ANSWER
+    ) -> re.Match[bytes]:
+        """Type ``line`` and wait for ``answer``; ConnectError when the shell does not answer."""
+        self._need().send((line + "\r").encode())
+        match = self._wait(answer, timeout)
+        if match is None:
+            raise ConnectError(
+                self.host, f"console: no answer in {timeout:g}s; last output: {self._tail()!r}"
+            )
+        return match
+
+    def _sync(self, timeout: float) -> bool:
+        marker = wire.new_marker()
+        self._need().send((wire.sync_line(marker) + "\r").encode())
+        answer = re.compile(re.escape(wire.sync_answer(marker)))
+        return self._wait(answer, timeout) is not None
+
+    def _wait(self, answer: re.Pattern[bytes], timeout: float) -> re.Match[bytes] | None:
+        """Read until ``answer`` shows (kernel messages cut out), or None after ``timeout``."""
+        child, reader = self._need(), self._reader
+        if child.buffer:  # what pexpect read past the login prompt
+            reader.feed(child.buffer)
+            child.buffer = b""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = reader.find(answer)
+            left = deadline - time.monotonic()
+            if match is not None or left <= 0:
+                return match
+            try:
+                reader.feed(child.read_nonblocking(65536, timeout=min(_POLL, left)))
+            except pexpect.TIMEOUT:
+                continue
+            except (pexpect.EOF, OSError) as exc:
+                self._drop()
+                raise ConnectError(
+                    self.host, f"console {self._console.where} closed: {exc}"
+                ) from None
+
+    def _expect(self, patterns: list[_Pattern], timeout: float) -> int:
+        """pexpect's expect; a closed console is a ConnectError (the link may come back)."""
+        try:
+            return int(self._need().expect(patterns, timeout=timeout))
+        except (pexpect.EOF, OSError) as exc:
+            self._drop()
+            raise ConnectError(self.host, f"console {self._console.where} closed: {exc}") from None
+
+    def _tail(self) -> str:
+        child = self._child
+        before = child.before if child is not None and isinstance(child.before, bytes) else b""
+        return self._redact(wire.clean_text((before + self._reader.pending)[-200:]))
+
+    def _redact(self, text: str) -> str:
+        for secret in (self.sudo_password, self._password):
+            if secret:
+                text = text.replace(secret, _MASK)
+        return text
+
+
+def _where_from(console: Console) -> str:
+    if console.password_env:
+        return f" (password from ${console.password_env})"
+    return " (set password_env in the inventory's console: or run drp at a terminal)"
+
+
+def console_password(console: Console) -> str | None:
+    """The console login password from its environment variable, if set."""
+    return os.environ.get(console.password_env) if console.password_env else None
