@@ -98,9 +98,20 @@ def host_passwords(inventory: Inventory) -> dict[str, str]:
     return found
 
 
+def console_passwords(inventory: Inventory) -> dict[str, str]:
+    """Each host's console login password, from the variable its ``console.password_env`` names."""
+    found: dict[str, str] = {}
+    for host in inventory.hosts.values():
+        env = host.console.password_env if host.console else None
+        if env and os.environ.get(env):
+            found[host.name] = os.environ[env]
+    return found
+
+
 def known_secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
     values = [password] if password else []
     values.extend(host_passwords(inventory).values())
+    values.extend(console_passwords(inventory).values())
     return tuple(v for v in values if v)
 
 
@@ -225,7 +236,18 @@ def _transports(options: RunOptions) -> tuple[Any, Transport]:
     from drp.transport.ssh import SshTransport
 
     def factory(host: Host) -> Transport:
-        return SshTransport(host, sudo_password=options.password_for(host.name))
+        ssh = SshTransport(host, sudo_password=options.password_for(host.name))
+        if host.console is None:
+            return ssh
+        from drp.transport.console import ConsoleTransport, console_password
+        from drp.transport.paths import PathTransport
+
+        console = ConsoleTransport(
+            host,
+            password=console_password(host.console),
+            sudo_password=options.password_for(host.name),
+        )
+        return PathTransport(ssh, console)
 
     return factory, LocalTransport()
 

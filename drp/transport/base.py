@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from drp.results import CommandResult
 
@@ -79,3 +79,13 @@ class Transport(Protocol):
     def cancel(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PathChoice(Protocol):
+    """A transport with more than one path (:mod:`drp.transport.paths`): SSH, else the console.
+
+    The engine says before each step whether that step may use the console.
+    """
+
+    def allow_console(self, allowed: bool) -> None: ...

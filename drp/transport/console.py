@@ -37,7 +37,7 @@ import time
 import tty
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import pexpect
 import pexpect.fdpexpect
@@ -72,8 +72,14 @@ class ConsoleTransport:
     """Run commands on one host through its serial console, logged in once per session."""
 
     def __init__(
-        self, host: Host, *, password: str | None = None, sudo_password: str | None = None
+        self,
+        host: Host,
+        *,
+        password: str | None = None,
+        sudo_password: str | None = None,
+        transcript: BinaryIO | None = None,
     ) -> None:
+        """``transcript`` receives what the console shows (never what is typed)."""
         if host.console is None:
             raise ValueError(f"{host.name} has no console in the inventory")
         self._host = host
@@ -86,6 +92,7 @@ class ConsoleTransport:
         self._cancel = threading.Event()
         self._notes: list[str] = []
         self._reader = wire.Reader()
+        self._transcript = transcript
 
     @property
     def host(self) -> str:
@@ -98,6 +105,7 @@ class ConsoleTransport:
         with self._lock:
             if self._child is None:
                 self._child = self._open()
+                self._child.logfile_read = self._transcript
                 try:
                     self._login()
                     self._setup()

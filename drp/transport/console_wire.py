@@ -103,7 +103,9 @@ def sync_answer(marker: str) -> bytes:
 
 def done_pattern(marker: str) -> re.Pattern[bytes]:
     """The line a finished command prints: ``MARKER:done:STATUS``."""
-    return re.compile(re.escape(marker.encode()) + rb":done:(\d+)")
+    return re.compile(
+        re.escape(marker.encode()) + rb":done:(\d+)\r?\n"
+    )  # whole: "1" is not "127" read in part
 
 
 def run_line(marker: str, script: str, stdin: str | None) -> str:
@@ -142,7 +144,7 @@ def upload_lines(data: bytes, path: str, marker: str) -> list[tuple[str, bytes]]
 
 
 def sum_pattern(marker: str) -> re.Pattern[bytes]:
-    return re.compile(re.escape(marker.encode()) + rb":sum:([0-9a-f]{64}|x)")
+    return re.compile(re.escape(marker.encode()) + rb":sum:([0-9a-f]{64}|x)\r?\n")
 
 
 def dir_line(marker: str) -> str:
@@ -151,7 +153,7 @@ def dir_line(marker: str) -> str:
 
 
 def dir_pattern(marker: str) -> re.Pattern[bytes]:
-    return re.compile(re.escape(marker.encode()) + rb":dir:(/[^\r\n]+)")
+    return re.compile(re.escape(marker.encode()) + rb":dir:(/[^\r\n]+)\r?\n")
 
 
 def size_line(marker: str, path: str) -> str:
@@ -161,7 +163,7 @@ def size_line(marker: str, path: str) -> str:
 
 
 def size_pattern(marker: str) -> re.Pattern[bytes]:
-    return re.compile(re.escape(marker.encode()) + rb":size:\s*(-?\d+)")
+    return re.compile(re.escape(marker.encode()) + rb":size:[ \t]*(-?\d+)\r?\n")
 
 
 def chunk_line(marker: str, path: str, index: int, chunk: int = DOWN_CHUNK) -> str:

@@ -1,0 +1,224 @@
+"""The console transport against a real serial console: the lab guest's QEMU serial port.
+
+One guest for the whole module (a boot costs ~45 s, minutes under load): the
+tests share it and leave it as they found it (logged out, at a login prompt).
+The lab's own console reader is released first: a QEMU socket serves one
+client at a time, as a console server does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from drplab import Guest, LabImage
+
+from drp.errors import AuthError, CommandTimeout
+from drp.inventory import Host, load_inventory
+from drp.transport.console import ConsoleTransport
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+
+PASSWORD_ENV = "DRP_LAB_CONSOLE_PASSWORD"
+
+
+def release_console(guest: Guest) -> None:
+    """Close the lab's own reader of the console socket so drp can connect to it."""
+    reader = guest._console  # the lab keeps no public way to let go of it
+    if reader is not None:
+        reader.close()
+        guest._console = None
+
+
+def console_inventory(guest: Guest, path: Path, *, connect_timeout: float = 5) -> Path:
+    """The lab inventory with a ``console:`` on the guest's serial socket."""
+    guest.write_inventory(path, host="lab1")
+    data = yaml.safe_load(path.read_text())
+    data["hosts"]["lab1"]["connect_timeout"] = connect_timeout
+    data["hosts"]["lab1"]["console"] = {
+        "socket": f"unix:{guest.console_socket}",
+        "user": "root",
+        "password_env": PASSWORD_ENV,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def guest(lab_image: LabImage) -> Iterator[Guest]:
+    g = Guest(lab_image, name="i14console")
+    try:
+        g.start()
+        release_console(g)
+        yield g
+    finally:
+        g.stop()
+
+
+@pytest.fixture(scope="module")
+def host(guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Host:
+    path = console_inventory(guest, tmp_path_factory.mktemp("inv") / "inventory.yaml")
+    return load_inventory(path).get("lab1")
+
+
+@pytest.fixture(scope="module")
+def transcript() -> io.BytesIO:
+    return io.BytesIO()
+
+
+@pytest.fixture(scope="module")
+def console(host: Host, transcript: io.BytesIO) -> Iterator[ConsoleTransport]:
+    transport = ConsoleTransport(host, password=guest_password(), transcript=transcript)
+    try:
+        yield transport
+    finally:
+        transport.close()
+
+
+def guest_password() -> str:
+    return "drplab"  # the lab image's root password on the serial console (lab/README.md)
+
+
+def test_login_and_exit_codes(console: ConsoleTransport) -> None:
+    info = console.connect()
+    assert info.via_console and info.address.startswith("unix:")
+    ok = console.run("echo hello; echo oops >&2")
+    assert (ok.exit_code, ok.stdout, ok.stderr) == (0, "hello\n", "oops\n")
+    assert console.run("false").exit_code == 1
+    missing = console.run("no-such-command-drp")
+    assert missing.exit_code == 127
+    assert "not found" in missing.stderr
+    assert console.run("id -un").stdout == "root\n"
+    assert console.run("exit 42").exit_code == 42
+
+
+def test_output_holding_marker_text_crlf_and_ansi(console: ConsoleTransport) -> None:
+    tricky = (
+        "drp0123456789abcdef01234567:done:0\n"
+        "drp0123456789abcdef01234567:0:aGVsbG8=:" + "0" * 64 + "\n"
+        "root@drplab:~# \n"
+        "line with CRLF\r\n"
+        "\x1b[1;31mred\x1b[0m\n"
+        "[   12.345678] not a kernel message: command output\n"
+        "no newline at the end"
+    )
+    result = console.run(f"printf '%s' {sh_quote(tricky)}")
+    assert result.exit_code == 0
+    assert result.stdout == tricky
+
+
+def test_stdin_is_passed(console: ConsoleTransport) -> None:
+    result = console.run("tr a-z A-Z", stdin="abc\nxyz\n")
+    assert result.stdout == "ABC\nXYZ\n"
+
+
+def test_one_megabyte_of_output(console: ConsoleTransport) -> None:
+    result = console.run("yes 0123456789abcdef | head -c 1048576", timeout=600)
+    assert result.exit_code == 0
+    assert len(result.stdout) == 1048576
+    assert result.stdout == ("0123456789abcdef\n" * 61681)[:1048576]
+
+
+def test_binary_bytes(console: ConsoleTransport, guest: Guest) -> None:
+    every = bytes(range(256)) * 4
+    console.put(every, "/root/drp-binary.bin")
+    assert console.get("/root/drp-binary.bin") == every
+    result = console.run("cat /root/drp-binary.bin; rm /root/drp-binary.bin")
+    assert result.exit_code == 0
+    assert result.stdout == every.decode("utf-8", errors="replace")  # as SSH decodes it
+
+
+def test_timeout_sends_ctrl_c_and_the_shell_comes_back(
+    console: ConsoleTransport, guest: Guest
+) -> None:
+    with pytest.raises(CommandTimeout, match="was killed"):
+        console.run("sleep 777", timeout=3)
+    assert console.run("echo back").stdout == "back\n"
+    assert guest.ssh("pgrep -x sleep -a | grep 777").returncode == 1  # nothing left running
+
+
+def test_kernel_messages_in_the_middle_of_output(
+    console: ConsoleTransport, guest: Guest, transcript: io.BytesIO
+) -> None:
+    start = len(transcript.getvalue())
+    stop = threading.Event()
+    script = (
+        "i=0; while [ $i -lt 400 ]; do i=$((i+1)); "
+        'echo "<2>drp-kmsg-$i: noise on the console" > /dev/kmsg; sleep 0.02; done'
+    )
+
+    def noise() -> None:
+        while not stop.is_set():
+            guest.ssh(script, timeout=120)
+
+    thread = threading.Thread(target=noise, daemon=True)
+    thread.start()
+    try:
+        expected = "".join(f"line {n} of the output\n" for n in range(20000))
+        loop = 'i=0; while [ $i -lt 20000 ]; do echo "line $i of the output"; i=$((i+1)); done'
+        result = console.run(loop, timeout=600)
+    finally:
+        stop.set()
+        thread.join(timeout=180)
+    assert result.exit_code == 0
+    assert result.stdout == expected
+    shown = transcript.getvalue()[start:]
+    assert re.search(rb"drp-kmsg-\d+: noise", shown), "no kernel message reached the console"
+
+
+def test_put_of_100_kb_with_checksum(console: ConsoleTransport, guest: Guest) -> None:
+    data = os.urandom(100 * 1024)
+    console.put(data, "/root/drp-put.bin", mode=0o600)
+    remote = guest.ssh("sha256sum /root/drp-put.bin; stat -c %a /root/drp-put.bin", check=True)
+    digest, mode = remote.stdout.split("\n")[0].split()[0], remote.stdout.split("\n")[1]
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert mode == "600"
+    assert guest.ssh("rm /root/drp-put.bin").returncode == 0
+
+
+def test_wrong_password_is_a_clear_error(host: Host) -> None:
+    wrong = ConsoleTransport(host, password="not-the-password")
+    with pytest.raises(AuthError, match="refused") as caught:
+        wrong.connect()
+    assert "not-the-password" not in str(caught.value)
+    wrong.close()
+
+
+def test_console_is_left_at_a_login_prompt(host: Host, guest: Guest) -> None:
+    transport = ConsoleTransport(host, password=guest_password())
+    assert transport.run("tty").stdout.startswith("/dev/ttyS")
+    transport.close()
+    assert at_login_prompt(guest)
+
+
+def at_login_prompt(guest: Guest, timeout: float = 60) -> bool:
+    """Type Enter on the console: a login prompt answers (not a shell)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(guest.console_socket))
+        sock.settimeout(1.0)
+        seen = b""
+        deadline = time.monotonic() + timeout
+        sock.sendall(b"\r")
+        while time.monotonic() < deadline:
+            try:
+                seen += sock.recv(4096)
+            except TimeoutError:
+                sock.sendall(b"\r")
+            if re.search(rb"login: $", seen):
+                return b"# " not in seen.split(b"login:")[-1]
+            if re.search(rb"[#$] $", seen):
+                return False
+    return False
+
+
+def sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
