@@ -1,0 +1,176 @@
+"""The console transport against a local terminal: a relay program with a login and a bash.
+
+``tests/console/fake_console.py`` stands in for ``virsh console`` / ``ipmitool
+sol activate``: a program whose stdin/stdout is a terminal with ``login:``,
+``Password:`` and an interactive bash behind it (a real pty: echo, CRLF,
+Ctrl-C, job control). It runs in a second or two, without QEMU; the lab tier
+(tests/lab/test_console.py) does the same on a real serial port. Path
+selection (:class:`PathTransport`) is tested with drp's FakeTransport.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from drp.errors import AuthError, Cancelled, CommandTimeout, ConnectError, StepFailed
+from drp.inventory.model import Console, Host
+from drp.testing import FakeTransport
+from drp.transport.console import MAX_PUT, ConsoleTransport
+from drp.transport.paths import PathTransport
+
+FAKE = Path(__file__).resolve().parents[1] / "console" / "fake_console.py"
+PASSWORD = "s3cret-Pw"
+
+
+def fake_host(*, kmsg: bool = False) -> Host:
+    console = Console(
+        command=f"env FAKE_KMSG={int(kmsg)} {sys.executable} {FAKE}", user="ops", timeout=20
+    )
+    return Host("fake1", "192.0.2.1", console=console)
+
+
+@pytest.fixture(autouse=True)
+def _fake_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_USER", "ops")
+    monkeypatch.setenv("FAKE_PASSWORD", PASSWORD)
+
+
+@pytest.fixture
+def transcript() -> io.BytesIO:
+    return io.BytesIO()
+
+
+@pytest.fixture
+def console(transcript: io.BytesIO) -> Iterator[ConsoleTransport]:
+    transport = ConsoleTransport(fake_host(), password=PASSWORD, transcript=transcript)
+    try:
+        yield transport
+    finally:
+        transport.close()
+
+
+def test_login_exit_codes_stderr_and_stdin(console: ConsoleTransport) -> None:
+    info = console.connect()
+    assert info.via_console and "fake_console.py" in info.address
+    result = console.run("echo out; echo err >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert console.run("false").exit_code == 1
+    assert console.run("no-such-command-drp").exit_code == 127
+    assert console.run("tr a-z A-Z", stdin="abc\n").stdout == "ABC\n"
+    lines: list[str] = []
+    console.run("printf 'a\\nb\\n'", on_output=lines.append)
+    assert lines == ["a", "b"]
+
+
+def test_output_is_exact_with_kernel_messages_landing_in_it(transcript: io.BytesIO) -> None:
+    transport = ConsoleTransport(fake_host(kmsg=True), password=PASSWORD, transcript=transcript)
+    try:
+        result = transport.run("seq 1 40000; printf 'drp0123456789abcdef01234567:done:0\\n'")
+    finally:
+        transport.close()
+    expected = "".join(f"{n}\n" for n in range(1, 40001)) + "drp0123456789abcdef01234567:done:0\n"
+    assert result.stdout == expected
+    assert b"fake: link is down" in transcript.getvalue()  # they did land on the console
+
+
+def test_wrong_password_is_refused_and_not_shown() -> None:
+    transport = ConsoleTransport(fake_host(), password="wrong-Pw-123")
+    with pytest.raises(AuthError, match="refused for ops") as caught:
+        transport.connect()
+    assert "wrong-Pw-123" not in str(caught.value)
+    transport.close()
+
+
+def test_no_password_says_where_it_comes_from() -> None:
+    host = fake_host()
+    assert host.console is not None
+    host = replace(host, console=replace(host.console, password_env="X_PW"))
+    with pytest.raises(AuthError, match=r"\$X_PW"):
+        ConsoleTransport(host).connect()
+
+
+def test_timeout_types_ctrl_c_and_the_shell_answers_again(console: ConsoleTransport) -> None:
+    with pytest.raises(CommandTimeout, match="was killed"):
+        console.run("sleep 300", timeout=1)
+    assert console.run("echo back").stdout == "back\n"
+
+
+def test_cancel_from_another_thread(console: ConsoleTransport) -> None:
+    console.connect()
+    timer = threading.Timer(1.0, console.cancel)
+    timer.start()
+    with pytest.raises(Cancelled, match="was killed"):
+        console.run("sleep 300")
+    timer.join()
+    assert console.run("echo still here").stdout == "still here\n"
+
+
+def test_put_and_get(console: ConsoleTransport, tmp_path: Path) -> None:
+    data = os.urandom(100 * 1024)
+    dest = tmp_path / "put.bin"
+    console.put(data, str(dest), mode=0o640)
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert dest.stat().st_mode & 0o777 == 0o640
+    assert console.get(str(dest)) == data
+    assert not [p for p in tmp_path.iterdir() if p.name != "put.bin"]  # no temp file left
+    with pytest.raises(StepFailed, match="more than the console"):
+        console.put(b"x" * (MAX_PUT + 1), str(dest))
+    with pytest.raises(StepFailed, match="cannot read"):
+        console.get(str(tmp_path / "missing"))
+
+
+def test_close_logs_out_to_a_login_prompt(
+    console: ConsoleTransport, transcript: io.BytesIO
+) -> None:
+    console.run("true")
+    console.close()
+    assert transcript.getvalue().rstrip().endswith(b"login:")
+
+
+def test_a_console_that_cannot_open_is_unreachable() -> None:
+    host = Host("h", "h", console=Console(socket="unix:/nonexistent/drp.sock", timeout=2))
+    with pytest.raises(ConnectError, match="cannot open console"):
+        ConsoleTransport(host).connect()
+
+
+# -- path selection --------------------------------------------------------------------
+
+
+def test_ssh_first_console_only_when_allowed_and_back_to_ssh() -> None:
+    ssh, console = FakeTransport("h"), FakeTransport("h")
+    paths = PathTransport(ssh, console)
+    ssh.unreachable = True
+    paths.allow_console(False)
+    with pytest.raises(ConnectError, match="does not allow the console"):
+        paths.run("a")
+    paths.allow_console(True)
+    paths.run("b")
+    assert console.ran("^b$") and not ssh.ran("b")
+    paths.run("c")  # same step: stays on the console without asking SSH again
+    assert console.ran("^c$")
+    ssh.unreachable = False
+    paths.allow_console(True)  # the next step: SSH answers again
+    paths.run("d")
+    assert ssh.ran("^d$") and not console.ran("d")
+
+
+def test_a_refused_ssh_key_is_not_worked_around() -> None:
+    class Refusing(FakeTransport):
+        def connect(self):  # type: ignore[no-untyped-def]
+            raise AuthError("h", "authentication failed")
+
+    console = FakeTransport("h")
+    paths = PathTransport(Refusing("h"), console)
+    paths.allow_console(True)
+    with pytest.raises(AuthError):
+        paths.run("x")
+    assert not console.commands
