@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 
 from drp import __version__
-from drp.cli import authoring, inventory, resume, run
+from drp.cli import authoring, inventory, resume, run, serial
 from drp.errors import DrpError, ExitCode, InputError
 
 HELP = f"""drp {__version__}: run disaster-recovery runbooks over SSH, with checkpoints,
@@ -58,6 +58,7 @@ def _root(
 authoring.register(app)
 run.register(app)
 resume.register(app)
+serial.register(app)
 app.add_typer(inventory.app, name="inventory")
 
 

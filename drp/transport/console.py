@@ -30,6 +30,7 @@ import contextlib
 import os
 import posixpath
 import re
+import select
 import shlex
 import socket
 import threading
@@ -226,6 +227,35 @@ class ConsoleTransport:
                 self._child.close()
         self._child, self._dir = None, ""
         self._reader = wire.Reader()
+
+    def attach(self, stdin: int, stdout: int, escape: bytes = b"\x1d") -> None:
+        """Hand the logged-in console to a person at ``stdin``/``stdout`` until ``escape``.
+
+        Echo, line editing and history are turned back on for them first; the
+        caller's terminal should be raw. Nothing typed is kept anywhere.
+        """
+        with self._lock:
+            self.connect()
+            child = self._need()
+            child.send(b"stty sane; set -o emacs 2>/dev/null; set -o history 2>/dev/null\r")
+            os.write(stdout, self._reader.pending)
+            self._reader = wire.Reader()
+            while True:
+                ready, _, _ = select.select([stdin, child.child_fd], [], [])
+                if stdin in ready:
+                    typed = os.read(stdin, 1024)
+                    if not typed or escape in typed:
+                        child.send(typed.split(escape)[0])
+                        return
+                    child.send(typed)
+                if child.child_fd in ready:
+                    try:
+                        os.write(stdout, child.read_nonblocking(65536, timeout=0))
+                    except pexpect.TIMEOUT:
+                        continue
+                    except (pexpect.EOF, OSError):
+                        self._drop()
+                        raise ConnectError(self.host, "the console closed") from None
 
     def cancel(self) -> None:
         """Stop the command in flight: it is sent Ctrl-C and its run() raises Cancelled."""

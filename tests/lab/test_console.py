@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -222,3 +225,132 @@ def at_login_prompt(guest: Guest, timeout: float = 60) -> bool:
 
 def sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
+
+
+# -- drp run: no network at all, steps over the console, then back to SSH -------------
+
+RUNBOOK = """\
+name: console-rehearsal
+console: true
+steps:
+  - id: over-console
+    run: tty; touch /root/drp-console-step
+  - id: cable
+    local: "while [ ! -e {flag} ]; do sleep 0.2; done"
+  - id: over-ssh
+    run: tty || true
+"""
+
+
+def journal(state: Path) -> list[dict[str, Any]]:
+    found = sorted((state / "runs").glob("*/events.jsonl"))
+    if not found:
+        return []
+    lines = found[-1].read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def ssh_down(guest: Guest) -> bool:
+    return guest.ssh("true", timeout=30, connect_timeout=3).returncode != 0
+
+
+def test_drp_run_goes_over_the_console_and_back_to_ssh(
+    guest: Guest, host: Host, tmp_path: Path, console: ConsoleTransport
+) -> None:
+    console.close()  # the module's session logs out: one client on the serial socket
+    inventory = console_inventory(guest, tmp_path / "inventory.yaml", connect_timeout=4)
+    flag = tmp_path / "cable-back"
+    book = tmp_path / "console-rehearsal.yaml"
+    book.write_text(RUNBOOK.format(flag=flag))
+    state = tmp_path / "state"
+    env = {**os.environ, PASSWORD_ENV: guest_password(), "COLUMNS": "200", "NO_COLOR": "1"}
+    guest.set_link(False)
+    try:
+        wait_for("SSH to stop answering", lambda: ssh_down(guest), 120)
+        argv = ["drp", "run", str(book), "-i", str(inventory), "-H", "lab1", "--yes"]
+        proc = subprocess.Popen(
+            [*argv, "--state-dir", str(state)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+        def console_step_done() -> bool:
+            assert proc.poll() is None, proc.communicate()[0]
+            return any(
+                e["type"] == "step.finished" and e["step"] == "over-console" for e in journal(state)
+            )
+
+        wait_for("the console step", console_step_done, 600)
+    finally:
+        guest.set_link(True)
+    guest.wait_ssh(timeout=300)
+    flag.touch()
+    out, _ = proc.communicate(timeout=600)
+    print(out)
+    assert proc.returncode == 0, out
+    events = journal(state)
+    started = {e["step"]: e["data"] for e in events if e["type"] == "step.started"}
+    assert started["over-console"]["path"] == "console"
+    assert started["over-ssh"]["path"] == "ssh"
+    outputs = {
+        e["step"]: e["data"]["stdout"]
+        for e in events
+        if e["type"] == "step.attempt" and e["data"].get("phase") == "action"
+    }
+    assert outputs["over-console"].startswith("/dev/ttyS")
+    assert "not a tty" in outputs["over-ssh"]
+    connected = [e["data"] for e in events if e["type"] == "host.connected"]
+    assert connected[0]["via_console"] is True
+    assert "serial console" in out and "back over SSH" in out
+    assert guest.ssh("test -e /root/drp-console-step && rm /root/drp-console-step").returncode == 0
+    assert at_login_prompt(guest)
+
+
+def test_drp_run_with_a_wrong_console_password(guest: Guest, tmp_path: Path) -> None:
+    inventory = console_inventory(guest, tmp_path / "inventory.yaml", connect_timeout=4)
+    book = tmp_path / "console-rehearsal.yaml"
+    book.write_text(RUNBOOK.format(flag=tmp_path / "never"))
+    state = tmp_path / "state"
+    env = {**os.environ, PASSWORD_ENV: "not-the-password", "NO_COLOR": "1"}
+    guest.set_link(False)
+    try:
+        wait_for("SSH to stop answering", lambda: ssh_down(guest), 120)
+        result = subprocess.run(
+            [
+                "drp",
+                "run",
+                str(book),
+                "-i",
+                str(inventory),
+                "-H",
+                "lab1",
+                "--yes",
+                "--state-dir",
+                str(state),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        guest.set_link(True)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 3
+    assert "console login refused" in result.stdout + result.stderr
+    assert "not-the-password" not in result.stdout + result.stderr
+    events = journal(state)
+    assert not [e for e in events if e["type"] in ("step.started", "step.finished")]
+    assert "not-the-password" not in json.dumps(events)
+    guest.wait_ssh(timeout=300)
+    assert at_login_prompt(guest)

@@ -174,3 +174,37 @@ def test_a_refused_ssh_key_is_not_worked_around() -> None:
     with pytest.raises(AuthError):
         paths.run("x")
     assert not console.commands
+
+
+# -- drp console HOST -------------------------------------------------------------------
+
+
+def test_drp_console_is_interactive_and_journaled(tmp_path: Path) -> None:
+    import json
+
+    import pexpect
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "hosts:\n  fake1:\n    address: 192.0.2.1\n    console:\n"
+        f"      command: {sys.executable} {FAKE}\n      user: ops\n"
+        "      password_env: DRP_TEST_CONSOLE_PW\n"
+    )
+    env = {**os.environ, "DRP_TEST_CONSOLE_PW": PASSWORD}
+    argv = ["console", "fake1", "-i", str(inventory), "--state-dir", str(tmp_path / "state")]
+    session = pexpect.spawn("drp", argv, env=env, timeout=60, encoding="utf-8")
+    session.expect("Ctrl-] ends the session")
+    session.send("echo typed-by-the-$((40+2))-operator\r")
+    session.expect("typed-by-the-42-operator")
+    session.send("\x1d")
+    session.expect("logged out; session journaled as (\\S+)")
+    session.expect(pexpect.EOF)
+    session.close()
+    assert session.exitstatus == 0
+    files = list((tmp_path / "state").rglob("events.jsonl"))
+    assert len(files) == 1
+    text = files[0].read_text()
+    events = [json.loads(line) for line in text.splitlines()]
+    assert [e["type"] for e in events] == ["run.started", "host.connected", "run.finished"]
+    assert events[-1]["outcome"] == "ok" and events[-1]["duration"] >= 0
+    assert "typed-by" not in text and PASSWORD not in text
