@@ -18,12 +18,21 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from drp.engine.events import Event, EventType
+from drp.engine.executor import Executor
+from drp.engine.options import NoOperator, RunOptions
+from drp.engine.plan import build_plan
 from drp.errors import AuthError, Cancelled, CommandTimeout, ConnectError, StepFailed
+from drp.inventory import load_inventory
 from drp.inventory.model import Console, Host
+from drp.results import CommandResult
+from drp.runbook import load_runbook, resolve_params
 from drp.testing import FakeTransport
+from drp.transport.base import ConnectInfo
 from drp.transport.console import MAX_PUT, ConsoleTransport
 from drp.transport.paths import PathTransport
 
@@ -208,3 +217,74 @@ def test_drp_console_is_interactive_and_journaled(tmp_path: Path) -> None:
     assert [e["type"] for e in events] == ["run.started", "host.connected", "run.finished"]
     assert events[-1]["outcome"] == "ok" and events[-1]["duration"] >= 0
     assert "typed-by" not in text and PASSWORD not in text
+
+
+# -- the engine: which steps may use the console, and the journal says which path -------
+
+
+class ConsoleFake(FakeTransport):
+    def connect(self) -> ConnectInfo:
+        super().connect()
+        return ConnectInfo(self.name, "unix:/run/console.sock", 0, via_console=True)
+
+
+PATHS_BOOK = """\
+name: t
+targets: all
+console: true
+steps:
+  - {id: a, run: do-a}
+  - {id: l, local: plug-the-cable}
+  - {id: b, run: do-b}
+  - {id: c, run: do-c, console: false}
+"""
+
+
+def run_paths(
+    tmp_path: Path, ssh: FakeTransport, console: FakeTransport, local: FakeTransport | None = None
+) -> list[Event]:
+    book = tmp_path / "book.yaml"
+    book.write_text(PATHS_BOOK)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("hosts:\n  h1: {address: 192.0.2.1, user: root}\n")
+    runbook = load_runbook(book)
+    inv = load_inventory(inventory)
+    plan = build_plan(runbook, inv, resolve_params(runbook, {}, inv))
+    events: list[Event] = []
+    Executor(
+        plan,
+        RunOptions(run_id="20260101-000000-t-0000", operator="tester", lock=False),
+        emit=events.append,
+        operator=NoOperator(),
+        transports=lambda host: PathTransport(ssh, console),
+        local=local or FakeTransport("local"),
+    ).execute()
+    return events
+
+
+def paths_of(events: list[Event]) -> dict[str, str]:
+    return {e.step or "": e.data["path"] for e in events if e.type is EventType.STEP_STARTED}
+
+
+def test_steps_use_the_console_only_when_allowed(tmp_path: Path) -> None:
+    ssh, console = FakeTransport("h1", unreachable=True), ConsoleFake("h1")
+    events = run_paths(tmp_path, ssh, console)
+    assert paths_of(events) == {"a": "console", "l": "local", "b": "console", "c": "unreachable"}
+    assert console.ran("^do-") == ["do-a", "do-b"]
+    connected = [e for e in events if e.type is EventType.HOST_CONNECTED]
+    assert connected[0].data["via_console"] is True
+    finished = {e.step: e.outcome for e in events if e.type is EventType.STEP_FINISHED}
+    assert finished == {"a": "ok", "l": "ok", "b": "ok", "c": "unreachable"}
+
+
+def test_back_to_ssh_as_soon_as_it_answers(tmp_path: Path) -> None:
+    ssh, console = FakeTransport("h1", unreachable=True), ConsoleFake("h1")
+
+    class Cable(FakeTransport):
+        def run(self, command: str, **kwargs: Any) -> CommandResult:
+            ssh.unreachable = False  # the local step plugs the cable back
+            return super().run(command, **kwargs)
+
+    events = run_paths(tmp_path, ssh, console, Cable("local"))
+    assert paths_of(events) == {"a": "console", "l": "local", "b": "ssh", "c": "ssh"}
+    assert console.ran("^do-") == ["do-a"] and ssh.ran("^do-") == ["do-b", "do-c"]
