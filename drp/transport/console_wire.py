@@ -112,13 +112,13 @@ def run_line(marker: str, script: str, stdin: str | None) -> str:
     """Run the uploaded ``script`` file in the foreground, output on files; say the status.
 
     In the foreground so that Ctrl-C typed on the console reaches it (SIGINT
-    to the terminal's foreground process group).
+    to the terminal's foreground process group). The stdin file (it may hold a
+    sudo password) is removed as soon as it is open, before the command runs.
     """
     src = shlex.quote(stdin) if stdin else "/dev/null"
-    return (
-        f"/bin/sh {shlex.quote(script)} <{src} >{shlex.quote(script)}.out "
-        f"2>{shlex.quote(script)}.err; {say(marker, ':done:')}$?; echo"
-    )
+    forget = f"rm -f {src}; " if stdin else ""
+    q = shlex.quote(script)
+    return f"{{ {forget}/bin/sh {q}; }} <{src} >{q}.out 2>{q}.err; {say(marker, ':done:')}$?; echo"
 
 
 def upload_lines(data: bytes, path: str, marker: str) -> list[tuple[str, bytes]]:

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -108,7 +109,7 @@ def test_output_holding_marker_text_crlf_and_ansi(console: ConsoleTransport) -> 
     tricky = (
         "drp0123456789abcdef01234567:done:0\n"
         "drp0123456789abcdef01234567:0:aGVsbG8=:" + "0" * 64 + "\n"
-        "root@drplab:~# \n"
+        "root@host:~# \n"  # (not the hostname drplab: the password, masked like every secret)
         "line with CRLF\r\n"
         "\x1b[1;31mred\x1b[0m\n"
         "[   12.345678] not a kernel message: command output\n"
@@ -353,4 +354,70 @@ def test_drp_run_with_a_wrong_console_password(guest: Guest, tmp_path: Path) -> 
     assert not [e for e in events if e["type"] in ("step.started", "step.finished")]
     assert "not-the-password" not in json.dumps(events)
     guest.wait_ssh(timeout=300)
+    assert at_login_prompt(guest)
+
+
+SLOW_BOOK = """\
+name: console-kill
+console: true
+steps:
+  - id: first
+    run: echo x >> /root/drp-first-runs
+  - id: slow
+    run: echo x >> /root/drp-slow-runs; sleep 45
+"""
+
+
+def test_kill_9_during_a_console_step_then_resume(guest: Guest, tmp_path: Path) -> None:
+    inventory = console_inventory(guest, tmp_path / "inventory.yaml", connect_timeout=4)
+    book = tmp_path / "console-kill.yaml"
+    book.write_text(SLOW_BOOK)
+    state = tmp_path / "state"
+    env = {**os.environ, PASSWORD_ENV: guest_password(), "NO_COLOR": "1"}
+    common = ["-i", str(inventory), "--state-dir", str(state)]
+    guest.set_link(False)
+    try:
+        wait_for("SSH to stop answering", lambda: ssh_down(guest), 120)
+        proc = subprocess.Popen(
+            ["drp", "run", str(book), "-H", "lab1", "--yes", *common],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+        def slow_started() -> bool:
+            assert proc.poll() is None
+            return any(e["type"] == "step.started" and e["step"] == "slow" for e in journal(state))
+
+        wait_for("the slow step", slow_started, 600)
+        began = time.monotonic()  # give the command time to reach the host (no harm if not)
+        wait_for("the command to be typed", lambda: time.monotonic() - began > 8, 60)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        run_id = next((state / "runs").iterdir()).name
+        resumed = subprocess.run(
+            ["drp", "resume", run_id, "--retry-in-doubt", *common],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    finally:
+        guest.set_link(True)
+    print(resumed.stdout, resumed.stderr)
+    assert resumed.returncode == 0
+    events = journal(state)
+    slow = [
+        e["data"]["path"] for e in events if e["type"] == "step.started" and e["step"] == "slow"
+    ]
+    assert slow == ["console", "console"]  # started twice: killed, then retried in doubt
+    guest.wait_ssh(timeout=300)
+    counts = guest.ssh("wc -l < /root/drp-first-runs; wc -l < /root/drp-slow-runs", check=True)
+    first, slow_runs = counts.stdout.split()
+    assert first == "1"  # done before the kill: not run again
+    assert slow_runs in ("1", "2")  # run again (once more if the killed attempt had begun)
+    assert guest.ssh("pgrep -f 'sleep 45'").returncode == 1  # nothing left running
+    guest.ssh("rm -f /root/drp-first-runs /root/drp-slow-runs")
     assert at_login_prompt(guest)
