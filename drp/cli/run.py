@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,19 +91,18 @@ def _targets(hosts: list[str] | None, targets: str | None) -> str | None:
 
 def host_passwords(inventory: Inventory) -> dict[str, str]:
     """Each host's own sudo password, from the variable its ``become.password_env`` names."""
-    found: dict[str, str] = {}
-    for host in inventory.hosts.values():
-        env = host.become.password_env if host.become else None
-        if env and os.environ.get(env):
-            found[host.name] = os.environ[env]
-    return found
+    return _from_env(inventory, lambda h: h.become.password_env if h.become else None)
 
 
 def console_passwords(inventory: Inventory) -> dict[str, str]:
     """Each host's console login password, from the variable its ``console.password_env`` names."""
+    return _from_env(inventory, lambda h: h.console.password_env if h.console else None)
+
+
+def _from_env(inventory: Inventory, variable: Callable[[Host], str | None]) -> dict[str, str]:
     found: dict[str, str] = {}
     for host in inventory.hosts.values():
-        env = host.console.password_env if host.console else None
+        env = variable(host)
         if env and os.environ.get(env):
             found[host.name] = os.environ[env]
     return found
