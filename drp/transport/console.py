@@ -148,7 +148,7 @@ class ConsoleTransport:
             re.compile(console.shell_prompt.encode()),
         ]
         deadline = time.monotonic() + console.timeout
-        quiet, sent = 0, False
+        quiet, sent, interrupted = 0, False, False
         child.send(b"\r")
         while time.monotonic() < deadline:
             index = self._expect([*patterns, pexpect.TIMEOUT], min(3.0, console.timeout))
@@ -171,15 +171,17 @@ class ConsoleTransport:
                     "wrong password?" + _where_from(console),
                 )
             elif index == 3 and self._sync(10.0):
-                return
-            elif index == 4:
-                quiet += 1
-                if quiet == 2:  # a command holds the terminal: interrupt it
-                    child.send(b"\x03")
+                if interrupted:  # a shell came back: something held it
                     self._notes.append(
                         f"interrupted with Ctrl-C what held the console of {self.host} "
                         "(a command left running by an earlier session?)"
                     )
+                return
+            elif index == 4:
+                quiet += 1
+                if quiet == 2:  # a command may hold the terminal: interrupt it
+                    child.send(b"\x03")
+                    interrupted = True
                 child.send(b"\r")
         raise ConnectError(
             self.host,

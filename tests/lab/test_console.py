@@ -33,6 +33,7 @@ from drp.transport.console import ConsoleTransport
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
 PASSWORD_ENV = "DRP_LAB_CONSOLE_PASSWORD"
+ON_TTY = "ps -o tty= -p $$"  # the controlling terminal: ttyS0 on the console, ? over SSH
 
 
 def release_console(guest: Guest) -> None:
@@ -189,7 +190,8 @@ def test_put_of_100_kb_with_checksum(console: ConsoleTransport, guest: Guest) ->
     assert guest.ssh("rm /root/drp-put.bin").returncode == 0
 
 
-def test_wrong_password_is_a_clear_error(host: Host) -> None:
+def test_wrong_password_is_a_clear_error(host: Host, console: ConsoleTransport) -> None:
+    console.close()  # one client at a time on the serial socket
     wrong = ConsoleTransport(host, password="not-the-password")
     with pytest.raises(AuthError, match="refused") as caught:
         wrong.connect()
@@ -197,9 +199,12 @@ def test_wrong_password_is_a_clear_error(host: Host) -> None:
     wrong.close()
 
 
-def test_console_is_left_at_a_login_prompt(host: Host, guest: Guest) -> None:
+def test_console_is_left_at_a_login_prompt(
+    host: Host, guest: Guest, console: ConsoleTransport
+) -> None:
+    console.close()
     transport = ConsoleTransport(host, password=guest_password())
-    assert transport.run("tty").stdout.startswith("/dev/ttyS")
+    assert transport.run(ON_TTY).stdout == "ttyS0\n"
     transport.close()
     assert at_login_prompt(guest)
 
@@ -235,11 +240,11 @@ name: console-rehearsal
 console: true
 steps:
   - id: over-console
-    run: tty; touch /root/drp-console-step
+    run: ps -o tty= -p $$; touch /root/drp-console-step
   - id: cable
     local: "while [ ! -e {flag} ]; do sleep 0.2; done"
   - id: over-ssh
-    run: tty || true
+    run: ps -o tty= -p $$
 """
 
 
@@ -307,8 +312,8 @@ def test_drp_run_goes_over_the_console_and_back_to_ssh(
         for e in events
         if e["type"] == "step.attempt" and e["data"].get("phase") == "action"
     }
-    assert outputs["over-console"].startswith("/dev/ttyS")
-    assert "not a tty" in outputs["over-ssh"]
+    assert outputs["over-console"].strip() == "ttyS0"
+    assert outputs["over-ssh"].strip() == "?"
     connected = [e["data"] for e in events if e["type"] == "host.connected"]
     assert connected[0]["via_console"] is True
     assert "serial console" in out and "back over SSH" in out
@@ -375,19 +380,20 @@ def test_kill_9_during_a_console_step_then_resume(guest: Guest, tmp_path: Path) 
     state = tmp_path / "state"
     env = {**os.environ, PASSWORD_ENV: guest_password(), "NO_COLOR": "1"}
     common = ["-i", str(inventory), "--state-dir", str(state)]
+    said = (tmp_path / "run.out").open("w")
     guest.set_link(False)
     try:
         wait_for("SSH to stop answering", lambda: ssh_down(guest), 120)
         proc = subprocess.Popen(
             ["drp", "run", str(book), "-H", "lab1", "--yes", *common],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=said,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
         def slow_started() -> bool:
-            assert proc.poll() is None
+            assert proc.poll() is None, (tmp_path / "run.out").read_text()
             return any(e["type"] == "step.started" and e["step"] == "slow" for e in journal(state))
 
         wait_for("the slow step", slow_started, 600)
@@ -395,6 +401,7 @@ def test_kill_9_during_a_console_step_then_resume(guest: Guest, tmp_path: Path) 
         wait_for("the command to be typed", lambda: time.monotonic() - began > 8, 60)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
+        said.close()
         run_id = next((state / "runs").iterdir()).name
         resumed = subprocess.run(
             ["drp", "resume", run_id, "--retry-in-doubt", *common],
