@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -28,11 +29,12 @@ from drp.engine.options import NoOperator, RunOptions
 from drp.engine.plan import build_plan
 from drp.errors import AuthError, Cancelled, CommandTimeout, ConnectError, StepFailed
 from drp.inventory import load_inventory
-from drp.inventory.model import Console, Host
+from drp.inventory.model import Become, Console, Host
 from drp.results import CommandResult
 from drp.runbook import load_runbook, resolve_params
 from drp.testing import FakeTransport
 from drp.transport.base import ConnectInfo
+from drp.transport.command import wrap_become
 from drp.transport.console import MAX_PUT, ConsoleTransport
 from drp.transport.paths import PathTransport
 
@@ -288,3 +290,13 @@ def test_back_to_ssh_as_soon_as_it_answers(tmp_path: Path) -> None:
     events = run_paths(tmp_path, ssh, console, Cable("local"))
     assert paths_of(events) == {"a": "console", "l": "local", "b": "ssh", "c": "ssh"}
     assert console.ran("^do-") == ["do-a"] and ssh.ran("^do-") == ["do-b", "do-c"]
+
+
+@pytest.mark.skipif(shutil.which("sudo") is None, reason="needs sudo")
+def test_become_through_sudo_over_the_console(console: ConsoleTransport) -> None:
+    """A sudo-wrapped line (password on stdin, then the command's stdin) runs as over SSH."""
+    line, stdin = wrap_become("id -un; cat", Become("root"), "the-sudo-Pw", stdin="given\n")
+    result = console.run(line, stdin=stdin)
+    assert result.exit_code == 0
+    assert result.stdout == "root\ngiven\n"
+    assert "the-sudo-Pw" not in result.stdout + result.stderr
