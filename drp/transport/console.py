@@ -148,7 +148,7 @@ class ConsoleTransport:
             re.compile(console.shell_prompt.encode()),
         ]
         deadline = time.monotonic() + console.timeout
-        quiet, sent, interrupted = 0, False, False
+        quiet, named, sent, interrupted = 0, False, False, False
         child.send(b"\r")
         while time.monotonic() < deadline:
             index = self._expect([*patterns, pexpect.TIMEOUT], min(3.0, console.timeout))
@@ -156,6 +156,9 @@ class ConsoleTransport:
                 continue  # a prompt is answered only when it is the last thing shown
             if index == 0:
                 child.send(console.user.encode() + b"\r")
+                named = True
+            elif index == 1 and not named:  # someone else's half-done login: end it
+                child.send(b"\r")
             elif index == 1:
                 if self._password is None:
                     raise AuthError(

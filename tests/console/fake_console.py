@@ -7,7 +7,8 @@ prompt again after it exits. The relay copies bytes both ways, raw. With
 ``FAKE_KMSG=1`` it prints a kernel-style message into the middle of the host's
 output every few reads, as a kernel's printk lands in the middle of a serial line.
 
-Environment: FAKE_USER, FAKE_PASSWORD (required), FAKE_KMSG.
+Environment: FAKE_USER, FAKE_PASSWORD (required), FAKE_KMSG, FAKE_HALF_LOGIN=1 (start
+at a ``Password:`` prompt for another user, as a login someone left half done).
 """
 
 from __future__ import annotations
@@ -40,12 +41,16 @@ def login_loop() -> None:
     user, password = os.environ["FAKE_USER"], os.environ["FAKE_PASSWORD"]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", "TERM": "vt100"}
     env["PS1"] = "\\[\\e[1;32m\\]\\u@fake:\\w\\$ \\[\\e[0m\\]"  # a coloured prompt
+    stale = os.environ.get("FAKE_HALF_LOGIN") == "1"  # someone typed a name and left
     while True:
-        sys.stdout.write("\r\nDebian GNU/Linux 12 fake ttyS0\r\n\r\nfake login: ")
-        sys.stdout.flush()
-        name = sys.stdin.readline().strip()
-        if not name:  # as agetty: an empty line asks again
-            continue
+        if stale:
+            name, stale = "someone", False
+        else:
+            sys.stdout.write("\r\nDebian GNU/Linux 12 fake ttyS0\r\n\r\nfake login: ")
+            sys.stdout.flush()
+            name = sys.stdin.readline().strip()
+            if not name:  # as agetty: an empty line asks again
+                continue
         given = read_password()
         if name == user and given == password:
             subprocess.call(["bash", "--norc", "--noprofile", "-i"], env=env)

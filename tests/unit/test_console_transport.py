@@ -101,6 +101,17 @@ def test_wrong_password_is_refused_and_not_shown() -> None:
     transport.close()
 
 
+def test_a_half_done_login_is_not_answered_with_our_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_HALF_LOGIN", "1")
+    transport = ConsoleTransport(fake_host(), password=PASSWORD)
+    try:
+        assert transport.run("echo in").stdout == "in\n"
+    finally:
+        transport.close()
+
+
 def test_no_password_says_where_it_comes_from() -> None:
     host = fake_host()
     assert host.console is not None
