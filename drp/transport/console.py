@@ -32,10 +32,8 @@ import posixpath
 import re
 import select
 import shlex
-import socket
 import threading
 import time
-import tty
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO
@@ -46,27 +44,19 @@ import pexpect.fdpexpect
 from drp.errors import AuthError, Cancelled, CommandTimeout, ConnectError, StepFailed
 from drp.inventory.model import Console, Host
 from drp.results import CommandResult
+from drp.transport import console_link as link
 from drp.transport import console_wire as wire
 from drp.transport.base import ConnectInfo, OutputCallback
 from drp.transport.command import LineSplitter, first_line
 
 #: The largest file ``put`` sends over a console (~45 s at 20 kB/s, a slow SOL link).
 MAX_PUT = 1024 * 1024
-_POLL = 0.25
+_POLL = link.POLL
 _ANSWER = 30.0  # how long a short request may take to answer (a slow console under load)
 _RETRIES = 5  # how often a damaged chunk is asked for again
 _MASK = "********"
 if TYPE_CHECKING:
-    _Channel = pexpect.spawn[bytes] | pexpect.fdpexpect.fdspawn[bytes]
-    _Pattern = (
-        re.Pattern[str]
-        | re.Pattern[bytes]
-        | str
-        | bytes
-        | type[pexpect.EOF]
-        | type[pexpect.TIMEOUT]
-    )
-_INCORRECT = re.compile(rb"Login incorrect|[Aa]uthentication failure|Permission denied")
+    from drp.transport.console_link import Channel, Pattern
 
 
 class ConsoleTransport:
@@ -87,7 +77,7 @@ class ConsoleTransport:
         self._console: Console = host.console
         self._password = password
         self.sudo_password = sudo_password
-        self._child: _Channel | None = None
+        self._child: Channel | None = None
         self._dir = ""  # the private directory on the host
         self._lock = threading.RLock()
         self._cancel = threading.Event()
@@ -115,93 +105,64 @@ class ConsoleTransport:
                     raise
             return ConnectInfo(self.host, self._console.where, 0, via_console=True)
 
-    def _open(self) -> _Channel:
-        console = self._console
+    def _open(self) -> Channel:
         try:
-            if console.command is not None:
-                argv = shlex.split(console.command)
-                child: _Channel = pexpect.spawn(
-                    argv[0], argv[1:], timeout=_POLL, maxread=65536, echo=False, encoding=None
-                )
-                tty.setraw(child.child_fd)  # Ctrl-C and CR go to the host, not to the program
-                return child
-            kind, _, where = (console.socket or "").partition(":")
-            if kind == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(console.timeout)
-                sock.connect(where)
-            else:
-                name, _, port = where.rpartition(":")
-                sock = socket.create_connection((name.strip("[]"), int(port)), console.timeout)
-            sock.setblocking(True)
-            return pexpect.fdpexpect.fdspawn(sock.detach(), timeout=_POLL, maxread=65536)
+            return link.open_channel(self._console)
         except (OSError, pexpect.ExceptionPexpect, ValueError) as exc:
-            raise ConnectError(self.host, f"cannot open console {console.where}: {exc}") from None
+            where = self._console.where
+            raise ConnectError(self.host, f"cannot open console {where}: {exc}") from None
 
     def _login(self) -> None:
         """Reach a shell: answer the login and password prompts, or take the shell shown."""
         console, child = self._console, self._need()
-        patterns: list[_Pattern] = [
-            re.compile(console.login_prompt.encode()),
-            re.compile(console.password_prompt.encode()),
-            _INCORRECT,
-            re.compile(console.shell_prompt.encode()),
-        ]
+        patterns = link.login_patterns(console)
         deadline = time.monotonic() + console.timeout
-        quiet, named, sent, interrupted = 0, False, False, False
+        silent, named, sent, interrupted = 0, False, False, False
         child.send(b"\r")
         while time.monotonic() < deadline:
-            index = self._expect([*patterns, pexpect.TIMEOUT], min(3.0, console.timeout))
-            if index in (0, 1) and not self._quiet(child):
+            index = self._expect(patterns, min(3.0, console.timeout))
+            if index in (link.LOGIN, link.PASSWORD) and not link.quiet(child):
                 continue  # a prompt is answered only when it is the last thing shown
-            if index == 0:
+            if index == link.LOGIN:
                 child.send(console.user.encode() + b"\r")
                 named = True
-            elif index == 1 and not named:  # someone else's half-done login: end it
-                child.send(b"\r")
-            elif index == 1:
-                if self._password is None:
-                    raise AuthError(
-                        self.host,
-                        f"console login: no password for {console.user}" + _where_from(console),
-                    )
-                child.send(self._password.encode() + b"\r")
-                sent = True
-            elif index == 2 and sent:
+            elif index == link.PASSWORD:
+                sent = self._answer_password(named)
+            elif index == link.INCORRECT and sent:
                 raise AuthError(
                     self.host,
                     f"console login refused for {console.user} on {console.where}: "
-                    "wrong password?" + _where_from(console),
+                    "wrong password?" + link.password_hint(console),
                 )
-            elif index == 3 and self._sync(10.0):
+            elif index == link.SHELL and self._sync(10.0):
                 if interrupted:  # a shell came back: something held it
                     self._notes.append(
                         f"interrupted with Ctrl-C what held the console of {self.host} "
                         "(a command left running by an earlier session?)"
                     )
                 return
-            elif index == 4:
-                quiet += 1
-                if quiet == 2:  # a command may hold the terminal: interrupt it
-                    child.send(b"\x03")
-                    interrupted = True
-                child.send(b"\r")
+            elif index == link.SILENT:
+                silent += 1
+                interrupted = interrupted or silent == 2
+                child.send(b"\x03\r" if silent == 2 else b"\r")  # a command may hold it
         raise ConnectError(
             self.host,
             f"console {console.where}: no login prompt or shell within "
             f"{console.timeout:g}s; last output: {self._tail()!r}",
         )
 
-    def _quiet(self, child: _Channel, seconds: float = 0.5) -> bool:
-        """True when nothing more shows for ``seconds`` (what does is kept for expect)."""
-        if child.buffer:
+    def _answer_password(self, named: bool) -> bool:
+        """Type the password if drp typed the user name; True when it did."""
+        if not named:  # someone else's half-done login: end it
+            self._need().send(b"\r")
             return False
-        try:
-            data = child.read_nonblocking(65536, timeout=seconds)
-        except pexpect.TIMEOUT:
-            return True
-        child.buffer = child.buffer + data
-        return False
+        if self._password is None:
+            hint = link.password_hint(self._console)
+            raise AuthError(
+                self.host, f"console login: no password for {self._console.user}" + hint
+            )
+        self._need().send(self._password.encode() + b"\r")
+        return True
 
     def _setup(self) -> None:
         marker = wire.new_marker()
@@ -410,7 +371,7 @@ class ConsoleTransport:
 
     # -- the terminal -----------------------------------------------------------------
 
-    def _need(self) -> _Channel:
+    def _need(self) -> Channel:
         if self._child is None:
             raise ConnectError(self.host, "console not connected")
         return self._child
@@ -455,7 +416,7 @@ class ConsoleTransport:
                     self.host, f"console {self._console.where} closed: {exc}"
                 ) from None
 
-    def _expect(self, patterns: list[_Pattern], timeout: float) -> int:
+    def _expect(self, patterns: list[Pattern], timeout: float) -> int:
         """pexpect's expect; a closed console is a ConnectError (the link may come back)."""
         try:
             return int(self._need().expect(patterns, timeout=timeout))
@@ -473,12 +434,6 @@ class ConsoleTransport:
             if secret:
                 text = text.replace(secret, _MASK)
         return text
-
-
-def _where_from(console: Console) -> str:
-    if console.password_env:
-        return f" (password from ${console.password_env})"
-    return " (set password_env in the inventory's console: or run drp at a terminal)"
 
 
 def console_password(console: Console) -> str | None:
