@@ -361,7 +361,9 @@ class ConsoleTransport:
     def _chunk(self, path: str, index: int) -> bytes:
         for _ in range(_RETRIES):
             marker = wire.new_marker()
-            found = self._ask(wire.chunk_line(marker, path, index), wire.chunk_end(marker, index))
+            scratch = posixpath.join(self._dir, "chunk")
+            line = wire.chunk_line(marker, path, index, scratch)
+            found = self._ask(line, wire.chunk_end(marker, index))
             frame = wire.parse_chunk(found.group(0), marker, index)
             if frame.data is not None:
                 return frame.data

@@ -32,9 +32,10 @@ import secrets
 import shlex
 from dataclasses import dataclass
 
-#: Bytes of raw data per uploaded line: 1,500 base64 characters, well under
-#: the 4,095-character line limit of a terminal in canonical mode.
-UP_CHUNK = 1125
+#: Bytes of raw data per uploaded line: 3,000 base64 characters, under the
+#: 4,095-character line limit of a terminal in canonical mode (with the command
+#: around them).
+UP_CHUNK = 2250
 #: Bytes of raw data per downloaded chunk (about 87 kB of base64 on one line).
 DOWN_CHUNK = 65536
 
@@ -166,9 +167,13 @@ def size_pattern(marker: str) -> re.Pattern[bytes]:
     return re.compile(re.escape(marker.encode()) + rb":size:[ \t]*(-?\d+)\r?\n")
 
 
-def chunk_line(marker: str, path: str, index: int, chunk: int = DOWN_CHUNK) -> str:
-    """Prints chunk ``index`` of ``path`` framed as ``MARKER:INDEX:BASE64:SHA256``."""
-    q, c = shlex.quote(path), shlex.quote(path + ".c")
+def chunk_line(marker: str, path: str, index: int, scratch: str, chunk: int = DOWN_CHUNK) -> str:
+    """Prints chunk ``index`` of ``path`` framed as ``MARKER:INDEX:BASE64:SHA256``.
+
+    The chunk is cut into ``scratch`` (a file in drp's private directory,
+    never beside ``path``, where it could overwrite something).
+    """
+    q, c = shlex.quote(path), shlex.quote(scratch)
     return (
         f"dd if={q} of={c} bs={chunk} skip={index} count=1 2>/dev/null; "
         f"{say(marker, f':{index}:')}; base64 -w0 <{c}; printf ':'; "

@@ -33,7 +33,7 @@ def test_the_typed_line_never_holds_the_whole_marker() -> None:
         wire.sync_line(MARKER),
         wire.run_line(MARKER, "/tmp/x/" + "s", None),
         wire.size_line(MARKER, "/tmp/f"),
-        wire.chunk_line(MARKER, "/tmp/f", 3),
+        wire.chunk_line(MARKER, "/tmp/f", 3, "/tmp/d/chunk"),
         wire.dir_line(MARKER),
     ):
         assert MARKER not in line
