@@ -206,6 +206,7 @@ class ConsoleSink:
         self.host_status: dict[str, str] = {}
         self.started = clock()
         self.names: dict[str, str] = {}
+        self.paths: dict[str, str] = {}  # host -> "ssh" or "console": the path its steps use
         self.host_began: dict[str, datetime] = {}
         self.host_last: dict[str, datetime] = {}
         self.width = 12
@@ -328,9 +329,25 @@ class ConsoleSink:
         self.width = max([len(h) for h in event.data.get("targets", [])] + [4])
         self.print(f"[bold]resuming[/] run [bold]{event.run_id}[/]")
 
+    def _path_changed(self, event: Event, path: str) -> None:
+        """Say when a host's steps move to the serial console, and back to SSH."""
+        host = event.host or ""
+        before = self.paths.get(host, "ssh")
+        if path not in ("ssh", "console") or path == before:
+            return
+        self.paths[host] = path
+        where = "over the serial console" if path == "console" else "back over SSH"
+        self.print(f" [yellow]↪[/] {self._host(event)}  {escape(event.step or '')}  {where}")
+
     def _host_connected(self, event: Event) -> None:
         data = event.data
-        if data.get("via_fallback") or data.get("via_jump"):
+        if data.get("via_console"):
+            self.paths[event.host or ""] = "console"
+            self.print(
+                f" [yellow]↪[/] {self._host(event)}  no SSH path answers: connected through "
+                f"the serial console {escape(str(data.get('address')))}"
+            )
+        elif data.get("via_fallback") or data.get("via_jump"):
             path = "fallback address" if data.get("via_fallback") else f"jump {data['via_jump']}"
             self.print(
                 f" [yellow]↪[/] {self._host(event)}  connected through {path} "
@@ -352,6 +369,7 @@ class ConsoleSink:
     def _step_started(self, event: Event) -> None:
         name = str(event.data.get("name") or event.step)
         self.names[event.step or ""] = name
+        self._path_changed(event, str(event.data.get("path") or ""))
         timeout = _seconds(event.data.get("timeout"))  # when the engine says (optional)
         self._set_row(event.host, Row(step=name, began=self.clock(), timeout=timeout))
 

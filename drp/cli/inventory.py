@@ -85,8 +85,25 @@ def _describe(host: Host) -> dict[str, object]:
         else None,
         "reboot_command": host.reboot_command,
         "boot_id_command": host.boot_id_command,
+        "console": _console(host),
         "groups": list(host.groups),
         "vars": host.vars,
+    }
+
+
+def _console(host: Host) -> dict[str, object] | None:
+    """The console settings; the password is never in the inventory, only where it comes from."""
+    console = host.console
+    if console is None:
+        return None
+    way = {"socket": console.socket} if console.socket else {"command": console.command}
+    return way | {
+        "user": console.user,
+        "password": f"from ${console.password_env}" if console.password_env else "asked",
+        "login_prompt": console.login_prompt,
+        "password_prompt": console.password_prompt,
+        "shell_prompt": console.shell_prompt,
+        "timeout": console.timeout,
     }
 
 

@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,9 +95,18 @@ def _targets(hosts: list[str] | None, targets: str | None) -> str | None:
 
 def host_passwords(inventory: Inventory) -> dict[str, str]:
     """Each host's own sudo password, from the variable its ``become.password_env`` names."""
+    return _from_env(inventory, lambda h: h.become.password_env if h.become else None)
+
+
+def console_passwords(inventory: Inventory) -> dict[str, str]:
+    """Each host's console login password, from the variable its ``console.password_env`` names."""
+    return _from_env(inventory, lambda h: h.console.password_env if h.console else None)
+
+
+def _from_env(inventory: Inventory, variable: Callable[[Host], str | None]) -> dict[str, str]:
     found: dict[str, str] = {}
     for host in inventory.hosts.values():
-        env = host.become.password_env if host.become else None
+        env = variable(host)
         if env and os.environ.get(env):
             found[host.name] = sudo_password(os.environ[env], f"${env} (host {host.name})")
     return found
@@ -105,6 +115,7 @@ def host_passwords(inventory: Inventory) -> dict[str, str]:
 def known_secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
     values = [password] if password else []
     values.extend(host_passwords(inventory).values())
+    values.extend(console_passwords(inventory).values())
     return tuple(v for v in values if v)
 
 
@@ -254,9 +265,21 @@ def _transports(options: RunOptions) -> tuple[Any, Transport]:
     from drp.transport.ssh import SshTransport
 
     def factory(host: Host) -> Transport:
-        return SshTransport(
+        ssh = SshTransport(
             host, sudo_password=options.password_for(host.name), run_id=options.run_id
         )
+        if host.console is None:
+            return ssh
+        from drp.transport.console import ConsoleTransport, console_password
+        from drp.transport.paths import PathTransport
+
+        console = ConsoleTransport(
+            host,
+            password=console_password(host.console),
+            sudo_password=options.password_for(host.name),
+            run_id=options.run_id,
+        )
+        return PathTransport(ssh, console)
 
     return factory, LocalTransport()
 

@@ -48,7 +48,7 @@ from drp.inventory import Become, Host
 from drp.redact import Redactor
 from drp.results import CommandResult, HostStatus, StepStatus
 from drp.runbook.template import TemplateProblem, evaluate, render
-from drp.transport.base import OutputCallback, Transport
+from drp.transport.base import OutputCallback, PathChoice, Transport
 from drp.transport.command import wrap_become
 
 
@@ -240,6 +240,7 @@ class HostRun:
             return HostStatus.OK
         status = HostStatus.OK
         try:
+            self.allow_console(any(ps.console for ps in self.shared.plan.steps[self.host.name]))
             self.connect()
             if self.resumed:
                 leftovers.settle(self)
@@ -302,6 +303,7 @@ class HostRun:
                 "port": info.port,
                 "via_fallback": info.via_fallback,
                 "via_jump": info.via_jump,
+                "via_console": info.via_console,
             },
         )
 
@@ -363,6 +365,7 @@ class HostRun:
                 data={"reason": "when"},
             )
             return
+        path = self.choose_path(ps)
         if ps.id in self.resume.in_doubt and not gates.settle_in_doubt(self, ps):
             return
         started = time.monotonic()
@@ -375,6 +378,7 @@ class HostRun:
                 "destructive": ps.destructive,
                 "command": self._display_command(ps),
                 "timeout": ps.timeout,  # per attempt, seconds (the console shows elapsed / it)
+                "path": path,
             },
         )
         try:
@@ -390,6 +394,24 @@ class HostRun:
             self._on_failure(ps, result)
         elif status is not StepStatus.SKIPPED:
             self.completed.append(ps)
+
+    # -- the path a step runs on (decided in drp.transport.paths) --------------
+    def allow_console(self, allowed: bool) -> None:
+        if isinstance(self.transport, PathChoice):
+            self.transport.allow_console(allowed)
+
+    def choose_path(self, ps: PlannedStep) -> str:
+        """Let the transport pick this step's path; which one, for the journal and console."""
+        if ps.step.local is not None or ps.step.manual is not None:
+            return "local"
+        if not isinstance(self.transport, PathChoice):
+            return "ssh"
+        self.allow_console(ps.console)
+        try:
+            info = self.transport.connect()
+        except ConnectError:
+            return "unreachable"  # the step's attempts say why, and retry
+        return "console" if info.via_console else "ssh"
 
     def _captures_lost(self, ps: PlannedStep) -> bool:
         """A capture was not journaled whole (a sensitive step's, or one longer than

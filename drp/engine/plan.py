@@ -40,6 +40,7 @@ class PlannedStep:
     # what the action does beyond its command, for review: a wait's condition, the
     # commands a reboot uses, the file a put writes (see _details)
     details: dict[str, Any] = field(default_factory=dict)
+    console: bool = False  # may run over the host's serial console when SSH does not answer
 
     @property
     def id(self) -> str:
@@ -475,6 +476,7 @@ def build_plan(
                     when=when,
                     display=display,
                     details=_details(step, context, redactor, host, skipped, bad, timeout, display),
+                    console=runbook.console if step.console is None else step.console,
                 )
             )
         per_host[host.name] = tuple(planned)

@@ -13,6 +13,10 @@ hosts:
       - {address: 192.0.2.20, jump: ops@192.0.2.2} # through a bastion of its own
     jump: bastion                   # an inventory host, user@host:port, or none (direct)
     become: true                    # or {user: root, password_env: DRP_BECOME_PASSWORD}
+    console:                        # out-of-band serial console (docs/runbooks.md)
+      command: ipmitool -I lanplus -H bmc1 -U admin -E sol activate   # or socket: unix:/path
+      user: root
+      password_env: DB1_CONSOLE_PASSWORD
     vars: {bay: 2}
 groups:
   databases: {hosts: [db1], children: [replicas], vars: {role: db}}
@@ -33,6 +37,7 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from drp.fields import PositiveDuration
@@ -149,6 +154,57 @@ Fallback = Annotated[
 ]
 
 
+#: Default prompt patterns of a console (regular expressions, matched at the end of output).
+LOGIN_PROMPT = r"login:\s*$"
+PASSWORD_PROMPT = r"[Pp]assword:\s*$"  # noqa: S105 - a prompt pattern, no password
+SHELL_PROMPT = r"[#$%>]\s*(?:\x1b\[[0-9;?]*[A-Za-z]\s*)*$"  # colour codes may follow
+_SOCKET = re.compile(r"^(unix:.+|tcp:.+:\d{1,5})$")
+
+
+class ConsoleSpec(BaseModel):
+    """A host's out-of-band serial console: a program or a socket, and how to log in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = Field(
+        default=None,
+        description="program whose stdin/stdout is the console, e.g. 'virsh console vm1'",
+    )
+    socket: str | None = Field(default=None, description="'unix:/path' or 'tcp:HOST:PORT'")
+    user: str = Field(default="root", description="login user on the console")
+    password_env: str | None = Field(
+        default=None,
+        description="environment variable holding the login password (else drp asks)",
+    )
+    login_prompt: str = LOGIN_PROMPT
+    password_prompt: str = PASSWORD_PROMPT
+    shell_prompt: str = SHELL_PROMPT
+    timeout: PositiveDuration = Field(default=30.0, description="how long logging in may take")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "password" in value:
+            raise ValueError(
+                "a console password never goes in the inventory: "
+                "name an environment variable with password_env (or let drp ask)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> ConsoleSpec:
+        if (self.command is None) == (self.socket is None):
+            raise ValueError("a console has either command: or socket:, not both or neither")
+        if self.socket is not None and not _SOCKET.match(self.socket):
+            raise ValueError(f"socket {self.socket!r} is not 'unix:/path' or 'tcp:HOST:PORT'")
+        for pattern in (self.login_prompt, self.password_prompt, self.shell_prompt):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"prompt pattern {pattern!r}: {exc}") from None
+        return self
+
+
 class HostSpec(ConnectionSpec):
     """One host as written in the inventory."""
 
@@ -163,6 +219,9 @@ class HostSpec(ConnectionSpec):
     jump: str | None = Field(
         default=None,
         description="bastion: an inventory host, user@host:port, or 'none' (direct, the default)",
+    )
+    console: ConsoleSpec | None = Field(
+        default=None, description="out-of-band serial console, used when no SSH path answers"
     )
     vars: dict[str, Any] = Field(default_factory=dict)
 
@@ -209,6 +268,25 @@ class Become:
 
 
 @dataclass(frozen=True)
+class Console:
+    """A resolved console: ``command`` (argv as one line) or ``socket``, login and prompts."""
+
+    command: str | None = None
+    socket: str | None = None
+    user: str = "root"
+    password_env: str | None = None
+    login_prompt: str = LOGIN_PROMPT
+    password_prompt: str = PASSWORD_PROMPT
+    shell_prompt: str = SHELL_PROMPT
+    timeout: float = 30.0
+
+    @property
+    def where(self) -> str:
+        """How the console is reached, for messages: the socket or the program."""
+        return self.socket or f"command: {self.command}"
+
+
+@dataclass(frozen=True)
 class Address:
     """One way to reach a host: where, and through which jump host.
 
@@ -245,6 +323,7 @@ class Host:
     become: Become | None = None
     reboot_command: str | None = None
     boot_id_command: str | None = None
+    console: Console | None = None
     groups: tuple[str, ...] = ()
     vars: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 

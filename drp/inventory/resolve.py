@@ -16,6 +16,7 @@ from drp.inventory.model import (
     Become,
     BecomeSpec,
     ConnectionSpec,
+    Console,
     FallbackSpec,
     Host,
     HostSpec,
@@ -154,6 +155,7 @@ class _Resolver:
             become=_become(become),
             reboot_command=conn.get("reboot_command"),
             boot_id_command=conn.get("boot_id_command"),
+            console=Console(**hspec.console.model_dump()) if hspec.console else None,
             groups=member_of,
             vars=host_vars,
         )

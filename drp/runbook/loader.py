@@ -50,6 +50,7 @@ class Runbook:
     files: tuple[str, ...]
     # "params.NAME.default", "steps.ID", "steps.ID.FIELD" (e.g. steps.ID.wait.command)
     origins: Mapping[str, Origin] = field(default_factory=dict, compare=False, repr=False)
+    console: bool = False  # steps may run over a serial console (a step's console: overrides)
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
@@ -119,6 +120,7 @@ def load_runbook(path: Path) -> Runbook:
         sha256=digest.hexdigest(),
         files=tuple(name for name, _ in collector.files),
         origins=_origins(source, header, steps),
+        console=header.console,
     )
 
 

@@ -210,6 +210,11 @@ class Step(Strict):
     on_failure: Literal["abort", "continue", "rollback"] | None = None
     hosts: str | None = Field(default=None, description="narrow the run's targets")
     become: bool | None = None
+    console: bool | None = Field(
+        default=None,
+        description="may run over the host's serial console when no SSH path answers "
+        "(default: the runbook's console)",
+    )
     sensitive: bool = False
     confirm: bool | str = Field(default=False, description="destructive: ask first")
     success_codes: list[ExitCode] = Field(default_factory=lambda: [0])
@@ -307,6 +312,10 @@ class RunbookHeader(Strict):
         ge=0,
         le=100,
         description="halt the rollout when more than this share of hosts failed",
+    )
+    console: bool = Field(
+        default=False,
+        description="steps may run over a host's serial console when no SSH path answers",
     )
 
     @field_validator("serial")

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from drp.results import CommandResult
 
@@ -62,6 +62,7 @@ class ConnectInfo:
     port: int
     via_fallback: bool = False
     via_jump: str | None = None
+    via_console: bool = False  # the host's serial console (address: its socket or program)
 
 
 class Transport(Protocol):
@@ -93,3 +94,13 @@ class Transport(Protocol):
     def cancel(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PathChoice(Protocol):
+    """A transport with more than one path (:mod:`drp.transport.paths`): SSH, else the console.
+
+    The engine says before each step whether that step may use the console.
+    """
+
+    def allow_console(self, allowed: bool) -> None: ...
