@@ -59,7 +59,7 @@ steps:
     name: Restart the unit
     run: systemctl daemon-reload && systemctl restart {{{{ params.service }}}}
     confirm: Restart {{{{ params.service }}}} on {{{{ host.name }}}}?
-    unless: test "{{{{ captures.state }}}}" = active
+    unless: test {{{{ captures.state }}}} = active  # drp quotes values itself
 
   # wait: poll until a condition holds
   - id: healthy

@@ -56,7 +56,7 @@ def _journal_ok(lab: DnsLab) -> None:
 
 def _events(lab: DnsLab) -> list[dict]:  # type: ignore[type-arg]
     """Records of the latest run's journal."""
-    runs = sorted(p for p in lab.state.rglob("*.jsonl"))
+    runs = sorted(lab.state.glob("runs/*/events.jsonl"))  # not the witness index
     newest = max(runs, key=lambda p: p.stat().st_mtime)
     return [json.loads(line) for line in newest.read_text().splitlines() if line.strip()]
 

@@ -108,11 +108,11 @@ params:
   failed: {required: true}
 steps:
   - id: remove
-    run: echo "removed {{ params.failed }}" >> {{ vars.dir }}/order
+    run: echo removed {{ params.failed }} >> {{ vars.dir }}/order
   - id: swap-disk
     manual: Replace the disk, then approve.
   - id: partition
-    run: echo "partitioned {{ params.failed }} via {{ vars.tag }}" >> {{ vars.dir }}/order
+    run: echo partitioned {{ params.failed }} via {{ vars.tag }} >> {{ vars.dir }}/order
 """
 
 
