@@ -93,13 +93,14 @@ def list_runbooks(search: list[str] = RunbookPathOption) -> None:
     from drp.runbook.catalog import entries
 
     console = make_console()
-    table = Table("runbook", "summary", "origin", "path")
+    table = Table("runbook", "summary", "origin", "status", "path")
     for entry in entries(search):
         try:
             summary = load_runbook(entry.path).summary
         except InputError:
             summary = "[red]invalid: run drp validate[/]"
-        table.add_row(entry.name, summary, entry.origin, escape(str(entry.path)))
+        status = f"[yellow]{entry.status}[/]" if entry.status.startswith("DRAFT") else entry.status
+        table.add_row(entry.name, summary, entry.origin, status, escape(str(entry.path)))
     console.print(table)
 
 
