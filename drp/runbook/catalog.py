@@ -23,6 +23,7 @@ ENV_PATH = "DRP_RUNBOOK_PATH"
 PROVED_BY: dict[str, tuple[str, ...]] = {
     "disk-replace": ("tests/lab/test_disk_replace.py", "tests/lab/test_disk_failing.py"),
     "raid-rebuild": ("tests/lab/test_raid_rebuild.py",),
+    "kernel-rollback": ("tests/lab/test_kernel_rollback.py",),
     "dns-failover": ("tests/dns/test_dns_runbooks.py",),
     "dns-failback": ("tests/dns/test_dns_runbooks.py",),
 }

@@ -85,7 +85,7 @@ def test_rollback_repairs_the_upgrade_and_the_good_kernel_stays(
 def _make_bad_kernel_the_default(guest: Guest) -> None:
     """Undo the first test's choice (or repair the upgrade if it did not run)."""
     installed = guest.ssh(f"dpkg-query -W -f '${{Status}}' {BAD_PACKAGE}").stdout
-    if "install ok installed" not in installed:
+    if not installed.endswith(" ok installed"):  # "hold ok installed" once held
         interrupt_kernel_upgrade(guest)
         guest.ssh("dpkg --configure -a", check=True, timeout=1800)
     guest.ssh(
@@ -134,6 +134,11 @@ def test_a_run_stopped_after_its_reboot_leaves_the_default_entry(
     # The default entry (the newest kernel), not a sticky once-entry.
     assert uname(guest) == NEW_KERNEL
     assert "next_entry" not in grubenv(guest)
+    # The killed run's host lock stays, as it should: the operator removes it.
+    unlocked = run_drp(
+        "unlock", "lab1", "-i", str(module_inventory), "--force", state_dir=state, timeout=300
+    )
+    assert unlocked.returncode == 0, unlocked.stdout + unlocked.stderr
 
 
 def test_rollback_refuses_a_kernel_that_is_not_installed(
