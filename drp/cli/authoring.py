@@ -134,15 +134,24 @@ def list_runbooks(search: list[str] = RunbookPathOption, fmt: str = FormatOption
     if fmt == "json":
         echo_json(
             [
-                {"name": e.name, "summary": s, "origin": e.origin, "path": str(e.path), "valid": v}
+                {
+                    "name": e.name,
+                    "summary": s,
+                    "origin": e.origin,
+                    "status": e.status,
+                    "path": str(e.path),
+                    "valid": v,
+                }
                 for e, s, v in found
             ]
         )
         return
-    table = Table("runbook", "summary", "origin", "path")
+    table = Table("runbook", "summary", "origin", "status", "path")
     for entry, summary, valid in found:
         shown = escape(summary) if valid else "[red]invalid: run drp validate[/]"
-        table.add_row(escape(entry.name), shown, entry.origin, escape(str(entry.path)))
+        status = escape(entry.status)
+        status = f"[yellow]{status}[/]" if entry.status.startswith("DRAFT") else status
+        table.add_row(escape(entry.name), shown, entry.origin, status, escape(str(entry.path)))
     listing_console().print(table)
 
 

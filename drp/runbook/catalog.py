@@ -3,6 +3,9 @@
 Search order: directories in ``DRP_RUNBOOK_PATH`` (``:``-separated), then
 ``./runbooks`` in the current directory, then drp's built-in runbooks. A name
 with a ``/`` or ending in ``.yaml`` is a path.
+
+Built-in runbooks are either proved by a test that runs them for real (``PROVED_BY``:
+the lab rehearsal on a QEMU guest, or BIND for DNS) or drafts: ``drp list`` says which.
 """
 
 from __future__ import annotations
@@ -15,12 +18,37 @@ from drp.errors import Problem, RunbookError
 
 ENV_PATH = "DRP_RUNBOOK_PATH"
 
+#: Built-in runbooks run for real by a test (paths from the repository root); any other
+#: built-in runbook is a DRAFT. Add a runbook here only once its test passes.
+PROVED_BY: dict[str, tuple[str, ...]] = {
+    "disk-replace": ("tests/lab/test_disk_replace.py",),
+    "raid-rebuild": ("tests/lab/test_raid_rebuild.py",),
+    "kernel-rollback": ("tests/lab/test_kernel_rollback.py",),
+    "network-repair": ("tests/lab/test_network_repair.py",),
+    "dns-failover": ("tests/dns/test_dns_runbooks.py",),
+    "dns-failback": ("tests/dns/test_dns_runbooks.py",),
+}
+
 
 @dataclass(frozen=True)
 class Entry:
     name: str
     path: Path
     origin: str  # "user" or "built-in"
+
+    @property
+    def proved_by(self) -> tuple[str, ...]:
+        """The tests that run this built-in runbook for real (none: a draft, or a user's)."""
+        return PROVED_BY.get(self.name, ()) if self.origin == "built-in" else ()
+
+    @property
+    def status(self) -> str:
+        """``proved by TEST, ...``, ``DRAFT`` (built-in, not proved) or ``''`` (user's)."""
+        if self.origin != "built-in":
+            return ""
+        if self.proved_by:
+            return "proved by " + ", ".join(Path(test).name for test in self.proved_by)
+        return "DRAFT: not proved"
 
 
 def builtin_dir() -> Path:

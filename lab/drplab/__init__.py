@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from drplab.build import BuildConfig, LabImage, build_image
 from drplab.config import cache_dir
-from drplab.guest import Disk, Guest, LabError
+from drplab.guest import Disk, Guest, IOFault, LabError
 from drplab.inventory import known_hosts_line, write_inventory, write_known_hosts
 
 __all__ = [
     "BuildConfig",
     "Disk",
     "Guest",
+    "IOFault",
     "LabError",
     "LabImage",
     "build_image",

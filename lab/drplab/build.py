@@ -44,14 +44,23 @@ from drplab.config import accel_args, cache_dir, debian_mirror, qemu_binary
 log = logging.getLogger("drplab.build")
 
 #: Bump when the host-side configuration of the root tree changes.
-ROOTFS_VERSION = "2"
+ROOTFS_VERSION = "3"
 #: Bump when the provisioning boot changes in a way its script does not show.
 IMAGE_VERSION = "1"
 
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
 
+#: The kernel the image boots (the known-good one) and the newer one whose upgrade the lab
+#: interrupts (kept as a .deb in the guest, see SPARE_DEB_DIR). Both are real bookworm kernel
+#: ABIs of this mirror (``apt-cache madison linux-image-6.1.0-47-amd64``).
+GOOD_KERNEL = "6.1.0-47-amd64"
+NEW_KERNEL = "6.1.0-50-amd64"
+#: Where the guest keeps the newer kernel's package (``drplab.breaks`` unpacks it).
+SPARE_DEB_DIR = "/var/cache/drplab"
+
 PACKAGES: tuple[str, ...] = (
-    "linux-image-amd64",
+    f"linux-image-{GOOD_KERNEL}",
+    f"linux-image-{NEW_KERNEL}",
     "systemd-sysv",
     "dbus",
     "udev",
@@ -85,6 +94,13 @@ INITRAMFS_MODULES: tuple[str, ...] = (
     "ext4",
     "md_mod",
     "raid1",
+)
+
+#: The primary network configuration (ifupdown, eth0 by DHCP).
+INTERFACES = (
+    "source /etc/network/interfaces.d/*\n\n"
+    "auto lo\niface lo inet loopback\n\n"
+    "auto eth0\niface eth0 inet dhcp\n"
 )
 
 SRC_SERIAL = "DRPLAB-SRC"
@@ -303,12 +319,19 @@ def _configure_tree(
         "::1\tlocalhost ip6-localhost ip6-loopback\n",
     )
     _write(etc / "fstab", f"UUID={fs_uuid}\t/\text4\terrors=remount-ro\t0\t1\n")
+    _write(etc / "network" / "interfaces", INTERFACES)
+    # The management port (eth1, its own QEMU user network): configured by systemd-networkd,
+    # not ifupdown, as a rescue/IPMI network is, so a broken ifupdown config leaves it up.
+    # No default route through it: the primary network keeps the gateway.
     _write(
-        etc / "network" / "interfaces",
-        "source /etc/network/interfaces.d/*\n\n"
-        "auto lo\niface lo inet loopback\n\n"
-        "auto eth0\niface eth0 inet dhcp\n",
+        etc / "systemd" / "network" / "10-drplab-mgmt.network",
+        "[Match]\nName=eth1\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n\n"
+        "[DHCPv4]\nUseRoutes=false\nUseGateway=false\nUseDNS=false\n",
     )
+    # Debian's own /etc/default/grub (grub-pc's postinst installs this file with ucf).
+    shipped = tree / "usr" / "share" / "grub" / "default" / "grub"
+    if shipped.exists():
+        _write(etc / "default" / "grub", shipped.read_text(encoding="utf-8"))
     # mdadm.conf names the array before it exists: provisioning creates it with this UUID,
     # so the initramfs built below already assembles it as md0.
     mdadm_conf = etc / "mdadm" / "mdadm.conf"
@@ -335,10 +358,11 @@ def _configure_tree(
     # Boot faster: ifupdown-pre waits for udev to settle (~7 s under TCG).
     systemd = etc / "systemd" / "system"
     systemd.mkdir(parents=True, exist_ok=True)
-    for unit in ("ifupdown-pre.service",):
+    for unit in ("ifupdown-pre.service", "systemd-networkd-wait-online.service"):
         link = systemd / unit
         if not link.is_symlink():
             link.symlink_to("/dev/null")
+    _run(["chroot", str(tree), "systemctl", "enable", "systemd-networkd.service"], logfile)
     # SSH: key-only root login; one ed25519 host key generated now, so the lab can
     # write a known_hosts line for it (drp never auto-accepts host keys).
     _write(
@@ -406,7 +430,11 @@ def _slim_tree(tree: Path, logfile: Path) -> None:
         tree / "etc" / "dpkg" / "dpkg.cfg.d" / "drplab-nodoc",
         "path-exclude=/usr/share/doc/*\npath-include=/usr/share/doc/*/copyright\n"
         "path-exclude=/usr/share/man/*\npath-exclude=/usr/share/info/*\n"
-        "path-exclude=/usr/share/locale/*\npath-include=/usr/share/locale/locale.alias\n",
+        "path-exclude=/usr/share/locale/*\npath-include=/usr/share/locale/locale.alias\n"
+        # the same driver trees as below, for kernels installed later in the guest
+        + "".join(
+            f"path-exclude=/usr/lib/modules/*/kernel/{sub}/*\n" for sub in UNUSED_MODULE_DIRS
+        ),
     )
     for sub in ("man", "info", "locale"):
         target = tree / "usr" / "share" / sub
@@ -431,6 +459,26 @@ def _slim_tree(tree: Path, logfile: Path) -> None:
             if target.is_dir():
                 shutil.rmtree(target)
         _run(["chroot", str(tree), "depmod", moddir.name], logfile)
+
+
+def _keep_new_kernel_deb(tree: Path, debs: Path, logfile: Path) -> None:
+    """Purge the newer kernel debootstrap installed; keep its .deb in the guest.
+
+    The lab then breaks the guest as the night did: ``dpkg --unpack`` of that package,
+    interrupted before it is configured (``drplab.breaks.interrupt_kernel_upgrade``).
+    """
+    package = f"linux-image-{NEW_KERNEL}"
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        raise BuildError(f"no {package} package in {debs}")
+    spare = tree / SPARE_DEB_DIR.lstrip("/")
+    spare.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(found[-1], spare / found[-1].name)
+    _run(["chroot", str(tree), "dpkg", "--purge", package], logfile)
+    # depmod's files (written by _slim_tree) are not the package's: dpkg leaves them
+    leftover = tree / "usr" / "lib" / "modules" / NEW_KERNEL
+    if leftover.is_dir():
+        shutil.rmtree(leftover)
 
 
 def _build_rootfs(cfg: BuildConfig, pubkey: str, root: Path) -> _Rootfs:
@@ -468,12 +516,12 @@ def _build_rootfs(cfg: BuildConfig, pubkey: str, root: Path) -> _Rootfs:
         host_key = _configure_tree(tree, cfg, pubkey, md_uuid, fs_uuid, logfile)
         log.info("building initramfs in the chroot")
         with _chroot_mounts(tree):
+            _keep_new_kernel_deb(tree, debs, logfile)
             _run(["chroot", str(tree), "update-initramfs", "-u", "-k", "all"], logfile)
             _run(["chroot", str(tree), "apt-get", "clean"], logfile)
-        kernels = sorted((tree / "boot").glob("vmlinuz-*"))
-        if not kernels:
-            raise BuildError("no kernel in the root tree")
-        kernel = kernels[-1].name.removeprefix("vmlinuz-")
+        kernel = GOOD_KERNEL
+        if not (tree / "boot" / f"vmlinuz-{kernel}").exists():
+            raise BuildError(f"no kernel {kernel} in the root tree")
         shutil.copy2(tree / "boot" / f"vmlinuz-{kernel}", work / "vmlinuz")
         shutil.copy2(tree / "boot" / f"initrd.img-{kernel}", work / "initrd.img")
         log.info("packing root.img (mkfs.ext4 -d)")

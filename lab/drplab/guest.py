@@ -14,6 +14,7 @@ Every wait polls against a deadline; nothing sleeps for a fixed time.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -38,10 +40,32 @@ log = logging.getLogger("drplab.guest")
 
 ADDRESS = "127.0.0.1"
 NIC_ID = "nic0"
+#: The management port: a second NIC on its own user-mode network (guest eth1, configured
+#: by systemd-networkd while eth0 is ifupdown's), like a rescue/IPMI network.
+MGMT_NIC_ID = "nic1"
+MGMT_NET = "10.0.3.0/24"
 
 
 class LabError(RuntimeError):
     """The guest did not do what the lab expected (did not boot, QEMU died, ...)."""
+
+
+@dataclass(frozen=True)
+class IOFault:
+    """A real I/O error the disk returns (QEMU ``blkdebug``): ``op`` on 512-byte ``sector``.
+
+    ``op`` is ``"read"`` or ``"write"``; every such request touching the sector fails
+    with EIO, as a disk with a bad sector does, while the disk stays on the bus.
+    """
+
+    op: str
+    sector: int
+
+    def rule(self) -> dict[str, Any]:
+        """The blkdebug ``inject-error`` rule."""
+        if self.op not in ("read", "write"):
+            raise ValueError(f"IOFault op must be read or write, not {self.op!r}")
+        return {"event": f"{self.op}_aio", "iotype": self.op, "errno": 5, "sector": self.sector}
 
 
 @dataclass
@@ -54,6 +78,26 @@ class Disk:
     fmt: str = "qcow2"
     attached: bool = False
     bootindex: int | None = None
+    faults: tuple[IOFault, ...] = ()
+
+    def blockdev(self) -> str:
+        """The ``-blockdev`` argument; a disk with faults is raw over ``blkdebug``."""
+        if not self.faults:
+            return (
+                f"driver={self.fmt},node-name={self.node},"
+                f"file.driver=file,file.filename={self.image}"
+            )
+        return json.dumps(
+            {
+                "driver": self.fmt,
+                "node-name": self.node,
+                "file": {
+                    "driver": "blkdebug",
+                    "image": {"driver": "file", "filename": str(self.image)},
+                    "inject-error": [fault.rule() for fault in self.faults],
+                },
+            }
+        )
 
     @property
     def node(self) -> str:
@@ -144,15 +188,18 @@ class Guest:
         smp: int = 1,
         workdir: Path | None = None,
         detached: bool = False,
+        faults: Mapping[str, Sequence[IOFault]] | None = None,
     ) -> None:
         self.image = image
         self.name = name
         self.memory_mib = memory_mib
         self.smp = smp
         self.detached = detached
+        self.faults = dict(faults or {})
         self._workdir_arg = workdir
         self.workdir: Path | None = None
         self.port = 0
+        self.mgmt_port = 0
         self.disks: dict[str, Disk] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self._qmp: QMP | None = None
@@ -242,17 +289,15 @@ class Guest:
             f"user,id=net0,hostfwd=tcp:{ADDRESS}:{self.port}-:22",
             "-device",
             f"virtio-net-pci,netdev=net0,id={NIC_ID}",
+            "-netdev",
+            f"user,id=net1,net={MGMT_NET},hostfwd=tcp:{ADDRESS}:{self.mgmt_port}-:22",
+            "-device",
+            f"virtio-net-pci,netdev=net1,id={MGMT_NIC_ID}",
             "-pidfile",
             str(self._path("qemu.pid")),
         ]
         for disk in self.disks.values():
-            argv += [
-                "-blockdev",
-                f"driver={disk.fmt},node-name={disk.node},"
-                f"file.driver=file,file.filename={disk.image}",
-                "-device",
-                self._device_spec(disk),
-            ]
+            argv += ["-blockdev", disk.blockdev(), "-device", self._device_spec(disk)]
         return argv
 
     @staticmethod
@@ -277,23 +322,24 @@ class Guest:
             for index, (name, serial, base) in enumerate(
                 zip(self.image.disk_names, self.image.disk_serials, self.image.disks, strict=True)
             ):
-                overlay = self._path(f"{name}.qcow2")
-                subprocess.run(
-                    [
-                        "qemu-img",
-                        "create",
-                        "-q",
-                        "-f",
-                        "qcow2",
-                        "-F",
-                        "qcow2",
-                        "-b",
-                        str(base),
-                        str(overlay),
-                    ],
-                    check=True,
+                faults = tuple(self.faults.get(name, ()))
+                if faults:  # blkdebug sectors are the guest's: a raw (sparse) copy
+                    overlay = self._path(f"{name}.raw")
+                    create = ["convert", "-q", "-O", "raw", str(base), str(overlay)]
+                else:
+                    overlay = self._path(f"{name}.qcow2")
+                    create = ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base)]
+                    create.append(str(overlay))
+                subprocess.run(["qemu-img", *create], check=True)
+                self.disks[name] = Disk(
+                    name,
+                    overlay,
+                    serial,
+                    fmt="raw" if faults else "qcow2",
+                    attached=True,
+                    bootindex=index,
+                    faults=faults,
                 )
-                self.disks[name] = Disk(name, overlay, serial, attached=True, bootindex=index)
             self._launch()
             if not self.detached:
                 self._console = _Console(self.console_socket, self.console_log)
@@ -309,8 +355,13 @@ class Guest:
         """Start QEMU on a free port; retry if another process took the port first."""
         for _attempt in range(5):
             self.port = free_port(ADDRESS)
+            self.mgmt_port = free_port(ADDRESS)
             write_known_hosts(
-                self.known_hosts, [known_hosts_line(self.image.host_key, self.port, ADDRESS)]
+                self.known_hosts,
+                [
+                    known_hosts_line(self.image.host_key, port, ADDRESS)
+                    for port in (self.port, self.mgmt_port)
+                ],
             )
             for stale in (self.qmp_socket, self.console_socket):
                 stale.unlink(missing_ok=True)
@@ -469,17 +520,20 @@ class Guest:
         """Plug (``True``) or unplug (``False``) the network cable."""
         self.qmp("set_link", name=NIC_ID, up=up)
 
-    def power_cycle(self, *, wait: bool = True, timeout: float = 600.0) -> None:
+    def power_cycle(self, *, wait: bool = True, timeout: float = 600.0, mgmt: bool = False) -> None:
         """Hard reset (``system_reset``); if ``wait``, wait until SSH shows a new boot id."""
-        old = self._boot_id_or_none() if wait else None
+        old = self._boot_id_or_none(mgmt=mgmt) if wait else None
         self.qmp("system_reset")
         if wait:
-            self.wait_boot(old, timeout=timeout)
+            self.wait_boot(old, timeout=timeout, mgmt=mgmt)
 
     # ------------------------------------------------------------------ SSH
 
-    def ssh_argv(self, *, connect_timeout: int = 10) -> list[str]:
-        """``ssh`` argv up to (not including) the remote command; strict host key checking."""
+    def ssh_argv(self, *, connect_timeout: int = 10, mgmt: bool = False) -> list[str]:
+        """``ssh`` argv up to (not including) the remote command; strict host key checking.
+
+        ``mgmt``: through the management port (eth1) instead of the primary one (eth0).
+        """
         return [
             "ssh",
             "-F",
@@ -505,7 +559,7 @@ class Guest:
             "-o",
             "LogLevel=ERROR",
             "-p",
-            str(self.port),
+            str(self.mgmt_port if mgmt else self.port),
             f"root@{ADDRESS}",
         ]
 
@@ -517,9 +571,10 @@ class Guest:
         timeout: float = 120.0,
         input_text: str | None = None,
         connect_timeout: int = 10,
+        mgmt: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``command`` as root in the guest through the ``ssh`` binary."""
-        argv = [*self.ssh_argv(connect_timeout=connect_timeout), command]
+        """Run ``command`` as root in the guest through the ``ssh`` binary (``mgmt``: eth1)."""
+        argv = [*self.ssh_argv(connect_timeout=connect_timeout, mgmt=mgmt), command]
         try:
             result = subprocess.run(
                 argv,
@@ -567,20 +622,25 @@ class Guest:
         except (OSError, LabError):
             return ""
 
-    def boot_id(self) -> str:
+    def boot_id(self, *, mgmt: bool = False) -> str:
         """The guest kernel's boot id (changes at every boot)."""
-        return self.ssh("cat /proc/sys/kernel/random/boot_id", check=True).stdout.strip()
+        command = "cat /proc/sys/kernel/random/boot_id"
+        return self.ssh(command, check=True, mgmt=mgmt).stdout.strip()
 
-    def _boot_id_or_none(self) -> str | None:
-        result = self.ssh("cat /proc/sys/kernel/random/boot_id", timeout=20, connect_timeout=5)
+    def _boot_id_or_none(self, *, mgmt: bool = False) -> str | None:
+        result = self.ssh(
+            "cat /proc/sys/kernel/random/boot_id", timeout=20, connect_timeout=5, mgmt=mgmt
+        )
         return result.stdout.strip() if result.returncode == 0 else None
 
-    def wait_boot(self, old_boot_id: str | None, *, timeout: float = 600.0) -> str:
+    def wait_boot(
+        self, old_boot_id: str | None, *, timeout: float = 600.0, mgmt: bool = False
+    ) -> str:
         """Wait until SSH answers with a boot id other than ``old_boot_id``; return it."""
 
         def new_boot() -> str | None:
             self._check_alive()
-            current = self._boot_id_or_none()
+            current = self._boot_id_or_none(mgmt=mgmt)
             return current if current and current != old_boot_id else None
 
         started = time.monotonic()
@@ -648,6 +708,7 @@ class Guest:
             port=self.port,
             key=self.image.ssh_key,
             known_hosts=self.known_hosts,
+            fallback=[{"address": f"{ADDRESS}:{self.mgmt_port}", "jump": "none"}],
             merge=merge,
         )
 

@@ -9,6 +9,8 @@ Inventory entry (merged into ``hosts:`` of a YAML file)::
         user: root
         key: /root/.cache/drp-lab/id_ed25519
         known_hosts: /tmp/drplab-lab1-xxxx/known_hosts
+        fallback:                 # the management port (guest eth1)
+          - {address: "127.0.0.1:40223", jump: none}
         vars:
           lab: true
 """
@@ -63,6 +65,7 @@ def write_inventory(
     address: str = "127.0.0.1",
     user: str = "root",
     variables: dict[str, Any] | None = None,
+    fallback: list[dict[str, str]] | None = None,
     merge: bool = True,
 ) -> Path:
     """Write the entry for ``host`` into inventory ``path`` (merged with what is there)."""
@@ -78,6 +81,8 @@ def write_inventory(
         "known_hosts": str(known_hosts),
         "vars": {"lab": True, **(variables or {})},
     }
+    if fallback:
+        hosts[host]["fallback"] = fallback
     _atomic_write(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
     return path
 

@@ -10,6 +10,9 @@ Fixtures:
     the tail of its serial console is added to the report.
 ``lab_inventory`` (function)
     a drp inventory file (``tmp_path/inventory.yaml``) with ``lab_guest`` as host ``lab1``.
+``module_guest`` / ``module_inventory`` (module)
+    one guest (and its inventory) shared by the tests of a module, for rehearsals
+    whose tests can run one after the other on the same machine.
 ``write_lab_inventory`` (function)
     ``write_lab_inventory(guest, path=None, host=None) -> Path`` for tests that
     start guests of their own or want another host name.
@@ -85,6 +88,23 @@ def lab_guest(lab_image: LabImage, request: pytest.FixtureRequest) -> Iterator[G
                 tail = ""
             report.sections.append(("lab console (tail)", tail))
         guest.stop()
+
+
+@pytest.fixture(scope="module")
+def module_guest(lab_image: LabImage) -> Iterator[Guest]:
+    """One guest shared by the tests of a module (each boot costs ~1 min under TCG)."""
+    guest = Guest(lab_image, name="lab1")
+    try:
+        guest.start()
+        yield guest
+    finally:
+        guest.stop()
+
+
+@pytest.fixture(scope="module")
+def module_inventory(module_guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An inventory file with ``module_guest`` as host ``lab1`` (management port as fallback)."""
+    return module_guest.write_inventory(tmp_path_factory.mktemp("inv") / "inventory.yaml")
 
 
 @pytest.fixture

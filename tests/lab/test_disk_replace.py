@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from drp_cli import RUNBOOKS, events, run_drp, runs
 from drplab import Guest
+from drplab.probes import grub_core_embedded
 from drplab.util import wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
@@ -125,11 +126,11 @@ def test_disk_replace_then_boot_from_the_new_disk_alone(
     assert "Active Devices : 2" in detail, detail
     assert re.search(rf"active sync +{new_dev}2$", detail, re.MULTILINE), detail
     assert "[UU]" in md0_status(guest)
-    # New GUIDs on the copied table, GRUB in the new disk's MBR.
+    # New GUIDs on the copied table; GRUB's core image in the new disk's BIOS boot partition.
     guid = "sgdisk -p {} | sed -n 's/^Disk identifier (GUID): //p'"
     guids = [guest.ssh(guid.format(d), check=True).stdout.strip() for d in ("/dev/vda", new_dev)]
     assert len(guids) == 2 and guids[0] != guids[1], guids
-    assert guest.ssh(f"head -c 512 {new_dev} | grep -ac GRUB").stdout.strip() == "1"
+    assert grub_core_embedded(guest, new_dev)
 
     # The acid test: the original disk goes too; the machine must boot from the new one.
     guest.pull_disk("disk0")

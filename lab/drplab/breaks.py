@@ -1,0 +1,71 @@
+"""Ways to break a lab guest as the night of incident A did.
+
+``interrupt_kernel_upgrade(guest)``
+    the newer kernel's package unpacked and never configured (``dpkg --unpack``, as an
+    upgrade interrupted by a dying disk leaves it): half-installed, no initramfs.
+``break_network(guest, kind)``
+    the primary network configuration (ifupdown, eth0) broken: ``wrong-address``,
+    ``manual`` (``inet manual``: no address) or ``renamed`` (a stanza for an interface
+    that does not exist). The management port (eth1, systemd-networkd) is untouched,
+    so the guest is still reachable through it.
+
+Each returns once the damage is visible; every wait polls against a deadline.
+"""
+
+from __future__ import annotations
+
+from drplab.build import INTERFACES, NEW_KERNEL, SPARE_DEB_DIR
+from drplab.guest import Guest, LabError
+from drplab.util import wait_until
+
+#: The working primary configuration the image ships (kept as the operator's known-good copy).
+GOOD_INTERFACES = INTERFACES
+
+BROKEN_INTERFACES = {
+    # QEMU's user network forwards the primary port to 10.0.2.15 only
+    "wrong-address": "auto eth0\niface eth0 inet static\n    address 10.0.2.99/24\n"
+    "    gateway 10.0.2.2\n",
+    "manual": "auto eth0\niface eth0 inet manual\n",
+    "renamed": "auto ens3\niface ens3 inet dhcp\n",
+}
+
+
+def interrupt_kernel_upgrade(guest: Guest, *, timeout: float = 900.0) -> str:
+    """Unpack the newer kernel and stop there; return its release (``uname -r`` form)."""
+    script = (
+        "set -eu; export DEBIAN_FRONTEND=noninteractive; "
+        f"dpkg --unpack {SPARE_DEB_DIR}/linux-image-{NEW_KERNEL}_*.deb >/dev/null; "
+        f"test -f /boot/vmlinuz-{NEW_KERNEL}; test ! -e /boot/initrd.img-{NEW_KERNEL}; "
+        "dpkg --audit | grep -q ."
+    )
+    guest.ssh(script, check=True, timeout=timeout)
+    return NEW_KERNEL
+
+
+def break_network(guest: Guest, kind: str = "wrong-address", *, timeout: float = 120.0) -> None:
+    """Break the primary network (``kind`` in ``BROKEN_INTERFACES``); wait until SSH on it fails.
+
+    A known-good copy of the working configuration is left at
+    ``/etc/network/interfaces.drp-good`` (what an operator keeps for network-repair).
+    """
+    if kind not in BROKEN_INTERFACES:
+        raise ValueError(f"unknown break {kind!r}; one of {sorted(BROKEN_INTERFACES)}")
+    broken = "auto lo\niface lo inet loopback\n\n" + BROKEN_INTERFACES[kind]
+    # ifdown must see the configuration it brought up (a dhcp stanza releases its lease);
+    # then the broken one is brought up, as at the next boot.
+    guest.ssh(
+        "set -e; cp -p /etc/network/interfaces /etc/network/interfaces.drp-good; "
+        "systemctl stop networking; cat > /etc/network/interfaces; "
+        "systemctl start networking || true",
+        input_text=broken,
+        check=True,
+        mgmt=True,
+    )
+    wait_until(
+        lambda: guest.ssh("true", timeout=15, connect_timeout=5).returncode != 0,
+        timeout,
+        interval=1.0,
+        what="SSH on the primary port to fail",
+    )
+    if guest.ssh("true", mgmt=True, timeout=30).returncode != 0:
+        raise LabError("breaking the primary network broke the management port too")

@@ -1,0 +1,44 @@
+"""Built-in runbooks are proved by a test that runs them for real, or marked DRAFT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drp.cli.app import app
+from drp.runbook import load_runbook
+from drp.runbook.catalog import PROVED_BY, builtin_dir, entries
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILTIN = sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_a_builtin_runbook_is_proved_by_an_existing_test_or_a_draft(name: str) -> None:
+    description = load_runbook(builtin_dir() / f"{name}.yaml").description
+    if name not in PROVED_BY:
+        assert description.lstrip().startswith("DRAFT"), f"{name}: not proved, not marked DRAFT"
+        return
+    assert "DRAFT" not in description, f"{name}: proved, still marked DRAFT"
+    for test in PROVED_BY[name]:
+        source = (ROOT / test).read_text(encoding="utf-8")
+        assert f"{name}.yaml" in source or f'"{name}"' in source, f"{test} does not run {name}"
+
+
+def test_drp_list_shows_proof_and_drafts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "mine.yaml").write_text("name: mine\nsteps:\n  - id: a\n    run: 'true'\n")
+    monkeypatch.setenv("DRP_RUNBOOK_PATH", str(user))
+    listed = CliRunner().invoke(app, ["list"], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if "│" in line}
+    assert "proved by test_disk_replace.py" in rows["disk-replace"]
+    assert "proved by" not in rows["mine"] and "DRAFT" not in rows["mine"]
+    by_name = {e.name: e for e in entries()}
+    for name in BUILTIN:
+        expected = "proved by" if name in PROVED_BY else "DRAFT"
+        assert by_name[name].status.startswith(expected)
+        assert expected in rows[name]
