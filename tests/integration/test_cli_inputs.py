@@ -388,11 +388,25 @@ def test_a_host_param_default_that_is_no_host_is_located_with_a_suggestion(
 # -- drafts -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["kernel-rollback", "network-repair"])
-def test_draft_runbooks_say_so_in_show(tmp_path: Path, name: str) -> None:
-    result = drp("show", name, tmp=tmp_path)
+def test_a_draft_runbook_says_so_in_show(tmp_path: Path) -> None:
+    book = tmp_path / "runbooks" / "wip.yaml"
+    book.parent.mkdir()
+    book.write_text(
+        "name: wip\ndescription: |\n  DRAFT: not yet proved on the rehearsal lab.\n"
+        "steps: [{id: a, run: 'true'}]\n"
+    )
+    result = drp("show", str(book), tmp=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "DRAFT: not yet proved on the rehearsal lab" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("name", ["kernel-rollback", "network-repair"])
+def test_the_lab_proved_recovery_runbooks_are_no_drafts(tmp_path: Path, name: str) -> None:
+    result = drp("show", name, tmp=tmp_path)
+    assert result.returncode == 0 and "DRAFT" not in result.stdout
+    listed = drp("list", "--format", "json", tmp=tmp_path)
+    status = {r["name"]: r["status"] for r in json.loads(listed.stdout)}
+    assert status[name] == f"proved by test_{name.replace('-', '_')}.py"
 
 
 def test_a_proved_runbook_is_not_called_a_draft(tmp_path: Path) -> None:

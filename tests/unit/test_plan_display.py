@@ -367,12 +367,20 @@ def test_a_destructive_step_shows_its_rendered_confirmation() -> None:
     assert order == ["run", "unless", "confirm", "verify[0]"]
 
 
-def test_confirm_true_shows_the_question_the_gate_asks(monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = make_plan("kernel-rollback", "db1")
+def test_confirm_true_shows_the_question_the_gate_asks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    book = write(
+        tmp_path,
+        "name: t\nsteps:\n"
+        "  - {id: boot-once, name: Boot once, run: 'true', confirm: 'Reboot {{ host.name }}?'}\n"
+        "  - {id: make-default, name: Make it the default, run: 'true', confirm: true}\n",
+    )
+    plan = make_plan(book, "db1")
     ps = planned(plan, "db1", "make-default")
     assert ps.step.confirm is True
     shown = block(text_of(plan), "make-default")
-    question = "Make it the default and hold the bad kernel is destructive on db1. Run it?"
+    question = "Make it the default is destructive on db1. Run it?"
     assert f"confirm: {question}" in shown
     assert ps.display["confirm"] == question
 

@@ -42,3 +42,9 @@ def test_drp_list_shows_proof_and_drafts(monkeypatch: pytest.MonkeyPatch, tmp_pa
         expected = "proved by" if name in PROVED_BY else "DRAFT"
         assert by_name[name].status.startswith(expected)
         assert expected in rows[name]
+
+
+def test_no_builtin_runbook_defaults_to_a_group_of_hosts() -> None:
+    # every built-in runbook changes hosts: it runs only where the operator says (-H/-t)
+    for path in sorted(builtin_dir().glob("*.yaml")):
+        assert load_runbook(path).targets is None, f"{path.name} declares targets"
