@@ -8,6 +8,7 @@ journal. ``unlock`` removes a stale host lock and journals that as its own run.
 
 from __future__ import annotations
 
+import difflib
 import os
 import shlex
 import sys
@@ -52,7 +53,7 @@ from drp.journal import (
     state_dir,
 )
 from drp.journal.anchors import require_witnessed
-from drp.journal.writer import empty_journal
+from drp.journal.writer import empty_journal, keep_runbook, kept_runbook
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
@@ -95,13 +96,39 @@ def _changes(run_state: RunState, plan: Plan) -> list[str]:
     return changed
 
 
-def _refuse_changes(run_id: str, changed: list[str]) -> None:
+def _refuse_changes(run_id: str, changed: list[str], diff: str) -> None:
     raise JournalError(
         f"the inputs changed since run {run_id} last ran: "
         + "; ".join(changed)
         + ". Review the change; resume anyway with --allow-changed (the difference is "
-        "recorded in the journal)."
+        "recorded in the journal)." + (f"\n{diff}" if diff else "")
     )
+
+
+MAX_DIFF_LINES = 40
+
+
+def _runbook_diff(directory: Path, run_state: RunState, book: Runbook) -> str:
+    """The runbook's change since the run last ran it, as a unified diff (its main file;
+    an included file that changed shows in the sha256 only). Empty when unchanged, or for
+    a run from before drp kept the copy."""
+    old = kept_runbook(directory)
+    if old is None or book.sha256 == run_state.runbook_sha256:
+        return ""
+    lines = list(
+        difflib.unified_diff(
+            old.decode("utf-8", errors="replace").splitlines(),
+            Path(book.path).read_text(encoding="utf-8", errors="replace").splitlines(),
+            "as the run last ran it",
+            book.path,
+            lineterm="",
+            n=1,
+        )
+    )
+    if not lines:
+        return f"(the main file is unchanged: an included file of {book.name} changed)"
+    more = len(lines) - MAX_DIFF_LINES
+    return "\n".join(lines[:MAX_DIFF_LINES] + ([f"… {more} more lines"] if more > 0 else []))
 
 
 def resume(
@@ -177,7 +204,7 @@ def resume(
     )
     changed = _changes(run_state, the_plan)
     if changed and not allow_changed:
-        _refuse_changes(the_id, changed)
+        _refuse_changes(the_id, changed, _runbook_diff(directory, run_state, book))
     policy: InDoubtPolicy = "retry" if retry_in_doubt else "skip" if skip_in_doubt else "ask"
     options = RunOptions(
         run_id=the_id,
@@ -209,6 +236,8 @@ def resume(
         )
     for warning in [*journal.warnings, *writer.warnings]:
         say(f"warning: {warning}\n")
+    if book.sha256 != run_state.runbook_sha256:  # allowed: the next diff starts from this one
+        keep_runbook(directory, Path(book.path).read_bytes())
     extra: dict[str, object] = {
         "allow_changed": allow_changed,
         "changes": changed,

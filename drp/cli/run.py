@@ -55,6 +55,7 @@ from drp.journal import (
     run_dir,
     state_dir,
 )
+from drp.journal.writer import keep_runbook
 from drp.results import RunStatus
 from drp.terminal import visible
 from drp.transport.base import Transport
@@ -483,6 +484,7 @@ def run(
         output_dir=str(run_dir(folder, run_id) / "output"),
     )
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
+    keep_runbook(run_dir(folder, run_id), Path(the_plan.runbook.path).read_bytes())
     exit_with_status(
         execute_plan(the_plan, options, writer, Output(fmt, quiet), anchoring=anchoring)
     )

@@ -157,6 +157,33 @@ def _create_private(path: Path) -> IO[bytes]:
     return os.fdopen(_open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb")
 
 
+RUNBOOK_COPY = "runbook.yaml"  # the runbook as the run last ran it, beside its journal
+
+
+def keep_runbook(run_directory: Path, text: bytes) -> None:
+    """Keep the runbook's text as this session runs it (``RUN_DIR/runbook.yaml``, 0600).
+
+    A later resume shows what changed since (a diff, not only a sha256). Written under
+    a temporary name and renamed into place: never through a planted link, never torn.
+    """
+    temporary = run_directory / f".{RUNBOOK_COPY}.{os.getpid()}"
+    with _create_private(temporary) as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, run_directory / RUNBOOK_COPY)
+
+
+def kept_runbook(run_directory: Path) -> bytes | None:
+    """The runbook as the run last ran it; ``None`` for a run from before drp kept it."""
+    try:
+        fd = _open(run_directory / RUNBOOK_COPY, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
 def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
     """Cut a torn last line aside; return (last seq, last hash, run id, warnings).
 

@@ -67,6 +67,9 @@ def test_a_changed_runbook_is_refused_unless_allowed_and_then_recorded(lab: Lab)
     refused = lab.drp("resume", run_id, "--approve", "swap-disk")
     assert refused.returncode == 6, combined(refused)
     assert "changed since run" in combined(refused) and "--allow-changed" in combined(refused)
+    said = combined(refused).splitlines()  # what changed, as a diff of the runbook
+    assert any(line.startswith("-") and "echo finished" in line for line in said), said
+    assert any(line.startswith("+") and "echo FINISHED" in line for line in said), said
     assert (lab.root / "order").read_text().split() == ["prepared"]
 
     allowed = lab.drp("resume", run_id, "--approve", "swap-disk", "--allow-changed")
