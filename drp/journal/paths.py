@@ -4,6 +4,8 @@ Layout::
 
     STATE/runs/<run_id>/events.jsonl   the journal (see :mod:`drp.journal.writer`)
     STATE/runs/<run_id>/.lock          the writer's lock file (holder: pid, operator, start)
+    STATE/runs/<run_id>/runbook.yaml   the runbook as the run last ran it (resume's diff)
+    STATE/runs/<run_id>/output/        long outputs spilled whole (see drp.engine.spool)
 
 ``STATE`` is, in order of precedence: the ``--state-dir`` argument, the
 ``DRP_STATE_DIR`` environment variable, ``platformdirs.user_data_dir("drp")``.
