@@ -4,7 +4,7 @@
 sol activate``: a program whose stdin/stdout is a terminal with ``login:``,
 ``Password:`` and an interactive bash behind it (a real pty: echo, CRLF,
 Ctrl-C, job control). It runs in a second or two, without QEMU; the lab tier
-(tests/lab/test_console.py) does the same on a real serial port. Path
+(tests/lab/test_serial_console.py) does the same on a real serial port. Path
 selection (:class:`PathTransport`) is tested with drp's FakeTransport.
 """
 
