@@ -138,9 +138,12 @@ def test_inventory_known_hosts_and_link(
     assert host["user"] == "root"
     assert Path(host["key"]) == guest.image.ssh_key
     assert host["vars"] == {"lab": True}
-    line = Path(host["known_hosts"]).read_text().strip()
-    assert line == known_hosts_line(guest.image.host_key, guest.port)
-    assert line.startswith(f"[127.0.0.1]:{guest.port} ssh-ed25519 ")
+    lines = Path(host["known_hosts"]).read_text().splitlines()  # primary and management port
+    assert lines == [
+        known_hosts_line(guest.image.host_key, guest.port),
+        known_hosts_line(guest.image.host_key, guest.mgmt_port),
+    ]
+    assert lines[0].startswith(f"[127.0.0.1]:{guest.port} ssh-ed25519 ")
     assert guest.ssh("hostname", check=True).stdout.strip() == guest.image.hostname
     _check_with_drp_loader(lab_inventory, guest)
 
