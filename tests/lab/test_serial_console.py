@@ -45,9 +45,15 @@ def release_console(guest: Guest) -> None:
 
 
 def console_inventory(guest: Guest, path: Path, *, connect_timeout: float = 5) -> Path:
-    """The lab inventory with a ``console:`` on the guest's serial socket."""
+    """The lab inventory with a ``console:`` on the guest's serial socket, and no other path.
+
+    The lab's inventory also reaches the guest through its management port (eth1,
+    a ``fallback:``); ``set_link(False)`` unplugs eth0 only. These tests prove the
+    console as the last path left, so the fallback goes.
+    """
     guest.write_inventory(path, host="lab1")
     data = yaml.safe_load(path.read_text())
+    data["hosts"]["lab1"].pop("fallback", None)
     data["hosts"]["lab1"]["connect_timeout"] = connect_timeout
     data["hosts"]["lab1"]["console"] = {
         "socket": f"unix:{guest.console_socket}",
@@ -267,11 +273,6 @@ def ssh_down(guest: Guest) -> bool:
     return guest.ssh("true", timeout=30, connect_timeout=3).returncode != 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="failed in the stop-14 CI after the merge with the never-twice markers and the "
-    "witnesses; not yet debugged (issue 14 stays open)",
-)
 def test_drp_run_goes_over_the_console_and_back_to_ssh(
     guest: Guest, host: Host, tmp_path: Path, console: ConsoleTransport
 ) -> None:
@@ -378,11 +379,6 @@ steps:
 """
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="failed in the stop-14 CI after the merge with the never-twice markers and the "
-    "witnesses; not yet debugged (issue 14 stays open)",
-)
 def test_kill_9_during_a_console_step_then_resume(guest: Guest, tmp_path: Path) -> None:
     inventory = console_inventory(guest, tmp_path / "inventory.yaml", connect_timeout=4)
     book = tmp_path / "console-kill.yaml"
