@@ -1,4 +1,9 @@
-"""Shared pytest fixtures: a real OpenSSH sshd on loopback (see ``tests/sshd.py``)."""
+"""Shared pytest fixtures: a real OpenSSH sshd on loopback (see ``tests/sshd.py``).
+
+Also how the suite splits over ``pytest -n 2 --dist loadgroup`` (what ``scripts/test``
+runs): every lab test goes to one worker, in order, so the lab's guests boot one at a
+time while the other worker runs the unit, integration, DNS and browser tiers.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,13 @@ from pathlib import Path
 
 import pytest
 from sshd import SshServer, start_sshd, stop_sshd
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("lab") is not None:
+            item.add_marker(pytest.mark.xdist_group("lab"))
 
 
 @pytest.fixture(scope="session")
