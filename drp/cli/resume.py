@@ -27,9 +27,11 @@ from drp.cli.common import (
     open_inventory,
 )
 from drp.cli.run import (
+    AskConsolePassOption,
     FormatOption,
     Output,
     become_password,
+    console_login_password,
     execute_plan,
     exit_with_status,
     host_passwords,
@@ -162,6 +164,7 @@ def resume(
         "-K",
         help="Prompt for the sudo password (or set DRP_BECOME_PASSWORD).",
     ),
+    ask_console_pass: bool = AskConsolePassOption,
     state: Path = StateDirOption,
     fmt: str = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
@@ -194,13 +197,14 @@ def resume(
 
     warn_secret_params(book, param)
     password = become_password(ask_become_pass)
+    console_pw = console_login_password(ask_console_pass)
     values = gather_params(book, param, None, inv, base=base)
     the_plan = build_plan(
         book,
         inv,
         values,
         targets=",".join(run_state.targets),
-        extra_secrets=known_secrets(inv, password),
+        extra_secrets=known_secrets(inv, password, console_pw),
     )
     changed = _changes(run_state, the_plan)
     if changed and not allow_changed:
@@ -215,6 +219,7 @@ def resume(
         kill_in_doubt=kill_in_doubt,
         sudo_password=password,
         host_sudo_passwords=host_passwords(inv),
+        console_password=console_pw,
         command_line=shlex.join(["drp", *sys.argv[1:]]),
         output_dir=str(directory / "output"),
     )

@@ -113,11 +113,24 @@ def _from_env(inventory: Inventory, variable: Callable[[Host], str | None]) -> d
     return found
 
 
-def known_secrets(inventory: Inventory, password: str | None) -> tuple[str, ...]:
-    values = [password] if password else []
+def known_secrets(inventory: Inventory, *passwords: str | None) -> tuple[str, ...]:
+    """Every secret the run knows up front (asked passwords, the inventory's), to mask."""
+    values = [p for p in passwords if p]
     values.extend(host_passwords(inventory).values())
     values.extend(console_passwords(inventory).values())
     return tuple(v for v in values if v)
+
+
+def console_login_password(ask: bool) -> str | None:
+    """The console password asked once at the start (``--ask-console-pass``), else none.
+
+    Used for the hosts whose ``console:`` names no ``password_env`` of its own; asked
+    up front because a console is needed when nothing else answers, maybe hours into
+    an unattended run, when nobody is at the terminal to type it.
+    """
+    if not ask:
+        return None
+    return sudo_password(str(typer.prompt("console password", hide_input=True)), "the prompt")
 
 
 def become_password(ask: bool) -> str | None:
@@ -149,7 +162,7 @@ def _prepare(
     params: list[str] | None,
     params_file: Path | None,
     search: list[str] | None,
-    password: str | None = None,
+    passwords: tuple[str | None, ...] = (),
 ) -> Plan:
     from drp.engine.plan import build_plan
 
@@ -163,7 +176,7 @@ def _prepare(
         values,
         targets=_targets(hosts, targets),
         limit=limit,
-        extra_secrets=known_secrets(inv, password),
+        extra_secrets=known_secrets(inv, *passwords),
     )
 
 
@@ -189,6 +202,11 @@ TargetsOption = typer.Option(
     None, "--targets", "-t", help="Inventory pattern: host, group, glob, 'a,b', '!x', '&group'."
 )
 LimitOption = typer.Option(None, "--limit", "-l", help="Further restrict the targets.")
+AskConsolePassOption = typer.Option(
+    False,
+    "--ask-console-pass",
+    help="Prompt once for the console login password (hosts whose console: has no password_env).",
+)
 FORMATS = ("text", "json")
 
 
@@ -276,7 +294,7 @@ def _transports(options: RunOptions) -> tuple[Any, Transport]:
 
         console = ConsoleTransport(
             host,
-            password=console_password(host.console),
+            password=console_password(host.console) or options.console_password,
             sudo_password=options.password_for(host.name),
             run_id=options.run_id,
         )
@@ -437,6 +455,7 @@ def run(
         "-K",
         help=f"Prompt for the sudo password (or set {ENV_BECOME_PASSWORD}).",
     ),
+    ask_console_pass: bool = AskConsolePassOption,
     new: bool = typer.Option(
         False,
         "--new",
@@ -455,8 +474,9 @@ def run(
     Example: drp run dns-failover -t dns --dry-run
     """
     password = None if dry_run else become_password(ask_become_pass)
+    console_pw = None if dry_run else console_login_password(ask_console_pass)
     the_plan = _prepare(
-        runbook, inventory, host, targets, limit, param, params_file, search, password
+        runbook, inventory, host, targets, limit, param, params_file, search, (password, console_pw)
     )
     if dry_run:
         _show_plan(the_plan, fmt)
@@ -480,6 +500,7 @@ def run(
         approve=frozenset(approve or []),
         sudo_password=password,
         host_sudo_passwords=host_passwords(the_plan.inventory),
+        console_password=console_pw,
         command_line=shlex.join(["drp", *sys.argv[1:]]),
         output_dir=str(run_dir(folder, run_id) / "output"),
     )

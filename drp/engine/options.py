@@ -79,6 +79,9 @@ class RunOptions:
     kill_in_doubt: bool = False  # kill an earlier attempt still running instead of waiting
     sudo_password: str | None = None
     host_sudo_passwords: Mapping[str, str] = field(default_factory=dict)
+    # the console login password asked at the start (--ask-console-pass), for the hosts
+    # whose inventory console: names no password_env of its own
+    console_password: str | None = None
     lock: bool = True
     command_line: str = ""
     output_dir: str | None = None  # where a long output is spilled (RUN_DIR/output)

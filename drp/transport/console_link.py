@@ -92,4 +92,4 @@ def quiet(child: Channel, seconds: float = 0.5) -> bool:
 def password_hint(console: Console) -> str:
     if console.password_env:
         return f" (password from ${console.password_env})"
-    return " (set password_env in the inventory's console: or run drp at a terminal)"
+    return " (set password_env in the inventory's console:, or pass --ask-console-pass)"

@@ -516,9 +516,9 @@ class Guest:
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), size], check=True)
         return self.insert_disk(image, name, serial=serial, bootindex=bootindex)
 
-    def set_link(self, up: bool) -> None:
-        """Plug (``True``) or unplug (``False``) the network cable."""
-        self.qmp("set_link", name=NIC_ID, up=up)
+    def set_link(self, up: bool, *, mgmt: bool = False) -> None:
+        """Plug (``True``) or unplug (``False``) the primary network cable (``mgmt``: eth1's)."""
+        self.qmp("set_link", name=MGMT_NIC_ID if mgmt else NIC_ID, up=up)
 
     def power_cycle(self, *, wait: bool = True, timeout: float = 600.0, mgmt: bool = False) -> None:
         """Hard reset (``system_reset``); if ``wait``, wait until SSH shows a new boot id."""

@@ -24,7 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
+from drp_cli import RUNBOOKS
 from drplab import Guest, LabImage
+from drplab.breaks import GOOD_INTERFACES, break_network
 
 from drp.errors import AuthError, CommandTimeout
 from drp.inventory import Host, load_inventory
@@ -433,4 +435,60 @@ def test_kill_9_during_a_console_step_then_resume(guest: Guest, tmp_path: Path) 
     assert slow_runs in ("1", "2")  # run again (once more if the killed attempt had begun)
     assert guest.ssh("pgrep -f 'sleep 45'").returncode == 1  # nothing left running
     guest.ssh("rm -f /root/drp-first-runs /root/drp-slow-runs")
+    assert at_login_prompt(guest)
+
+
+# -- network-repair with no network path at all: console, then SSH again -----------
+
+
+def test_network_repair_over_the_console_with_no_network_at_all(
+    guest: Guest, console: ConsoleTransport, tmp_path: Path
+) -> None:
+    """Incident A, step 5: eth0 misconfigured, no management NIC, only the console.
+
+    The known-good configuration goes in over the console with its automatic revert;
+    SSH on the primary address comes back and the revert is cancelled over SSH. The
+    test checks the machine itself: its own SSH login on the primary port, the live
+    configuration, and no revert timer left.
+    """
+    console.close()  # one client on the serial socket: the module's session logs out
+    inventory = console_inventory(guest, tmp_path / "inventory.yaml", connect_timeout=4)
+    state = tmp_path / "state"
+    env = {**os.environ, PASSWORD_ENV: guest_password(), "NO_COLOR": "1"}
+    break_network(guest, "wrong-address")  # through eth1, which is unplugged next
+    guest.set_link(False, mgmt=True)
+    try:
+        assert guest.ssh("true", timeout=20, connect_timeout=4, mgmt=True).returncode != 0
+        assert ssh_down(guest)
+        result = subprocess.run(
+            [
+                "drp", "run", str(RUNBOOKS / "network-repair.yaml"), "-i", str(inventory),
+                "-H", "lab1", "--yes", "-p", "confirm_within=150s", "-p", "reboot_check=false",
+                "--state-dir", str(state),
+            ],
+            env=env, capture_output=True, text=True, timeout=1200, check=False,
+        )  # fmt: skip
+        print(result.stdout, result.stderr)
+        assert result.returncode == 0, result.stdout + result.stderr
+        # The test's own checks, on the primary port (eth1 is still unplugged).
+        live = guest.ssh("cat /etc/network/interfaces", check=True, timeout=30).stdout
+        assert live == GOOD_INTERFACES
+        timers = guest.ssh("systemctl list-timers --all --no-pager", check=True).stdout
+        assert "drp-net-revert-" not in timers, timers
+    finally:
+        guest.set_link(True, mgmt=True)
+        if guest.ssh("true", timeout=20, connect_timeout=4).returncode != 0:  # leave it working
+            guest.ssh(
+                "cp /etc/network/interfaces.drp-good /etc/network/interfaces; "
+                "systemctl restart networking",
+                mgmt=True,
+                timeout=120,
+            )
+    events = journal(state)
+    paths = {e["step"]: e["data"]["path"] for e in events if e["type"] == "step.started"}
+    assert paths["apply-with-revert"] == "console", paths
+    assert paths["confirm"] == "ssh", paths
+    connected = [e["data"] for e in events if e["type"] == "host.connected"]
+    assert connected[0]["via_console"] is True, connected
+    assert "serial console" in result.stdout and "back over SSH" in result.stdout
     assert at_login_prompt(guest)

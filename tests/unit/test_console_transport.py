@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -230,6 +231,56 @@ def test_drp_console_is_interactive_and_journaled(tmp_path: Path) -> None:
     assert [e["type"] for e in events] == ["run.started", "host.connected", "run.finished"]
     assert events[-1]["outcome"] == "ok" and events[-1]["duration"] >= 0
     assert "typed-by" not in text and PASSWORD not in text
+
+
+def test_drp_run_asks_the_console_password_once_and_masks_it(tmp_path: Path) -> None:
+    """No ``password_env``: ``--ask-console-pass`` asks at the start, the console uses it."""
+    import json
+
+    import pexpect
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(  # port 1 on loopback: SSH refused at once, the console is left
+        "hosts:\n  fake1:\n    address: 127.0.0.1\n    port: 1\n    connect_timeout: 2\n"
+        f"    console:\n      command: {sys.executable} {FAKE}\n      user: ops\n"
+    )
+    book = tmp_path / "book.yaml"
+    book.write_text("name: t\nconsole: true\nsteps:\n  - {id: a, run: 'echo on-the-$((40+2))'}\n")
+    state = tmp_path / "state"
+    argv = ["run", str(book), "-i", str(inventory), "-H", "fake1", "--yes"]
+    session = pexpect.spawn(
+        "drp",
+        [*argv, "--ask-console-pass", "--state-dir", str(state)],
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=90,
+        encoding="utf-8",
+    )
+    session.expect("console password")
+    session.sendline(PASSWORD)
+    session.expect(pexpect.EOF)
+    out = session.before or ""
+    session.close()
+    assert session.exitstatus == 0, out
+    (journal,) = state.rglob("events.jsonl")
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    attempts = [e for e in events if e["type"] == "step.attempt"]
+    assert attempts and attempts[-1]["data"]["stdout"] == "on-the-42\n", attempts
+    started = [e["data"]["path"] for e in events if e["type"] == "step.started"]
+    assert started == ["console"]
+    assert PASSWORD not in journal.read_text() and PASSWORD not in out
+
+    # Without it (and no password_env), the same run stops on a clear error.
+    refused = subprocess.run(
+        ["drp", *argv, "--state-dir", str(tmp_path / "state2")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"},
+    )
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "--ask-console-pass" in refused.stdout + refused.stderr
 
 
 # -- the engine: which steps may use the console, and the journal says which path -------
