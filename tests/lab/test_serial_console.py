@@ -176,8 +176,8 @@ def test_kernel_messages_in_the_middle_of_output(
     thread = threading.Thread(target=noise, daemon=True)
     thread.start()
     try:
-        expected = "".join(f"line {n} of the output\n" for n in range(20000))
-        loop = 'i=0; while [ $i -lt 20000 ]; do echo "line $i of the output"; i=$((i+1)); done'
+        expected = "".join(f"line {n} of the output\n" for n in range(6000))
+        loop = 'i=0; while [ $i -lt 6000 ]; do echo "line $i of the output"; i=$((i+1)); done'
         result = console.run(loop, timeout=600)
     finally:
         stop.set()
