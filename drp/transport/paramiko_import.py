@@ -1,4 +1,4 @@
-"""Import paramiko without the 40 ms of ``invoke`` it does not need here.
+"""Import paramiko without the 40 ms of ``invoke`` it does not need here, and quiet.
 
 ``paramiko.config`` imports ``invoke`` (paramiko's own dependency, which in turn
 imports ``unittest.mock``) for one purpose: running the commands of ssh_config
@@ -11,10 +11,18 @@ is removed at once: a later ``import invoke`` (fabric in the benchmarks) works
 as usual, and if ``invoke`` is already loaded nothing is hidden. Measured:
 ``import paramiko`` 105–170 ms → 65–100 ms on our 2-core machines
 (docs/performance.md).
+
+Quiet: paramiko reports a failed handshake (no SSH banner, a reset) from its
+transport thread through ``logging``, as an ERROR and a traceback. With no handler
+configured Python prints those on stderr, in the middle of drp's screen, while
+drp reports the same failure itself as one line (an unreachable host, journaled).
+A ``NullHandler`` on paramiko's logger stops that; a program embedding drp that
+configures logging still receives the records.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 _hide = "invoke" not in sys.modules
@@ -25,5 +33,7 @@ try:
 finally:
     if _hide:
         del sys.modules["invoke"]
+
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 __all__ = ["paramiko"]

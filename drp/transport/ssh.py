@@ -780,9 +780,22 @@ def _raise_connect_failure(host: Host, address: Address, exc: BaseException) -> 
             f"authentication failed for {user}@{name}: {str(exc).rstrip('.')}; "
             f"{login_help(host, user)}",
         ) from None
+    if isinstance(exc, paramiko.SSHException) and str(exc) in _NO_GREETING:
+        raise UnreachableError(
+            f"the port took the connection but no SSH greeting came within "
+            f"{host.connect_timeout:g}s (it stayed silent or closed: a host booting or hung, "
+            f"sshd turning new sessions away, or a forward/NAT in front of a dead host)"
+        ) from None
     if isinstance(exc, (OSError, EOFError, paramiko.SSHException)):
         raise UnreachableError(str(exc) or type(exc).__name__) from None
     raise exc
+
+
+#: What paramiko says, depending on which of its timeouts fires first, when the TCP
+#: connect succeeds and no SSH banner follows (silence and a bare close read the same).
+_NO_GREETING = frozenset(
+    {"Error reading SSH protocol banner", "No existing session", "Negotiation timed out."}
+)
 
 
 def fetch_server_key(host: Host, address: Address) -> tuple[str, str]:
