@@ -96,20 +96,23 @@ def _targets(hosts: list[str] | None, targets: str | None) -> str | None:
 
 def host_passwords(inventory: Inventory) -> dict[str, str]:
     """Each host's own sudo password, from the variable its ``become.password_env`` names."""
-    return _from_env(inventory, lambda h: h.become.password_env if h.become else None)
+    return _from_env(inventory, "sudo", lambda h: h.become.password_env if h.become else None)
 
 
 def console_passwords(inventory: Inventory) -> dict[str, str]:
     """Each host's console login password, from the variable its ``console.password_env`` names."""
-    return _from_env(inventory, lambda h: h.console.password_env if h.console else None)
+    return _from_env(inventory, "console", lambda h: h.console.password_env if h.console else None)
 
 
-def _from_env(inventory: Inventory, variable: Callable[[Host], str | None]) -> dict[str, str]:
+def _from_env(
+    inventory: Inventory, what: str, variable: Callable[[Host], str | None]
+) -> dict[str, str]:
     found: dict[str, str] = {}
     for host in inventory.hosts.values():
         env = variable(host)
         if env and os.environ.get(env):
-            found[host.name] = sudo_password(os.environ[env], f"${env} (host {host.name})")
+            where = f"${env} (host {host.name})"
+            found[host.name] = one_line_password(os.environ[env], where, what)
     return found
 
 
@@ -130,25 +133,29 @@ def console_login_password(ask: bool) -> str | None:
     """
     if not ask:
         return None
-    return sudo_password(str(typer.prompt("console password", hide_input=True)), "the prompt")
+    given = str(typer.prompt("console password", hide_input=True))
+    return one_line_password(given, "the prompt", "console")
 
 
 def become_password(ask: bool) -> str | None:
     if ask:
-        return sudo_password(str(typer.prompt("sudo password", hide_input=True)), "the prompt")
+        asked = str(typer.prompt("sudo password", hide_input=True))
+        return one_line_password(asked, "the prompt", "sudo")
     given = os.environ.get(ENV_BECOME_PASSWORD) or None
-    return sudo_password(given, f"${ENV_BECOME_PASSWORD}") if given else None
+    return one_line_password(given, f"${ENV_BECOME_PASSWORD}", "sudo") if given else None
 
 
-def sudo_password(value: str, where: str) -> str:
-    """A sudo password as given, refused if it holds a line break.
+def one_line_password(value: str, where: str, what: str) -> str:
+    """A ``sudo`` or ``console`` password as given, refused if it holds a line break.
 
-    sudo reads one line from its stdin: the rest would reach the command itself.
+    sudo and a console's login read one line: the rest would be typed on the host,
+    into the command or the shell.
     """
     if "\n" in value or "\r" in value:
+        reader = "sudo" if what == "sudo" else "the login"
         raise InputError(
-            f"the sudo password from {where} holds a line break; sudo reads one line, and "
-            "the rest would be typed into the command on the host. Give the password alone"
+            f"the {what} password from {where} holds a line break; {reader} reads one line, "
+            "and the rest would be typed on the host. Give the password alone"
         )
     return value
 

@@ -98,3 +98,17 @@ def test_a_host_sudo_password_with_a_line_break_is_refused(
     result = lab.run(lab.book("hello"))
     assert result.returncode == 2, combined(result)
     assert "$DRP_TEST_ML_PW (host h1) holds a line break" in result.stderr
+
+
+def test_a_console_password_with_a_line_break_is_refused(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRP_TEST_ML_CONSOLE", "root\nreboot")
+    console = {"socket": "unix:/nonexistent/console.sock", "password_env": "DRP_TEST_ML_CONSOLE"}
+    lab.write_inventory({"h1": {"address": "127.0.0.1", "console": console}})
+    result = lab.run(lab.book("hello"))
+    assert result.returncode == 2, combined(result)
+    said = result.stderr
+    assert "console password from $DRP_TEST_ML_CONSOLE (host h1) holds a line break" in said
+    assert "reboot" not in said
+    assert lab.run_ids() == []
