@@ -60,20 +60,7 @@ class _Row:
     held: float = 0.0
 
     def freeze(self) -> StepRow:
-        return StepRow(
-            self.host,
-            self.step,
-            self.kind,
-            self.outcome,
-            self.attempts,
-            self.start,
-            self.end,
-            self.waited,
-            self.approved_by,
-            self.session,
-            self.undone,
-            self.held,
-        )
+        return StepRow(**vars(self))
 
 
 def _who(r: Record) -> str:
