@@ -32,10 +32,10 @@ from drp.report.render import (
     integrity,
     iso,
     md_body,
+    md_sessions,
     md_tail,
     run_facts,
     run_tag,
-    session_lines,
     timeline_dict,
 )
 from drp.report.summary import RunData, load_path
@@ -179,15 +179,9 @@ def render_incident_md(incident: Incident, tz: tzinfo = UTC) -> str:
         "",
         *(summaries or ["(none: drp log note RUN --summary TEXT)"]),
         "",
-        "## Sessions (who did what)",
-        "",
-        *(f"- {cell(line)}" for line in session_lines(t, tz)),
-        "",
-        "Command lines:",
-        "",
-        "```",
-        *(c.replace("```", "'''") for r in incident.runs for c in command_lines(r)),
-        "```",
+        *md_sessions(
+            t, tz, [c for r in incident.runs for c in command_lines(r)], "Sessions (who did what)"
+        ),
     ]
     return "\n".join([*lines, *md_body(t, tz), *md_tail(incident.warnings, t, tz)]) + "\n"
 

@@ -127,14 +127,23 @@ def _md_header(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
         "",
         f"**Summary**: {cell(t.summary) or '(none: drp log note RUN --summary TEXT)'}",
         "",
-        "## Sessions",
+        *md_sessions(t, tz, command_lines(run)),
+    ]
+
+
+def md_sessions(
+    t: Timeline, tz: tzinfo, commands: Sequence[str], title: str = "Sessions"
+) -> list[str]:
+    """The sessions, one line each, then the command lines that started them."""
+    return [
+        f"## {title}",
         "",
         *(f"- {cell(line)}" for line in session_lines(t, tz)),
         "",
         "Command lines:",
         "",
         "```",
-        *(_fence(c) for c in command_lines(run)),
+        *(_fence(c) for c in commands),
         "```",
     ]
 
