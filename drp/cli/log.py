@@ -231,7 +231,8 @@ def _steps_table(data: RunData, step: str | None) -> Table:
         "started",
         "took",
         "notes",
-        title=f"run {data.state.run_id}: {data.state.runbook} ({data.state.status})",
+        title=f"run {data.state.run_id}: {data.state.runbook} ({data.state.status})"
+        + (f", incident {data.state.incident}" if data.state.incident else ""),
         title_justify="left",
     )
     for row in timeline.rows:

@@ -166,6 +166,7 @@ def _header(run: RunData, t: Timeline, tz: tzinfo) -> str:
         ("Hosts", ", ".join(d["hosts"])),
         ("Params (secrets masked)", ", ".join(f"{k}={v}" for k, v in d["params"].items())),
         ("Dry run", "yes" if d["dry_run"] else "no"),
+        ("Incident", d["incident"] or "(none)"),
         ("drp version", d["drp_version"]),
         ("Started", clock(run.state.started, tz)),
         ("Ended", clock(run.state.ended, tz)),

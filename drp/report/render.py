@@ -120,6 +120,7 @@ def _md_header(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
         f"- **Hosts**: {cell(', '.join(hosts))}",
         f"- **Params** (secrets masked): {cell(params)}",
         f"- **Dry run**: {'yes' if s.dry_run else 'no'}",
+        f"- **Incident**: {cell(s.incident) or '(none)'}",
         f"- **drp version**: {cell(s.drp_version or '?')} (report by drp {drp.__version__})",
         f"- **Started**: {clock(s.started, tz)}  **Ended**: {clock(s.ended, tz)}  (times in {tz})",
         f"- **Status**: {s.status}",

@@ -79,6 +79,8 @@ def test_the_tag_is_journaled_and_listed(lab: Lab, incident: tuple[str, str, str
     assert {r["incident"] for r in runs} == {tag}
     table = lab.drp("log", "list").stdout
     assert "incident" in table and table.count(tag) == 2
+    assert f"gate (ok), incident {tag}" in lab.drp("log", "show", first).stdout
+    assert f"- **Incident**: {tag}" in lab.drp("log", "report", second).stdout
 
 
 def test_one_report_in_markdown_json_and_html_secrets_masked(
