@@ -130,8 +130,9 @@ def chart(t: Timeline, tz: tzinfo = UTC) -> str:
             f"{clock(row.start, tz)} → {clock(end, tz)} ({fmt_seconds(row.duration)})"
         )
         parts.append(
-            f'<rect class="bar" data-host="{_e(row.host)}" data-step="{_e(row.step)}" '
-            f'data-kind="{_e(row.kind)}" data-session="{row.session}" data-run="{_e(row.run)}" '
+            f'<rect class="bar" data-run="{_e(row.run)}" data-host="{_e(row.host)}" '
+            f'data-step="{_e(row.step)}" '
+            f'data-kind="{_e(row.kind)}" data-session="{row.session}" '
             f'data-outcome="{_e(row.outcome or "in doubt")}" x="{x0:.1f}" y="{y + 2:.0f}" '
             f'width="{max(x1 - x0, 3.0):.1f}" height="{LANE_PX - 6:.0f}" fill="{color}">'
             f"<title>{_e(tip)}</title></rect>"
