@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from drp.engine.events import Event, EventType
 from drp.errors import InputError
-from drp.journal import run_dir
+from drp.journal import JournalWriter, run_dir
 from drp.journal.incident import validate_incident
-from drp.report import build_timeline, list_runs
+from drp.report import build_timeline, list_runs, load_run
 from drp.report.incident import incident_dict, incident_report, incident_timeline, load_incident
 from drp.report.incident_sample import DAY, DISK, INCIDENT, KERNEL, OTHER, T0, write_incident_sample
 from drp.report.summary import RunFilter
@@ -142,3 +143,24 @@ def test_a_bad_incident_id_is_a_located_input_error(bad: str) -> None:
 def test_an_unknown_incident_says_how_to_tag_runs(state: Path) -> None:
     with pytest.raises(InputError, match=r"no run of incident '2019-10-net'.*--incident ID"):
         load_incident(state, "2019-10-net")
+
+
+def test_a_note_between_sessions_does_not_turn_the_gap_into_machine_time(tmp_path: Path) -> None:
+    """Killed, noted an hour later, resumed the next day: the whole gap is nobody working."""
+    run_id, t0 = "20261201-030000-raid-rebuild-00cc", T0
+    events = [
+        Event(EventType.RUN_STARTED, run_id, ts=t0, data={"runbook": "raid-rebuild"}),
+        Event(EventType.STEP_STARTED, run_id, ts=t0, host="h1", step="a"),
+        # kill -9 after 10 s; a note an hour later; resumed a day later
+        Event(EventType.STEP_ATTEMPT, run_id, ts=t0 + timedelta(seconds=10), host="h1", step="a"),
+        Event(EventType.RUN_NOTE, run_id, ts=t0 + timedelta(hours=1), message="disk ordered"),
+        Event(EventType.RUN_RESUMED, run_id, ts=t0 + timedelta(days=1)),
+        Event(EventType.RUN_FINISHED, run_id, ts=t0 + timedelta(days=1, seconds=5), outcome="ok"),
+    ]
+    with JournalWriter.create(run_dir(tmp_path, run_id), "ana@laptop") as w:
+        for event in events:
+            w.append(event)
+    t = build_timeline(load_run(tmp_path, run_id).journal.records)
+    assert t.machine_time == pytest.approx(15)
+    assert t.idle == pytest.approx(86400 - 10)
+    assert [g.seconds for g in t.gaps] == [pytest.approx(86400 - 10)]
