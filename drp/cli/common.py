@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from drp.errors import InventoryError, ParamError, Problem
+from drp.journal.incident import ENV_INCIDENT, validate_incident
 
 if TYPE_CHECKING:  # the models import pydantic and Jinja2: loaded when a command needs them
     from collections.abc import Callable
@@ -46,6 +47,21 @@ ParamsFileOption = typer.Option(None, "--params-file", help="YAML mapping of par
 RunbookPathOption = typer.Option(
     None, "--runbook-path", help="Extra directory to search for runbooks (repeatable)."
 )
+IncidentOption = typer.Option(
+    None,
+    "--incident",
+    help=f"Tag the run with this incident id, e.g. 2019-09-disk (env {ENV_INCIDENT}).",
+    show_default=False,
+)
+
+
+def incident_given(flag: str | None) -> str | None:
+    """The incident id of ``--incident``, else of ``$DRP_INCIDENT`` (set once per shell),
+    checked and located at the one it came from; ``None`` when neither is set."""
+    if flag is not None:
+        return validate_incident(flag, "--incident")
+    env = os.environ.get(ENV_INCIDENT)
+    return validate_incident(env, f"${ENV_INCIDENT}") if env else None
 
 
 def listing_console() -> Console:

@@ -3,7 +3,8 @@
 :func:`attach` walks the command tree once and gives each parameter, by what it
 names, a completer: runbook names (``drp run <TAB>``), the inventory's hosts and
 groups (``-H``, ``-t``, ``-l``, ``drp inventory show``), run ids (``drp resume``,
-``drp log show``) and, after ``--approve``, the ids of the run's manual steps.
+``drp log show``), incident ids (``--incident``: those the runs started with) and,
+after ``--approve``, the ids of the run's manual steps.
 A completer never raises and never prints: a broken inventory completes nothing.
 """
 
@@ -78,6 +79,17 @@ def _run_ids(ctx: Any, param: Any, incomplete: str) -> list[str]:
     return sorted((p.name for p in runs.iterdir() if p.is_dir()), reverse=True)
 
 
+def _incidents(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """``--incident``: the ids the state directory's runs were started with."""
+    found = set()
+    for run_id in _run_ids(ctx, param, incomplete):
+        try:
+            found.add(str(_started(ctx, run_id).get("incident") or ""))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return sorted(found - {""})
+
+
 def _manual_steps(ctx: Any, param: Any, incomplete: str) -> list[str]:
     """``--approve``: the manual steps of the runbook being run, or of the run resumed."""
     from drp.runbook import load_runbook
@@ -133,6 +145,7 @@ _COMPLETERS: dict[str, Completer] = {
     "run": _run_ids,
     "runs": _run_ids,
     "approve": _manual_steps,
+    "incident": _incidents,
 }
 
 __all__ = ["attach"]

@@ -20,9 +20,11 @@ from drp.cli.common import echo_json, listing_console
 from drp.cli.run import FormatOption
 from drp.errors import ExitCode, InputError
 from drp.journal import list_run_ids, read_journal, resolve_run, state_dir
+from drp.journal.incident import validate_incident
 from drp.journal.paths import journal_path, run_dir
 from drp.journal.record import Record, format_ts
 from drp.report import EXPORT_FORMATS, FORMATS, RunFilter, export, list_runs, load_run, report
+from drp.report.incident import incident_report, load_incident
 from drp.report.render import session_lines
 from drp.report.summary import RunData, RunSummary
 from drp.report.timeline import build_timeline, fmt_seconds
@@ -96,11 +98,16 @@ def list_cmd(
     until: Annotated[
         str | None, typer.Option(help="Started at or before (ISO date/time, UTC).")
     ] = None,
+    incident: Annotated[
+        str | None, typer.Option(help="Only runs tagged with this incident id.")
+    ] = None,
     fmt: str = FormatOption,
 ) -> None:
     """List runs, newest first (by the time they started).
 
     Example: drp log list --runbook disk-replace --host db1 --since 2026-11-01
+
+    Example: drp log list --incident 2019-09-disk
     """
     filters = RunFilter(
         runbook,
@@ -109,6 +116,7 @@ def list_cmd(
         operator,
         _when(since, "--since"),
         _when(until, "--until", end_of_day=True),
+        validate_incident(incident) if incident is not None else None,
     )
     runs = list_runs(state_dir(state), filters)
     if fmt == "json":
@@ -119,7 +127,15 @@ def list_cmd(
         console.print("no runs found")
         return
     table = Table(
-        "runbook", "started (UTC)", "ended", "status", "operators", "hosts", "steps", "chain"
+        "runbook",
+        "started (UTC)",
+        "ended",
+        "status",
+        "incident",
+        "operators",
+        "hosts",
+        "steps",
+        "chain",
     )
     for column in table.columns:  # narrow terminal: the other columns wrap, never end in "…"
         column.overflow = "fold"
@@ -136,6 +152,7 @@ def list_cmd(
                     _short(s.started),
                     _short(s.ended),
                     str(s.status),
+                    s.incident,
                     ", ".join(s.operators),
                     ", ".join(s.hosts),
                     counts,
@@ -153,6 +170,7 @@ def _summary_json(s: RunSummary) -> dict[str, object]:
         "started": format_ts(s.started) if s.started else None,
         "ended": format_ts(s.ended) if s.ended else None,
         "status": str(s.status),
+        "incident": s.incident or None,
         "operators": list(s.operators),
         "hosts": list(s.hosts),
         "counts": dict(s.counts),
@@ -213,7 +231,8 @@ def _steps_table(data: RunData, step: str | None) -> Table:
         "started",
         "took",
         "notes",
-        title=f"run {data.state.run_id}: {data.state.runbook} ({data.state.status})",
+        title=f"run {data.state.run_id}: {data.state.runbook} ({data.state.status})"
+        + (f", incident {data.state.incident}" if data.state.incident else ""),
         title_justify="left",
     )
     for row in timeline.rows:
@@ -270,18 +289,35 @@ def _events_table(records: list[Record]) -> Table:
 
 @app.command("report")
 def report_cmd(
-    run: RunArg,
+    run: Annotated[
+        str | None, typer.Argument(help="Run id, unique prefix of one, or 'latest'.")
+    ] = None,
     state: StateDir = None,
+    incident: Annotated[
+        str | None,
+        typer.Option(
+            "--incident", help="One report across every run tagged with this incident id."
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="md, html or json.")] = "md",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
 ) -> None:
-    """Write the post-incident report of a run (timeline, waits, failures, approvals).
+    """Write the post-incident report of a run, or of an incident's runs (timeline, who did
+    what, paths to the hosts, waits, failures, rollbacks, approvals).
 
     Example: drp log report latest --format html --output incident.html
+
+    Example: drp log report --incident 2019-09-disk --format html -o 2019-09-disk.html
     """
     if fmt not in FORMATS:
         raise InputError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    _write(report(load_run(state_dir(state), run), fmt), output)
+    if (run is None) == (incident is None):
+        raise InputError("give a RUN or --incident ID (not both)")
+    root = state_dir(state)
+    if incident is not None:
+        _write(incident_report(load_incident(root, incident), fmt), output)
+    else:
+        _write(report(load_run(root, run or ""), fmt), output)
 
 
 @app.command("verify")

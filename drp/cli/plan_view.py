@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from drp.engine.plan import Plan, PlannedStep
 
 
-def print_plan(console: Console, plan: Plan) -> None:
+def print_plan(console: Console, plan: Plan, incident: str | None = None) -> None:
     """The dry-run view: every step × host in order, rendered, with what makes it risky.
 
     One block per step: a header (id, kind, title, flags), then one labelled
@@ -34,6 +34,8 @@ def print_plan(console: Console, plan: Plan) -> None:
         f"[bold]plan[/] {escape(book.name)} (sha256 {book.sha256[:12]}…)  "
         f"targets {escape(plan.targets)} → {escape(', '.join(h.name for h in plan.hosts))}"
     )
+    if incident:
+        say(f"incident: {escape(incident)}")
     params = plan.params.masked()
     if params:
         say("params: " + ", ".join(f"{k}={escape(repr(v))}" for k, v in params.items()))
@@ -203,7 +205,7 @@ def _print_field(console: Console, label: str, text: str) -> None:
         console.print(f"       {' ' * len(label)}  {line}", markup=False, soft_wrap=True)
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+def plan_json(plan: Plan, incident: str | None = None) -> dict[str, Any]:
     """The plan as data, for ``--format json``.
 
     Per step: ``timeout`` is how long the step may take (a wait's or a reboot's
@@ -215,6 +217,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "runbook": plan.runbook.name,
         "sha256": plan.runbook.sha256,
         "targets": plan.targets,
+        "incident": incident,
         "summary": plan_summary(plan),
         "params": plan.params.masked(),
         "hosts": {

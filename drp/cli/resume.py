@@ -19,11 +19,13 @@ import typer
 
 from drp.cli.anchoring import Anchoring, SignKeyOption
 from drp.cli.common import (
+    IncidentOption,
     InventoryOption,
     ParamOption,
     StateDirOption,
     as_root,
     gather_params,
+    incident_given,
     open_inventory,
 )
 from drp.cli.run import (
@@ -133,6 +135,18 @@ def _runbook_diff(directory: Path, run_state: RunState, book: Runbook) -> str:
     return "\n".join(lines[:MAX_DIFF_LINES] + ([f"… {more} more lines"] if more > 0 else []))
 
 
+def _same_incident(run_id: str, has: str, given: str | None, from_env: bool) -> None:
+    """A run belongs to one incident: a resume may add it to one, never move it."""
+    if given is None or not has or given == has:
+        return
+    where = "$DRP_INCIDENT" if from_env else "--incident"
+    raise InputError(
+        f"{where}: run {run_id} belongs to incident {has!r}, not {given!r}; "
+        f"resume it with --incident {has}"
+        + (" (the flag wins over $DRP_INCIDENT)" if from_env else "")
+    )
+
+
 def resume(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix, or 'latest')."),
     approve: list[str] = typer.Option(
@@ -165,6 +179,7 @@ def resume(
         help="Prompt for the sudo password (or set DRP_BECOME_PASSWORD).",
     ),
     ask_console_pass: bool = AskConsolePassOption,
+    incident: str = IncidentOption,
     state: Path = StateDirOption,
     fmt: str = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
@@ -173,7 +188,10 @@ def resume(
     """Continue an interrupted or paused run where it stopped; done steps are not run again.
 
     Example: drp resume 20261121-234112-disk-replace-7f3a --approve datacenter-swap
+
+    Example: drp resume latest --incident 2019-09-disk (adds the run to that incident)
     """
+    tag = incident_given(incident)
     if retry_in_doubt and skip_in_doubt:
         raise InputError("--retry-in-doubt and --skip-in-doubt exclude each other")
     folder = state_dir(state)
@@ -186,6 +204,7 @@ def resume(
     run_state = replay(journal.records, locked=lock_holder(directory) is not None)
     if run_state.status is RunStatus.OK:
         raise JournalError(f"run {the_id} finished ok; nothing to resume")
+    _same_incident(the_id, run_state.incident, tag, incident is None)
     anchoring = Anchoring.resolve(folder, sign_key)
     book = _load_for_resume(run_state)
     inv = open_inventory(inventory or Path(run_state.inventory))
@@ -255,6 +274,7 @@ def resume(
         "inventory": os.path.abspath(inv.path),
         "inventory_sha256": inv.sha256,
         "hosts": journaled_hosts(the_plan),
+        **({"incident": tag} if tag else {}),
     }
     exit_with_status(
         execute_plan(

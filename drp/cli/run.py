@@ -22,12 +22,14 @@ import typer
 
 from drp.cli.anchoring import Anchoring, SignKeyOption
 from drp.cli.common import (
+    IncidentOption,
     InventoryOption,
     ParamOption,
     ParamsFileOption,
     RunbookPathOption,
     StateDirOption,
     gather_params,
+    incident_given,
     interactive,
     open_inventory,
     open_runbook,
@@ -193,13 +195,13 @@ def warn_secret_params(book: Runbook, params: list[str] | None) -> None:
         say(f"warning: {warning}\n")
 
 
-def _show_plan(plan: Plan, fmt: str) -> None:
+def _show_plan(plan: Plan, fmt: str, incident: str | None = None) -> None:
     from drp.cli.plan_view import plan_json, print_plan
 
     if fmt == "json":
-        typer.echo(json.dumps(plan_json(plan), indent=2, default=str))
+        typer.echo(json.dumps(plan_json(plan, incident), indent=2, default=str))
     else:
-        print_plan(make_console(), plan)
+        print_plan(make_console(), plan, incident)
 
 
 HostOption = typer.Option(
@@ -468,6 +470,7 @@ def run(
         "--new",
         help="Start a new run even if an unfinished run of this runbook exists on these hosts.",
     ),
+    incident: str = IncidentOption,
     state: Path = StateDirOption,
     fmt: str = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
@@ -479,14 +482,17 @@ def run(
     Example: drp run disk-replace --host db1 --param failed=/dev/sdb
 
     Example: drp run dns-failover -t dns --dry-run
+
+    Example: drp run kernel-rollback --host db1 --incident 2019-09-disk
     """
+    tag = incident_given(incident)
     password = None if dry_run else become_password(ask_become_pass)
     console_pw = None if dry_run else console_login_password(ask_console_pass)
     the_plan = _prepare(
         runbook, inventory, host, targets, limit, param, params_file, search, (password, console_pw)
     )
     if dry_run:
-        _show_plan(the_plan, fmt)
+        _show_plan(the_plan, fmt, tag)
         return
     folder = state_dir(state)
     pending = None if new else _unfinished(folder, the_plan)
@@ -513,8 +519,11 @@ def run(
     )
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
     keep_runbook(run_dir(folder, run_id), Path(the_plan.runbook.path).read_bytes())
+    extra: dict[str, object] = {"incident": tag} if tag else {}
     exit_with_status(
-        execute_plan(the_plan, options, writer, Output(fmt, quiet), anchoring=anchoring)
+        execute_plan(
+            the_plan, options, writer, Output(fmt, quiet), extra=extra, anchoring=anchoring
+        )
     )
 
 

@@ -16,6 +16,9 @@ half-way. A step whose rollback succeeded is *rolled back*, no longer done; one
 whose rollback failed is in doubt. A step skipped on resume as already done keeps
 the outcome it had, so what an earlier session ran can still be rolled back.
 
+A run belongs to the incident its ``run.started`` names, or the one a later
+``run.resumed`` added it to (:mod:`drp.journal.incident`).
+
 The run status is the outcome of the last ``run.finished`` (if no ``run.resumed``
 follows it); otherwise ``running`` when the journal's lock is held, else
 ``interrupted`` (something is in doubt) or ``paused`` (a host waits at a gate).
@@ -96,6 +99,7 @@ class RunState:
     command_line: str = ""
     drp_version: str = ""
     operator: str = ""
+    incident: str = ""  # from run.started, or the run.resumed that added it
     started: datetime | None = None
     ended: datetime | None = None
     hosts: Mapping[str, HostState] = field(default_factory=dict)
@@ -210,7 +214,7 @@ def _inputs(d: Mapping[str, Any]) -> dict[str, Any]:
     """What a session ran with (``run.started``, or a later ``run.resumed``): the
     runbook's sha256, params, inventory and its hosts' settings; only what it says."""
     found: dict[str, Any] = {}
-    for name in ("runbook_sha256", "inventory", "inventory_sha256"):
+    for name in ("runbook_sha256", "inventory", "inventory_sha256", "incident"):
         if d.get(name):
             found[name] = str(d[name])
     params, hosts = d.get("params"), d.get("hosts")
@@ -233,6 +237,7 @@ def _start_fields(rec: Record) -> dict[str, Any]:
         "params": MappingProxyType({}),
         "inventory": "",
         "inventory_sha256": "",
+        "incident": "",
         **_inputs(d),
         "targets": tuple(str(t) for t in targets) if isinstance(targets, list) else (),
         "dry_run": bool(d.get("dry_run", False)),

@@ -11,12 +11,23 @@ Every value from the journal goes through :func:`html.escape`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from html import escape
 
-from drp.report.render import clock, command_lines, integrity, report_dict, session_lines
+from drp.report.incident import Incident, incident_dict, incident_timeline
+from drp.report.model import merged
+from drp.report.render import (
+    clock,
+    command_lines,
+    integrity,
+    path_lines,
+    report_dict,
+    run_tag,
+    session_lines,
+)
 from drp.report.summary import RunData
-from drp.report.timeline import Timeline, Wait, build_timeline, fmt_seconds
+from drp.report.timeline import Timeline, build_timeline, fmt_seconds
 
 GAP_MIN = 600.0
 GAP_PX = 60.0
@@ -51,24 +62,22 @@ def _e(value: object) -> str:
 
 
 class _Scale:
-    """Maps wall-clock times to x, collapsing long human waits into fixed gaps."""
+    """Maps wall-clock times to x, collapsing long human waits and long stretches when
+    nobody worked into fixed, labelled gaps."""
 
-    def __init__(self, start: datetime, end: datetime, waits: tuple[Wait, ...]) -> None:
+    def __init__(self, t: Timeline, start: datetime, end: datetime) -> None:
         self.start = start
-        self.gaps = self._merge([w for w in waits if w.seconds >= GAP_MIN])
+        spans = [(w.start, w.end) for w in t.waits if w.seconds >= GAP_MIN]
+        idle = [(g.start, g.end) for g in t.gaps if g.seconds >= GAP_MIN]
+        self.gaps = merged([*spans, *idle])
+        self.idle = {a for a, _ in idle}
         collapsed = sum((b - a).total_seconds() for a, b in self.gaps)
         active = max((end - start).total_seconds() - collapsed, 1e-3)
         self.px = (CHART_PX - GAP_PX * len(self.gaps)) / active
 
-    @staticmethod
-    def _merge(waits: list[Wait]) -> list[tuple[datetime, datetime]]:
-        out: list[tuple[datetime, datetime]] = []
-        for w in sorted(waits, key=lambda w: w.start):
-            if out and w.start <= out[-1][1]:
-                out[-1] = (out[-1][0], max(out[-1][1], w.end))
-            else:
-                out.append((w.start, w.end))
-        return out
+    def label(self, start: datetime, end: datetime) -> str:
+        what = "nobody working" if start in self.idle else "human wait"
+        return f"{what} {fmt_seconds((end - start).total_seconds())}"
 
     def x(self, when: datetime) -> float:
         seconds = (when - self.start).total_seconds()
@@ -87,7 +96,7 @@ def chart(t: Timeline, tz: tzinfo = UTC) -> str:
     """The inline SVG timeline: one lane per (host, step)."""
     if t.started is None or t.ended is None or not t.rows:
         return "<p>No steps recorded.</p>"
-    scale = _Scale(t.started, t.ended, t.waits)
+    scale = _Scale(t, t.started, t.ended)
     height = LANE_PX * len(t.rows) + 40
     width = LABEL_PX + CHART_PX + 20
     parts = [
@@ -101,19 +110,19 @@ def chart(t: Timeline, tz: tzinfo = UTC) -> str:
             f'<rect class="gap" x="{x0:.1f}" y="0" width="{GAP_PX:.0f}" height="{height - 20:.0f}"'
             ' fill="#fff4d6" stroke="#e0a000" stroke-dasharray="4 3"/>'
             f'<text x="{x0 + GAP_PX / 2:.1f}" y="{height - 6:.0f}" font-size="11" '
-            f'text-anchor="middle">human wait {_e(fmt_seconds((b - a).total_seconds()))}</text>'
+            f'text-anchor="middle">{_e(scale.label(a, b))}</text>'
         )
-    ends = {s.number: s.ended for s in t.sessions}
+    ends = {(s.first.run, s.number): s.ended for s in t.sessions}
     for i, row in enumerate(t.rows):
         y = 10 + i * LANE_PX
         name = f"rollback {row.step}" if row.kind == "rollback" else row.step
         parts.append(
             f'<text x="4" y="{y + 14:.0f}" font-size="12">{_e(row.host)}  {_e(name)}  '
-            f"(s{row.session})</text>"
+            f"({_e(t.where(row.run, row.session))})</text>"
         )
         if row.start is None:
             continue
-        end = row.end or ends.get(row.session) or t.ended
+        end = row.end or ends.get((row.run, row.session)) or t.ended
         x0, x1 = scale.x(row.start), scale.x(end)
         color = COLORS.get(row.outcome, COLORS[None])
         tip = (
@@ -121,7 +130,8 @@ def chart(t: Timeline, tz: tzinfo = UTC) -> str:
             f"{clock(row.start, tz)} → {clock(end, tz)} ({fmt_seconds(row.duration)})"
         )
         parts.append(
-            f'<rect class="bar" data-host="{_e(row.host)}" data-step="{_e(row.step)}" '
+            f'<rect class="bar" data-run="{_e(row.run)}" data-host="{_e(row.host)}" '
+            f'data-step="{_e(row.step)}" '
             f'data-kind="{_e(row.kind)}" data-session="{row.session}" '
             f'data-outcome="{_e(row.outcome or "in doubt")}" x="{x0:.1f}" y="{y + 2:.0f}" '
             f'width="{max(x1 - x0, 3.0):.1f}" height="{LANE_PX - 6:.0f}" fill="{color}">'
@@ -157,6 +167,7 @@ def _header(run: RunData, t: Timeline, tz: tzinfo) -> str:
         ("Hosts", ", ".join(d["hosts"])),
         ("Params (secrets masked)", ", ".join(f"{k}={v}" for k, v in d["params"].items())),
         ("Dry run", "yes" if d["dry_run"] else "no"),
+        ("Incident", d["incident"] or "(none)"),
         ("drp version", d["drp_version"]),
         ("Started", clock(run.state.started, tz)),
         ("Ended", clock(run.state.ended, tz)),
@@ -172,8 +183,8 @@ def _header(run: RunData, t: Timeline, tz: tzinfo) -> str:
     )
 
 
-def _sessions(run: RunData, t: Timeline, tz: tzinfo) -> str:
-    cmds = "\n".join(command_lines(run))
+def _sessions(runs: Sequence[RunData], t: Timeline, tz: tzinfo) -> str:
+    cmds = "\n".join(c for run in runs for c in command_lines(run))
     sessions = "".join(f'<li class="session">{_e(x)}</li>' for x in session_lines(t, tz))
     return f"<h2>Sessions</h2><ul>{sessions}</ul><h2>Command lines</h2><pre>{_e(cmds)}</pre>"
 
@@ -199,7 +210,7 @@ def _steps_table(t: Timeline, tz: tzinfo) -> str:
         [
             _e(x)
             for x in (
-                r.session,
+                t.where(r.run, r.session),
                 r.host,
                 f"rollback of {r.step}" if r.kind == "rollback" else r.step,
                 r.label,
@@ -265,10 +276,16 @@ def _sections(t: Timeline, tz: tzinfo, sessions: str) -> str:
     return (
         f"<h2>Time</h2>{_time_table(t)}<h2>Timeline chart ({_e(tz)})</h2>{chart(t, tz)}"
         f'<p class="legend">{legend}</p>{sessions}<h2>Milestones ({_e(tz)})</h2>{miles}'
+        f"<h2>Paths to the hosts (SSH, fallback, console)</h2>{_paths(t)}"
         f"<h2>Steps and rollbacks</h2>{_steps_table(t, tz)}<h2>Failures and retries</h2>"
         f"{_failures_table(t, tz)}<h2>Decisions (gates, confirmations, steps in doubt)</h2>"
         f"{_approvals_table(t, tz)}<h2>Notes</h2>{_notes_table(t, tz)}"
     )
+
+
+def _paths(t: Timeline) -> str:
+    lines = "".join(f'<li class="path">{_e(x)}</li>' for x in path_lines(t))
+    return f"<ul>{lines}</ul>" if lines else "<p>None.</p>"
 
 
 def _notes_table(t: Timeline, tz: tzinfo) -> str:
@@ -288,7 +305,59 @@ def render_html(run: RunData, tz: tzinfo = UTC) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>drp report {_e(run.run_id)}</title><style>{CSS}</style></head><body>"
-        f"{_header(run, t, tz)}{_sections(t, tz, _sessions(run, t, tz))}"
+        f"{_header(run, t, tz)}{_sections(t, tz, _sessions([run], t, tz))}"
+        + (f"<h2>Journal warnings</h2><ul>{warnings}</ul>" if warnings else "")
+        + "</body></html>\n"
+    )
+
+
+def _incident_header(incident: Incident, t: Timeline, tz: tzinfo) -> str:
+    d = incident_dict(incident)
+    ok = incident.verified
+    facts = [
+        ("Operators (labels as typed)", ", ".join(d["operators"])),
+        ("Hosts", ", ".join(d["hosts"])),
+        ("Started", clock(t.started, tz)),
+        ("Ended", clock(t.ended, tz)),
+    ]
+    rows = [[_e(k), _e(v)] for k, v in facts]
+    rows.append(
+        ["Integrity", f'<span class="{"good" if ok else "bad"}">{_e(incident.integrity)}</span>']
+    )
+    runs = [
+        [
+            _e(x)
+            for x in (
+                run_tag(t, r.run_id) or "r1",
+                r.run_id,
+                r.state.runbook,
+                r.state.status,
+                clock(r.state.started, tz),
+                clock(r.state.ended, tz),
+                ", ".join(f"{k}={v}" for k, v in r.state.params.items()),
+                build_timeline(r.journal.records).summary,
+                integrity(r),
+            )
+        ]
+        for r in incident.runs
+    ]
+    head = ["run", "id", "runbook", "status", "started", "ended", "params (secrets masked)"]
+    return (
+        f"<h1>Incident {_e(incident.id)}: {len(incident.runs)} runs</h1>"
+        f"{_table(['', ''], rows)}<h2>Runs</h2>"
+        f"{_table([*head, 'summary', 'integrity'], runs, 'run-row')}"
+    )
+
+
+def render_incident_html(incident: Incident, tz: tzinfo = UTC) -> str:
+    """The report of all the incident's runs as one HTML document."""
+    t = incident_timeline(incident.runs)
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in incident.warnings)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>drp incident report {_e(incident.id)}</title><style>{CSS}</style></head><body>"
+        f"{_incident_header(incident, t, tz)}"
+        f"{_sections(t, tz, _sessions(incident.runs, t, tz))}"
         + (f"<h2>Journal warnings</h2><ul>{warnings}</ul>" if warnings else "")
         + "</body></html>\n"
     )

@@ -6,7 +6,7 @@ and :mod:`drp.report.html`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,6 +34,7 @@ class StepRow:
     session: int = 0
     undone: str = ""  # "rolled back" / "rollback failed" when a later rollback undid it
     held: float = 0.0  # the part of ``waited`` between its start and end
+    run: str = ""
 
     @property
     def elapsed(self) -> float | None:
@@ -63,6 +64,7 @@ class Milestone:
     kind: str
     step: str | None
     text: str
+    run: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Failure:
     exit_code: int | None
     outcome: str
     excerpt: str
+    run: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class Decision:
     note: str
     waited: float | None
     kind: str = "manual"
+    run: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Wait:
     start: datetime
     end: datetime
     answered: bool
+    run: str = ""
 
     @property
     def seconds(self) -> float:
@@ -117,6 +122,33 @@ class Note:
     text: str
     step: str | None
     summary: bool
+    run: str = ""
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How drp reached a host in one session: ``ssh``, ``fallback`` (another address of
+    the host's), or ``console``; ``steps`` counts the steps that ran on that path."""
+
+    ts: datetime
+    host: str
+    via: str
+    address: str
+    session: int
+    steps: int = 0
+    run: str = ""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A stretch when nobody worked: no session of any run active, no human asked."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, (self.end - self.start).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -135,6 +167,16 @@ class Timeline:
     idle: float = 0.0  # between sessions (a crash, a lost laptop) not spent waiting on a human
     sessions: tuple[Session, ...] = ()
     notes: tuple[Note, ...] = ()
+    reaches: tuple[Reach, ...] = ()
+    gaps: tuple[Gap, ...] = ()
+    runs: tuple[str, ...] = ()  # the run ids folded in, in the order they started
+
+    def where(self, run: str, session: int) -> str:
+        """A session as the report names it: ``2``, or ``r1/s2`` when several runs."""
+        if len(self.runs) <= 1:
+            return str(session)
+        number = self.runs.index(run) + 1 if run in self.runs else 0
+        return f"r{number}/s{session}"
 
     @property
     def total(self) -> float:
@@ -168,16 +210,43 @@ def fmt_seconds(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
 
+def merged(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The union of intervals, as disjoint intervals in order (overlapping ones merged)."""
+    out: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
 def union_seconds(waits: Sequence[Wait]) -> float:
     """Length of the union of the wait intervals (parallel waits count once)."""
-    total, cur_start, cur_end = 0.0, None, None
-    for w in sorted(waits, key=lambda w: w.start):
-        if cur_end is None or cur_start is None or w.start > cur_end:
-            if cur_end is not None and cur_start is not None:
-                total += (cur_end - cur_start).total_seconds()
-            cur_start, cur_end = w.start, w.end
-        else:
-            cur_end = max(cur_end, w.end)
-    if cur_end is not None and cur_start is not None:
-        total += (cur_end - cur_start).total_seconds()
-    return total
+    return sum((b - a).total_seconds() for a, b in merged((w.start, w.end) for w in waits))
+
+
+def idle_gaps(
+    started: datetime | None,
+    ended: datetime | None,
+    sessions: Sequence[Session],
+    waits: Sequence[Wait],
+) -> tuple[Gap, ...]:
+    """The stretches between ``started`` and ``ended`` that no session (of any run; a note
+    is none) and no wait on a human covers: drp not running, nobody asked."""
+    if started is None or ended is None:
+        return ()
+    busy = merged(
+        [
+            *((s.started, s.ended) for s in sessions if s.kind != "note"),
+            *((w.start, w.end) for w in waits),
+        ]
+    )
+    out, cursor = [], started
+    for a, b in busy:
+        if a > cursor:
+            out.append(Gap(cursor, min(a, ended)))
+        cursor = max(cursor, b)
+    if cursor < ended:
+        out.append(Gap(cursor, ended))
+    return tuple(g for g in out if g.seconds > 0)

@@ -16,6 +16,7 @@ renderer (:mod:`drp.report.html`) escapes every value.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -60,10 +61,25 @@ def session_lines(t: Timeline, tz: tzinfo = UTC) -> list[str]:
             else "no identity recorded"
         )
         out.append(
-            f"session {s.number} ({s.kind}) {clock(s.started, tz)} → {clock(s.ended, tz)}: "
+            f"session {t.where(s.first.run, s.number)} ({s.kind}) {clock(s.started, tz)} → "
+            f"{clock(s.ended, tz)}: "
             f"operator {s.operator or '?'} ({facts}); ended {s.outcome}"
         )
     return out
+
+
+def path_lines(t: Timeline) -> list[str]:
+    """One line per host and path per session: how drp reached it, and how many steps ran."""
+    return [
+        f"{x.host}: {x.via}{' ' + x.address if x.address else ''} in session "
+        f"{t.where(x.run, x.session)}, {x.steps} step{'' if x.steps == 1 else 's'}"
+        for x in t.reaches
+    ]
+
+
+def run_tag(t: Timeline, run: str) -> str:
+    """``r2`` for the second run of an incident; empty for a single run."""
+    return f"r{t.runs.index(run) + 1}" if len(t.runs) > 1 and run in t.runs else ""
 
 
 def command_lines(run: RunData) -> list[str]:
@@ -76,11 +92,11 @@ def command_lines(run: RunData) -> list[str]:
     return lines
 
 
-def _share(part: float, total: float) -> str:
+def share(part: float, total: float) -> str:
     return f"{100 * part / total:.1f}%" if total > 0 else "-"
 
 
-def _cell(value: object) -> str:
+def cell(value: object) -> str:
     text = "" if value is None else str(value)
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("`", "'")
 
@@ -95,47 +111,56 @@ def _md_header(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
     params = ", ".join(f"{k}={v}" for k, v in s.params.items()) or "(none)"
     hosts = dict.fromkeys([*s.targets, *s.hosts])
     return [
-        f"# Run {_cell(run.run_id)}: {_cell(s.runbook or '?')} ({s.status})",
+        f"# Run {cell(run.run_id)}: {cell(s.runbook or '?')} ({s.status})",
         "",
-        f"- **Runbook**: {_cell(s.runbook)} `{_cell(s.runbook_path)}` sha256 "
-        f"`{_cell(s.runbook_sha256)}`",
-        f"- **Inventory**: `{_cell(s.inventory)}` sha256 `{_cell(s.inventory_sha256)}`",
-        f"- **Operators** (labels as typed; facts per session below): "
-        f"{_cell(', '.join(operators))}",
-        f"- **Hosts**: {_cell(', '.join(hosts))}",
-        f"- **Params** (secrets masked): {_cell(params)}",
+        f"- **Runbook**: {cell(s.runbook)} `{cell(s.runbook_path)}` sha256 "
+        f"`{cell(s.runbook_sha256)}`",
+        f"- **Inventory**: `{cell(s.inventory)}` sha256 `{cell(s.inventory_sha256)}`",
+        f"- **Operators** (labels as typed; facts per session below): {cell(', '.join(operators))}",
+        f"- **Hosts**: {cell(', '.join(hosts))}",
+        f"- **Params** (secrets masked): {cell(params)}",
         f"- **Dry run**: {'yes' if s.dry_run else 'no'}",
-        f"- **drp version**: {_cell(s.drp_version or '?')} (report by drp {drp.__version__})",
+        f"- **Incident**: {cell(s.incident) or '(none)'}",
+        f"- **drp version**: {cell(s.drp_version or '?')} (report by drp {drp.__version__})",
         f"- **Started**: {clock(s.started, tz)}  **Ended**: {clock(s.ended, tz)}  (times in {tz})",
         f"- **Status**: {s.status}",
-        f"- **Integrity**: {_cell(integrity(run))}",
+        f"- **Integrity**: {cell(integrity(run))}",
         "",
-        f"**Summary**: {_cell(t.summary) or '(none: drp log note RUN --summary TEXT)'}",
+        f"**Summary**: {cell(t.summary) or '(none: drp log note RUN --summary TEXT)'}",
         "",
-        "## Sessions",
+        *md_sessions(t, tz, command_lines(run)),
+    ]
+
+
+def md_sessions(
+    t: Timeline, tz: tzinfo, commands: Sequence[str], title: str = "Sessions"
+) -> list[str]:
+    """The sessions, one line each, then the command lines that started them."""
+    return [
+        f"## {title}",
         "",
-        *(f"- {_cell(line)}" for line in session_lines(t, tz)),
+        *(f"- {cell(line)}" for line in session_lines(t, tz)),
         "",
         "Command lines:",
         "",
         "```",
-        *(_fence(c) for c in command_lines(run)),
+        *(_fence(c) for c in commands),
         "```",
     ]
 
 
-def _md_body(t: Timeline, tz: tzinfo) -> list[str]:
+def md_body(t: Timeline, tz: tzinfo) -> list[str]:
     out = [
         "",
         "## Time",
         "",
         f"- Elapsed: {fmt_seconds(t.total)} ({t.total:.1f}s)",
         f"- Waiting on humans: {fmt_seconds(t.human_wait)} ({t.human_wait:.1f}s, "
-        f"{_share(t.human_wait, t.total)})",
+        f"{share(t.human_wait, t.total)})",
         f"- Machine time: {fmt_seconds(t.machine_time)} ({t.machine_time:.1f}s, "
-        f"{_share(t.machine_time, t.total)})",
+        f"{share(t.machine_time, t.total)})",
         f"- Between sessions (drp not running, nobody asked): {fmt_seconds(t.idle)} "
-        f"({t.idle:.1f}s, {_share(t.idle, t.total)})",
+        f"({t.idle:.1f}s, {share(t.idle, t.total)})",
         "",
         f"## Timeline ({tz})",
         "",
@@ -144,10 +169,17 @@ def _md_body(t: Timeline, tz: tzinfo) -> list[str]:
     width = max((len(m.host or "") for m in t.milestones), default=0)
     swidth = max((len(m.step or "") for m in t.milestones), default=0)
     for m in t.milestones:
-        line = f"{clock(m.ts, tz)}  {(m.host or '').ljust(width)}  {(m.step or '').ljust(swidth)}"
+        tag = f"{run_tag(t, m.run):<4}" if len(t.runs) > 1 else ""
+        line = (
+            f"{clock(m.ts, tz)}  {tag}{(m.host or '').ljust(width)}  {(m.step or '').ljust(swidth)}"
+        )
         out.append(_fence(f"{line}  {m.text}".replace("\n", " ")))
     out += [
         "```",
+        "",
+        "## Paths to the hosts (SSH, fallback, console)",
+        "",
+        *([f"- {cell(x)}" for x in path_lines(t)] or ["None."]),
         "",
         "## Steps",
         "",
@@ -158,26 +190,25 @@ def _md_body(t: Timeline, tz: tzinfo) -> list[str]:
     for r in t.rows:
         step = f"rollback of {r.step}" if r.kind == "rollback" else r.step
         out.append(
-            f"| {r.session} | {_cell(r.host)} | {_cell(step)} | {_cell(r.label)} | "
+            f"| {t.where(r.run, r.session)} | {cell(r.host)} | {cell(step)} | {cell(r.label)} | "
             f"{r.attempts} | {clock(r.start, tz)} | {clock(r.end, tz)} | "
             f"{fmt_seconds(r.duration)} | {fmt_seconds(r.waited) if r.waited else ''} |"
         )
     out += ["", "## Rollbacks", ""]
     out += [
-        f"- {clock(r.end or r.start, tz)} {_cell(r.host)} rollback of {_cell(r.step)}: "
-        f"{_cell(r.outcome or 'no end recorded')} (session {r.session})"
+        f"- {clock(r.end or r.start, tz)} {cell(r.host)} rollback of {cell(r.step)}: "
+        f"{cell(r.outcome or 'no end recorded')} (session {t.where(r.run, r.session)})"
         for r in t.rollbacks
     ] or ["None."]
     out += ["", "## Notes", ""]
     out += [
-        f"- {clock(n.ts, tz)} {_cell(n.by)}{' on ' + _cell(n.step) if n.step else ''}: "
-        f"{_cell(n.text)}"
+        f"- {clock(n.ts, tz)} {cell(n.by)}{' on ' + cell(n.step) if n.step else ''}: {cell(n.text)}"
         for n in t.notes
     ] or ["None."]
     return out
 
 
-def _md_tail(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
+def md_tail(warnings: Sequence[str], t: Timeline, tz: tzinfo) -> list[str]:
     out = ["", "## Failures and retries", ""]
     if not t.failures:
         out.append("None.")
@@ -185,8 +216,8 @@ def _md_tail(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
         code = f"exit {f.exit_code}" if f.exit_code is not None else "no exit code"
         attempt = f"attempt {f.attempt}" if f.attempt is not None else f.phase
         out.append(
-            f"- {clock(f.ts, tz)} {_cell(f.host)} {_cell(f.step)}: {attempt} "
-            f"({_cell(f.phase)}) {_cell(f.outcome)}, {code}"
+            f"- {clock(f.ts, tz)} {cell(f.host)} {cell(f.step)}: {attempt} "
+            f"({cell(f.phase)}) {cell(f.outcome)}, {code}"
         )
         if f.excerpt:
             out += ["", "  ```", *(f"  {_fence(x)}" for x in f.excerpt.splitlines()), "  ```"]
@@ -195,20 +226,21 @@ def _md_tail(run: RunData, t: Timeline, tz: tzinfo) -> list[str]:
         out.append("None.")
     for d in t.decisions:
         waited = f" after waiting {fmt_seconds(d.waited)}" if d.waited is not None else ""
-        note = f": {_cell(d.note)}" if d.note else ""
+        note = f": {cell(d.note)}" if d.note else ""
         out.append(
-            f"- {clock(d.ts, tz)} {_cell(d.host)} {_cell(d.step)} ({d.kind}) {d.decision} by "
-            f"**{_cell(d.by)}**{waited}{note}"
+            f"- {clock(d.ts, tz)} {cell(d.host)} {cell(d.step)} ({d.kind}) {d.decision} by "
+            f"**{cell(d.by)}**{waited}{note}"
         )
-    if run.journal.warnings:
-        out += ["", "## Journal warnings", "", *(f"- {_cell(w)}" for w in run.journal.warnings)]
+    if warnings:
+        out += ["", "## Journal warnings", "", *(f"- {cell(w)}" for w in warnings)]
     return out
 
 
 def render_md(run: RunData, tz: tzinfo = UTC) -> str:
     """The report as Markdown."""
     t = build_timeline(run.journal.records)
-    return "\n".join([*_md_header(run, t, tz), *_md_body(t, tz), *_md_tail(run, t, tz)]) + "\n"
+    tail = md_tail(run.journal.warnings, t, tz)
+    return "\n".join([*_md_header(run, t, tz), *md_body(t, tz), *tail]) + "\n"
 
 
 def _plain(item: Any) -> dict[str, Any]:
@@ -220,12 +252,13 @@ def _plain(item: Any) -> dict[str, Any]:
     return out
 
 
-def report_dict(run: RunData) -> dict[str, Any]:
-    """The report as plain data (what the JSON format prints)."""
-    s, t, v = run.state, build_timeline(run.journal.records), run.verification
+def run_facts(run: RunData) -> dict[str, Any]:
+    """What a report says about one run before its timeline (the JSON header)."""
+    s, v = run.state, run.verification
     return {
         "run": run.run_id,
         "status": str(s.status),
+        "incident": s.incident or None,
         "runbook": {"name": s.runbook, "path": s.runbook_path, "sha256": s.runbook_sha256},
         "inventory": {"path": s.inventory, "sha256": s.inventory_sha256},
         "operators": list(dict.fromkeys(r.operator for r in run.journal.records if r.operator)),
@@ -236,12 +269,6 @@ def report_dict(run: RunData) -> dict[str, Any]:
         "command_lines": command_lines(run),
         "started": iso(s.started),
         "ended": iso(s.ended),
-        "time": {
-            "total": t.total,
-            "human_wait": t.human_wait,
-            "machine": t.machine_time,
-            "idle": t.idle,
-        },
         "integrity": {
             "ok": run.verified,
             "chain_ok": v.ok,
@@ -251,9 +278,22 @@ def report_dict(run: RunData) -> dict[str, Any]:
             "problem": v.problem,
             "witnesses": list(run.anchors.problems + run.anchors.notes) if run.anchors else [],
         },
+    }
+
+
+def timeline_dict(t: Timeline) -> dict[str, Any]:
+    """A timeline as plain data: time split, sessions, paths, steps, failures, approvals."""
+    return {
+        "time": {
+            "total": t.total,
+            "human_wait": t.human_wait,
+            "machine": t.machine_time,
+            "idle": t.idle,
+        },
         "summary": t.summary,
         "sessions": [
             {
+                "run": x.first.run,
                 "number": x.number,
                 "kind": x.kind,
                 "started": iso(x.started),
@@ -265,14 +305,21 @@ def report_dict(run: RunData) -> dict[str, Any]:
             }
             for x in t.sessions
         ],
+        "paths": [_plain(x) for x in t.reaches],
+        "gaps": [{**_plain(g), "seconds": g.seconds} for g in t.gaps],
         "notes": [_plain(n) for n in t.notes],
         "rollbacks": [_plain(r) for r in t.rollbacks],
         "milestones": [_plain(m) for m in t.milestones],
         "steps": [_plain(r) for r in t.rows],
         "failures": [_plain(f) for f in t.failures],
         "approvals": [_plain(d) for d in t.decisions],
-        "warnings": list(run.journal.warnings),
     }
+
+
+def report_dict(run: RunData) -> dict[str, Any]:
+    """The report as plain data (what the JSON format prints)."""
+    t = build_timeline(run.journal.records)
+    return {**run_facts(run), **timeline_dict(t), "warnings": list(run.journal.warnings)}
 
 
 def report(run: RunData, fmt: str = "md", tz: tzinfo = UTC) -> str:

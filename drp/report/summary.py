@@ -88,6 +88,7 @@ class RunSummary:
     records: int = 0
     verified: bool = True
     dry_run: bool = False
+    incident: str = ""
 
 
 def summarize(run: RunData) -> RunSummary:
@@ -112,6 +113,7 @@ def summarize(run: RunData) -> RunSummary:
         records=len(records),
         verified=run.verified,
         dry_run=state.dry_run,
+        incident=state.incident,
     )
 
 
@@ -125,6 +127,7 @@ class RunFilter:
     operator: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    incident: str | None = None
 
     def match(self, s: RunSummary) -> bool:
         checks = (
@@ -134,6 +137,7 @@ class RunFilter:
             self.operator is None or any(self.operator in op for op in s.operators),
             self.since is None or (s.started is not None and s.started >= self.since),
             self.until is None or (s.started is not None and s.started <= self.until),
+            self.incident is None or s.incident == self.incident,
         )
         return all(checks)
 

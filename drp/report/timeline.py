@@ -16,8 +16,9 @@ out the time it waited for a confirmation: that is human time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from drp.engine.events import EventType as T
 from drp.journal import LOCAL_HOST, Record
@@ -26,16 +27,21 @@ from drp.report.model import (
     CUT_SHORT,
     Decision,
     Failure,
+    Gap,
     Milestone,
     Note,
+    Reach,
     StepRow,
     Timeline,
     Wait,
     excerpt,
     first_line,
     fmt_seconds,
+    idle_gaps,
     union_seconds,
 )
+
+_T = TypeVar("_T", StepRow, Milestone, Failure, Decision, Wait, Note, Reach)
 
 
 @dataclass
@@ -54,20 +60,7 @@ class _Row:
     held: float = 0.0
 
     def freeze(self) -> StepRow:
-        return StepRow(
-            self.host,
-            self.step,
-            self.kind,
-            self.outcome,
-            self.attempts,
-            self.start,
-            self.end,
-            self.waited,
-            self.approved_by,
-            self.session,
-            self.undone,
-            self.held,
-        )
+        return StepRow(**vars(self))
 
 
 def _who(r: Record) -> str:
@@ -97,6 +90,8 @@ class _Builder:
         self.in_doubt: set[tuple[str, str]] = set()
         self.session = 0
         self.policy = "ask"
+        self.reaches: dict[tuple[int, str, str], Reach] = {}  # (session, host, via)
+        self.connected: dict[str, str] = {}  # host → how its connection of this session went
 
     def new_row(self, host: str, step: str, kind: str = "") -> _Row:
         row = _Row(host, step, self.session, kind)
@@ -119,6 +114,7 @@ class _Builder:
         d = r.data
         if r.type in (T.RUN_STARTED, T.RUN_RESUMED):
             self.session += 1
+            self.connected.clear()
             if r.type == T.RUN_STARTED:
                 dry = " (dry run)" if d.get("dry_run") else ""
                 what = f"run started: {d.get('runbook', '?')}{dry}"
@@ -136,10 +132,33 @@ class _Builder:
             self.note(r, "session", f"session {self.session} ended: {r.outcome or '?'}")
         elif r.type == T.HOST_UNREACHABLE:
             self.note(r, "failure", f"unreachable: {first_line(r.message)}")
-        elif r.type == T.HOST_CONNECTED and d.get("via_fallback"):
-            self.note(r, "run", f"connected via fallback {d.get('address', '')}")
+        elif r.type == T.HOST_CONNECTED:
+            self.reached(r, r.host if r.host is not None else LOCAL_HOST)
         elif r.type in (T.ROLLBACK_STARTED, T.ROLLBACK_FINISHED) and r.step is not None:
             self.rollback(r, r.host if r.host is not None else LOCAL_HOST, r.step)
+
+    def reached(self, r: Record, host: str) -> None:
+        """A connection: over SSH at the primary address, a fallback, or the console."""
+        d = r.data
+        via = "console" if d.get("via_console") else "fallback" if d.get("via_fallback") else "ssh"
+        self.connected[host] = via
+        address = str(d.get("address") or "")
+        key = (self.session, host, via)
+        if key not in self.reaches:
+            self.reaches[key] = Reach(r.ts, host, via, address, self.session)
+        if via != "ssh":
+            self.note(r, "run", f"connected via {via} {address}".rstrip())
+
+    def on_path(self, r: Record, host: str) -> None:
+        """A step started on a path (``ssh`` or ``console``): counted for its host."""
+        path = r.data.get("path")
+        if path not in ("ssh", "console"):
+            return  # local, manual, or unreachable: no path to the host
+        via = self.connected.get(host, "ssh") if path == "ssh" else "console"
+        via = "ssh" if path == "ssh" and via == "console" else via
+        key = (self.session, host, via)
+        known = self.reaches.get(key) or Reach(r.ts, host, via, "", self.session)
+        self.reaches[key] = replace(known, steps=known.steps + 1)
 
     def mark_in_doubt(self, r: Record) -> None:
         """At a resume: the steps an earlier session left without a trustworthy end."""
@@ -164,6 +183,7 @@ class _Builder:
             row = self.row(host, step)
             row.kind = str(r.data.get("kind") or row.kind)
             row.start = row.start or r.ts
+            self.on_path(r, host)
             if key in self.in_doubt:
                 self.settled(r, host, step, "run again", f"--{self.policy}-in-doubt")
         elif r.type == T.STEP_ATTEMPT:
@@ -303,13 +323,18 @@ def _session_ends(sessions: Sequence[Session]) -> list[Milestone]:
     ]
 
 
+def gap_milestones(gaps: Sequence[Gap]) -> list[Milestone]:
+    """A line for each stretch when nobody worked."""
+    return [
+        Milestone(g.start, None, "idle", None, f"nobody working for {fmt_seconds(g.seconds)}")
+        for g in gaps
+    ]
+
+
 def build_timeline(records: Sequence[Record]) -> Timeline:
     """Fold a run's records (file order) into its :class:`Timeline`."""
     b = _Builder()
-    gaps: list[Wait] = []  # from the last record of a session to the resume that follows it
-    for previous, r in zip([None, *records], records, strict=False):
-        if r.type == T.RUN_RESUMED and previous is not None:
-            gaps.append(Wait("", "", previous.ts, r.ts, True))
+    for r in records:
         if r.type.startswith("step.") and r.step is not None:
             b.step_event(r, r.host if r.host is not None else LOCAL_HOST, r.step)
         else:
@@ -323,29 +348,40 @@ def build_timeline(records: Sequence[Record]) -> Timeline:
             b.waits.append(Wait(host, step, since, ended, False))
     total = (ended - started).total_seconds() if started and ended else 0.0
     human = union_seconds(b.waits)
-    idle = union_seconds([*b.waits, *gaps]) - human
-    milestones = [*b.milestones, *_session_ends(sessions)]
+    gaps = idle_gaps(started, ended, sessions, b.waits)
+    idle = sum(g.seconds for g in gaps)
+    milestones = [*b.milestones, *_session_ends(sessions), *gap_milestones(gaps)]
+    run = records[0].run if records else ""
+
+    def tag(items: Sequence[_T]) -> tuple[_T, ...]:
+        return tuple(replace(x, run=run) for x in items)
+
     return Timeline(
-        rows=tuple(row.freeze() for row in b.rows),
-        milestones=tuple(sorted(milestones, key=lambda m: m.ts)),
-        failures=tuple(b.failures),
-        decisions=tuple(b.decisions),
-        waits=tuple(b.waits),
+        rows=tag([row.freeze() for row in b.rows]),
+        milestones=tag(sorted(milestones, key=lambda m: m.ts)),
+        failures=tag(b.failures),
+        decisions=tag(b.decisions),
+        waits=tag(b.waits),
         started=started,
         ended=ended,
         human_wait=human,
         machine_time=max(0.0, total - human - idle),
         idle=idle,
         sessions=tuple(sessions),
-        notes=tuple(b.notes),
+        notes=tag(b.notes),
+        reaches=tag(list(b.reaches.values())),
+        gaps=gaps,
+        runs=(run,) if run else (),
     )
 
 
 __all__ = [
     "Decision",
     "Failure",
+    "Gap",
     "Milestone",
     "Note",
+    "Reach",
     "StepRow",
     "Timeline",
     "Wait",
@@ -353,5 +389,6 @@ __all__ = [
     "excerpt",
     "first_line",
     "fmt_seconds",
+    "gap_milestones",
     "union_seconds",
 ]

@@ -12,6 +12,8 @@ import pytest
 
 from drp.report import load_run, report
 from drp.report.html import COLORS
+from drp.report.incident import incident_report, load_incident
+from drp.report.incident_sample import DISK, INCIDENT, KERNEL, OTHER, write_incident_sample
 from drp.report.sample import SAMPLE_RUN, write_sample
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -116,3 +118,42 @@ def test_screenshot_is_not_blank(html_file: Path, tmp_path: Path) -> None:
     # the timeline's bars were painted: ok (green), changed (blue), failed (red)
     for status in ("ok", "changed", "failed"):
         assert bytes.fromhex(COLORS[status][1:]) in colors, status
+
+
+@pytest.fixture
+def incident_html(tmp_path: Path) -> Path:
+    write_incident_sample(tmp_path / "state")
+    out = tmp_path / "incident.html"
+    out.write_text(incident_report(load_incident(tmp_path / "state", INCIDENT), "html"))
+    return out
+
+
+def test_incident_report_dom_has_one_timeline_of_both_runs(
+    incident_html: Path, tmp_path: Path
+) -> None:
+    dom = chromium(tmp_path, "--dump-dom", incident_html.as_uri()).stdout
+    assert dom.count('<svg id="timeline"') == 1
+    assert dom.count('class="bar"') == 7  # both runs' steps and the rollback, in one chart
+    assert f'data-run="{KERNEL}"' in dom and f'data-run="{DISK}"' in dom
+    assert dom.count('class="gap"') == 2  # the day at the gate, the hours nobody worked
+    assert "nobody working 1h59m" in dom and "human wait 19h59m" in dom
+    assert dom.count('class="run-row"') == 2 and dom.count('class="path"') == 3
+    assert OTHER not in dom  # another incident's run
+
+
+def test_incident_report_screenshot_shows_the_timeline_unbroken(
+    incident_html: Path, tmp_path: Path
+) -> None:
+    png = tmp_path / "incident.png"
+    chromium(tmp_path, f"--screenshot={png}", "--window-size=1280,1100", incident_html.as_uri())
+    width, height, colors = png_pixels(png.read_bytes())
+    assert (width, height) == (1280, 1100)
+    assert len(colors) > 20
+    # the chart was painted in view: its bars (ok, failed, rolled back, paused) and its gaps
+    for status in ("ok", "failed", "rolled-back", "paused"):
+        assert bytes.fromhex(COLORS[status][1:]) in colors, status
+    assert bytes.fromhex("fff4d6") in colors  # a collapsed gap's fill
+    # no broken layout: the chart fits the page (nothing pushed off to the right)
+    dom = chromium(tmp_path, "--dump-dom", incident_html.as_uri()).stdout
+    svg_width = float(dom.split('<svg id="timeline"', 1)[1].split('width="', 1)[1].split('"')[0])
+    assert svg_width <= width - 2 * 24  # the body's margins

@@ -47,7 +47,10 @@ def test_completion_knows_runbooks_hosts_groups_runs_and_steps(tmp_path: Path) -
     journal.parent.mkdir(parents=True)
     record = {
         "type": "run.started",
-        "data": {"runbook_path": str(ROOT / "runbooks" / "disk-replace.yaml")},
+        "data": {
+            "runbook_path": str(ROOT / "runbooks" / "disk-replace.yaml"),
+            "incident": "2019-09-disk",
+        },
     }
     journal.write_text(json.dumps(record) + "\n")
 
@@ -58,6 +61,8 @@ def test_completion_knows_runbooks_hosts_groups_runs_and_steps(tmp_path: Path) -
     assert groups == ["databases"]
     assert _complete("drp resume 2026", state, tmp_path) == [run_id]
     assert _complete("drp log show 2026", state, tmp_path) == [run_id]
+    assert _complete("drp log report --incident 2019", state, tmp_path) == ["2019-09-disk"]
+    assert _complete("drp run disk-replace --incident 20", state, tmp_path) == ["2019-09-disk"]
     assert _complete(f"drp run -i {EXAMPLE} disk-replace --approve ", state, tmp_path) == [
         "datacenter-swap"
     ]
