@@ -1,8 +1,11 @@
 """Shared pytest fixtures: a real OpenSSH sshd on loopback (see ``tests/sshd.py``).
 
 Also how the suite splits over ``pytest -n 2 --dist loadgroup`` (what ``scripts/test``
-runs): every lab test goes to one worker, in order, so the lab's guests boot one at a
-time while the other worker runs the unit, integration, DNS and browser tiers.
+runs): two groups, each on one worker and in collection order: the lab tier (its
+guests boot one at a time, on one core) and everything else (unit, integration, DNS,
+browser: the second core). Within each group the tests run one after another as in a
+single process, so no two integration tests ever share the machine's sshd, users or
+processes at the same moment.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from sshd import SshServer, start_sshd, stop_sshd
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("lab") is not None:
-            item.add_marker(pytest.mark.xdist_group("lab"))
+        lab = item.get_closest_marker("lab") is not None
+        item.add_marker(pytest.mark.xdist_group("lab" if lab else "host"))
 
 
 @pytest.fixture(scope="session")
