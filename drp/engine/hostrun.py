@@ -7,22 +7,17 @@ and never prints. The step kinds themselves live in :mod:`drp.engine.actions`.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from drp.engine import actions, gates, leftovers
-from drp.engine.events import Event, EventType, Sink
+from drp.engine.events import Event, EventType
+from drp.engine.hostview import Shared
 from drp.engine.lock import DEFAULT_LOCK_DIR, Holder, acquire, lock_become, release
-from drp.engine.options import (
-    HostResume,
-    Operator,
-    RunOptions,
-)
-from drp.engine.plan import Plan, PlannedStep
+from drp.engine.options import HostResume
+from drp.engine.plan import PlannedStep
 from drp.engine.retry import AttemptFailed, RetryHooks, connect_policy, retrying
 from drp.engine.spool import (
     CAPTURE_CUT,
@@ -45,25 +40,10 @@ from drp.errors import (
     LockedError,
 )
 from drp.inventory import Become, Host
-from drp.redact import Redactor
 from drp.results import CommandResult, HostStatus, StepStatus
 from drp.runbook.template import TemplateProblem, evaluate, render
 from drp.transport.base import OutputCallback, PathChoice, Transport
 from drp.transport.command import wrap_become
-
-
-@dataclass
-class Shared:
-    """What every host's run shares: sinks, the operator, the stop signals."""
-
-    plan: Plan
-    options: RunOptions
-    emit: Sink
-    operator: Operator
-    local: Transport
-    cancel: threading.Event = field(default_factory=threading.Event)
-    halt: threading.Event = field(default_factory=threading.Event)
-    gate_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class HostRun:
@@ -564,7 +544,3 @@ def _step_status(status: HostStatus) -> StepStatus:
         HostStatus.UNREACHABLE: StepStatus.UNREACHABLE,
         HostStatus.INTERRUPTED: StepStatus.INTERRUPTED,
     }.get(status, StepStatus.FAILED)
-
-
-Redact = Callable[[Any], Any]
-__all__ = ["HostRun", "HostStopped", "Redactor", "Shared"]
