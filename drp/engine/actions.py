@@ -13,36 +13,31 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from drp.engine import gates
+from drp.engine.defaults import (
+    BOOT_ID_TIMEOUT,
+    DEFAULT_BOOT_ID,
+    DEFAULT_REBOOT,
+    backup_path,
+    poll_limit,
+)
 from drp.engine.events import EventType
+from drp.engine.hostview import HostView
 from drp.engine.options import Decision
+from drp.engine.outcome import ActionOutcome, check_exit
 from drp.engine.plan import PlannedStep
-from drp.engine.putfile import backup_path, put_file
+from drp.engine.putfile import put_file
 from drp.engine.retry import AttemptFailed
 from drp.engine.stops import HostStopped
 from drp.errors import ConnectError
 from drp.results import CommandResult, HostStatus
 from drp.runbook.model import Until
 
-if TYPE_CHECKING:
-    from drp.engine.hostrun import HostRun
-
-DEFAULT_BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
-DEFAULT_REBOOT = "systemctl reboot || /sbin/reboot"
-BOOT_ID_TIMEOUT = 15.0  # reading the boot id, when the step sets no timeout
 PROGRESS_EVERY = 30.0  # seconds between journaled progress records when nothing changes
 
 
-@dataclass(frozen=True)
-class ActionOutcome:
-    result: CommandResult | None
-    message: str = ""
-
-
-def perform(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
+def perform(hr: HostView, ps: PlannedStep, attempt: int) -> ActionOutcome:
     """Run the step's action once."""
     kind = ps.step.kind
     if kind in ("run", "local"):
@@ -56,14 +51,7 @@ def perform(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     return put_file(hr, ps, attempt)
 
 
-def check_exit(ps: PlannedStep, result: CommandResult, command: str) -> None:
-    if result.exit_code not in ps.step.success_codes:
-        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        tail = f": {detail[-1][:200]}" if detail and not ps.step.sensitive else ""
-        raise AttemptFailed("exit", f"exit code {result.exit_code}{tail}", result)
-
-
-def _capture(hr: HostRun, ps: PlannedStep, result: CommandResult) -> None:
+def _capture(hr: HostView, ps: PlannedStep, result: CommandResult) -> None:
     for name, pattern in ps.step.capture.items():
         if pattern is None:
             hr.captures[name] = result.stdout.strip()
@@ -82,7 +70,7 @@ def _capture(hr: HostRun, ps: PlannedStep, result: CommandResult) -> None:
         )
 
 
-def _command(hr: HostRun, ps: PlannedStep, attempt: int, *, local: bool) -> ActionOutcome:
+def _command(hr: HostView, ps: PlannedStep, attempt: int, *, local: bool) -> ActionOutcome:
     command = hr.render(ps.step.run or ps.step.local or "")
     result = hr.exec(
         command, ps=ps, phase="action", attempt=attempt, local=local, timeout=ps.timeout
@@ -119,15 +107,7 @@ def progress_of(pattern: str | None, text: str) -> float | None:
         return None
 
 
-def poll_limit(step_timeout: float | None, interval: float) -> float:
-    """How long one poll of a wait may take: the step's timeout, else 4 intervals (≥ 30 s).
-
-    Never beyond the wait's own deadline (the caller caps it with what is left).
-    """
-    return step_timeout or max(30.0, interval * 4)
-
-
-def _wait(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
+def _wait(hr: HostView, ps: PlannedStep, attempt: int) -> ActionOutcome:
     spec = ps.step.wait
     assert spec is not None
     command = hr.render(spec.command)
@@ -165,7 +145,7 @@ def _wait(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
 
 
 def _report_progress(
-    hr: HostRun,
+    hr: HostView,
     ps: PlannedStep,
     percent: float | None,
     started: float,
@@ -188,7 +168,7 @@ def _report_progress(
     return (percent, now) if durable else last
 
 
-def _try_connect(hr: HostRun) -> bool:
+def _try_connect(hr: HostView) -> bool:
     try:
         hr.transport.connect()
     except ConnectError:
@@ -196,7 +176,7 @@ def _try_connect(hr: HostRun) -> bool:
     return True
 
 
-def _reboot(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
+def _reboot(hr: HostView, ps: PlannedStep, attempt: int) -> ActionOutcome:
     """Reboot so the SSH command returns cleanly, see the boot id change, reconnect."""
     spec = ps.step.reboot
     assert spec is not None
@@ -258,7 +238,7 @@ def _reboot(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     )
 
 
-def _manual(hr: HostRun, ps: PlannedStep) -> ActionOutcome:
+def _manual(hr: HostView, ps: PlannedStep) -> ActionOutcome:
     spec = ps.step.manual
     assert spec is not None
     text = hr.render(spec.instructions, shell=False)
@@ -277,7 +257,7 @@ def _manual(hr: HostRun, ps: PlannedStep) -> ActionOutcome:
     return ActionOutcome(None, f"confirmed by {answer.by}")
 
 
-def rollback_command(hr: HostRun, ps: PlannedStep) -> str | None:
+def rollback_command(hr: HostView, ps: PlannedStep) -> str | None:
     """The command that undoes ``ps``: its ``rollback``, or restoring a ``put`` backup."""
     if ps.step.rollback:
         return hr.render(ps.step.rollback)

@@ -23,7 +23,8 @@ from typing import Any
 from drp import __version__
 from drp.engine.events import Event, EventType, Sink
 from drp.engine.gates import Interruptible
-from drp.engine.hostrun import HostRun, Shared
+from drp.engine.hostrun import HostRun
+from drp.engine.hostview import Shared
 from drp.engine.inputs import host_settings
 from drp.engine.options import HostResume, Operator, RunOptions
 from drp.engine.plan import Plan

@@ -12,16 +12,14 @@ never journaled: the gate stays open and ``drp resume`` asks it again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from drp.engine.events import EventType
+from drp.engine.hostview import HostView
 from drp.engine.options import GATE_CHOICES, Decision, GateAnswer, GateKind, GateRequest
 from drp.engine.plan import PlannedStep, confirm_question
 from drp.engine.stops import HostStopped
 from drp.results import HostStatus, StepStatus
-
-if TYPE_CHECKING:
-    from drp.engine.hostrun import HostRun
 
 
 @runtime_checkable
@@ -36,7 +34,7 @@ class Interruptible(Protocol):
     def interrupt(self) -> None: ...
 
 
-def ask(hr: HostRun, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
+def ask(hr: HostView, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
     """Put a question to the operator (unless the command line answered it) and journal both."""
     opts = hr.shared.options
     if ps.id in opts.approve:
@@ -66,7 +64,7 @@ def ask(hr: HostRun, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
     return answer
 
 
-def confirm(hr: HostRun, ps: PlannedStep) -> None:
+def confirm(hr: HostView, ps: PlannedStep) -> None:
     """A destructive step runs only once confirmed; a refusal or a pause stops the host."""
     prompt = confirm_question(ps.step, hr.host.name)  # the question the plan shows
     answer = ask(hr, ps, "confirm", hr.render(prompt, shell=False))
@@ -79,7 +77,7 @@ def confirm(hr: HostRun, ps: PlannedStep) -> None:
         )
 
 
-def settle_in_doubt(hr: HostRun, ps: PlannedStep, *, running: str = "") -> bool:
+def settle_in_doubt(hr: HostView, ps: PlannedStep, *, running: str = "") -> bool:
     """A step started in an earlier session but never finished: decide, never guess.
 
     ``running`` says that its first attempt still runs on the host (see

@@ -17,22 +17,19 @@ command never overlap:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from drp.engine import gates
 from drp.engine.events import EventType
+from drp.engine.hostview import HostView
 from drp.engine.stops import HostStopped
 from drp.errors import ConnectError
 from drp.results import HostStatus
 from drp.transport.attempts import Leftover
 
-if TYPE_CHECKING:
-    from drp.engine.hostrun import HostRun
-
 POLL_SECONDS = 2.0  # between two looks at an earlier attempt drp waits for
 
 
-def settle(hr: HostRun) -> None:
+def settle(hr: HostView) -> None:
     """Wait for (or kill) what an earlier session of this run left running on the host."""
     try:
         found = hr.transport.leftovers()
@@ -48,7 +45,7 @@ def settle(hr: HostRun) -> None:
 
 
 def _note(
-    hr: HostRun, lo: Leftover, message: str, *, transient: bool = False, **data: object
+    hr: HostView, lo: Leftover, message: str, *, transient: bool = False, **data: object
 ) -> None:
     hr.emit(
         EventType.STEP_PROGRESS,
@@ -59,7 +56,7 @@ def _note(
     )
 
 
-def _kill(hr: HostRun, lo: Leftover) -> bool:
+def _kill(hr: HostView, lo: Leftover) -> bool:
     """Kill one earlier attempt; True when the host confirmed it is gone."""
     what = lo.describe(hr.host.name)
     killed = hr.transport.kill_leftover(lo)
@@ -75,7 +72,7 @@ def _kill(hr: HostRun, lo: Leftover) -> bool:
     return False
 
 
-def _ask_first(hr: HostRun, lo: Leftover) -> None:
+def _ask_first(hr: HostView, lo: Leftover) -> None:
     """Put the step in doubt to the operator now, saying its first attempt still runs."""
     step = next((ps for ps in hr.shared.plan.steps[hr.host.name] if ps.id == lo.step), None)
     if step is None or step.id not in hr.resume.in_doubt or step.id in hr.in_doubt_answers:
@@ -90,7 +87,7 @@ def _ask_first(hr: HostRun, lo: Leftover) -> None:
     hr.in_doubt_answers[step.id] = gates.settle_in_doubt(hr, step, running=running)
 
 
-def _wait(hr: HostRun, found: list[Leftover]) -> None:
+def _wait(hr: HostView, found: list[Leftover]) -> None:
     """Wait until none of ``found`` runs any more, telling the console and the journal."""
     if not found:
         return

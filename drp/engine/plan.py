@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drp.engine.putfile import backup_path
+from drp.engine.defaults import DEFAULT_BOOT_ID, DEFAULT_REBOOT, backup_path, poll_limit
 from drp.errors import InventoryError, Problem, RunbookError
 from drp.inventory import Host, Inventory
 from drp.redact import Redactor
@@ -204,8 +204,6 @@ def _details(
 ) -> dict[str, Any]:
     """What a wait, reboot or put step does beyond the command the plan shows."""
     if step.wait is not None:
-        from drp.engine.actions import poll_limit  # it imports this module
-
         spec = step.wait
         return {
             "interval": spec.interval,
@@ -234,8 +232,6 @@ def _reboot_commands(step: Step, host: Host) -> tuple[tuple[str, str], tuple[str
     As ``actions._reboot`` chooses them: the step's, else the host's (inventory),
     else drp's default.
     """
-    from drp.engine.actions import DEFAULT_BOOT_ID, DEFAULT_REBOOT  # it imports this module
-
     spec = step.reboot
     assert spec is not None
 

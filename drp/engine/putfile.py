@@ -14,26 +14,20 @@ from __future__ import annotations
 import secrets
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from drp.engine.defaults import backup_path
+from drp.engine.hostview import HostView
+from drp.engine.outcome import ActionOutcome, check_exit
+from drp.engine.plan import PlannedStep
 from drp.engine.retry import AttemptFailed
 from drp.errors import ConnectError, StepFailed
 from drp.runbook.model import PutSpec
-
-if TYPE_CHECKING:  # at run time this module imports nothing of the engine's circle
-    from drp.engine.actions import ActionOutcome
-    from drp.engine.hostrun import HostRun
-    from drp.engine.plan import PlannedStep
 
 #: The exit code of the install script when the destination is a directory.
 IS_A_DIRECTORY = 21
 
 
-def backup_path(dest: str, run_id: str) -> str:
-    return f"{dest}.drp-bak-{run_id}"
-
-
-def _content(hr: HostRun, spec: PutSpec) -> bytes:
+def _content(hr: HostView, spec: PutSpec) -> bytes:
     if spec.content is not None:
         text = hr.render(spec.content, shell=False) if spec.template else spec.content
         return text.encode()
@@ -55,9 +49,7 @@ def _content(hr: HostRun, spec: PutSpec) -> bytes:
     return hr.render(text, shell=False).encode()
 
 
-def put_file(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
-    from drp.engine.actions import ActionOutcome, check_exit
-
+def put_file(hr: HostView, ps: PlannedStep, attempt: int) -> ActionOutcome:
     spec = ps.step.put
     assert spec is not None
     data = _content(hr, spec)
@@ -87,7 +79,7 @@ def put_file(hr: HostRun, ps: PlannedStep, attempt: int) -> ActionOutcome:
     return ActionOutcome(result, f"{dest}: {'written' if changed else 'already up to date'}")
 
 
-def _remove(hr: HostRun, staging: str) -> None:
+def _remove(hr: HostView, staging: str) -> None:
     try:
         hr.transport.connect()
         hr.transport.run(f"rm -f {shlex.quote(staging)}", timeout=15)

@@ -19,16 +19,13 @@ import posixpath
 import shlex
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from drp.engine.events import EventType
+from drp.engine.hostview import HostView
 from drp.engine.lock import DEFAULT_LOCK_DIR, lock_become
 from drp.errors import DrpError
 from drp.inventory import Host
 from drp.results import CommandResult
-
-if TYPE_CHECKING:
-    from drp.engine.hostrun import HostRun
 
 
 def witness_path(host: Host, run_id: str) -> str:
@@ -37,7 +34,7 @@ def witness_path(host: Host, run_id: str) -> str:
     return posixpath.join(posixpath.dirname(lock_dir.rstrip("/")), "witness", run_id)
 
 
-def leave_witness(hr: HostRun) -> None:
+def leave_witness(hr: HostView) -> None:
     """Append the current chain head to the host's witness file, and journal it."""
     head = hr.shared.options.chain_head
     if head is None:

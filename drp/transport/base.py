@@ -1,8 +1,8 @@
 """The Transport protocol: the one seam between the engine and the network.
 
 The engine only ever talks to a :class:`Transport`. ``ssh.py`` implements it
-with paramiko, ``local.py`` with subprocess, and ``drp.testing`` ships a
-scriptable fake for unit tests.
+with paramiko (on ``ssh_link.py`` and ``ssh_commands.py``), ``local.py`` with
+subprocess, and ``drp.testing`` ships a scriptable fake for unit tests.
 
 Contract:
 - ``connect()`` opens the connection (idempotent: a no-op when open) and

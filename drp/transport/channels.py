@@ -1,7 +1,7 @@
 """A command in flight on one SSH channel, and waiting on and reading from it.
 
-Helpers of :mod:`drp.transport.ssh`; they only call a channel's methods
-(paramiko is imported by ``ssh.py``, for types only here): is the command
+Helpers of :mod:`drp.transport.ssh_commands`; they only call a channel's methods
+(paramiko is imported by the ``ssh*.py`` modules, for types only here): is the command
 finished, wait for news, collect a short command's whole output, send stdin
 without deadlocking a chatty command.
 """

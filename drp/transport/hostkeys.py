@@ -3,8 +3,8 @@
 These back ``drp inventory trust HOST``: scan the key the server presents
 (without authenticating), show its SHA256 fingerprint, and, once the operator
 agrees, record it in the known_hosts file that :class:`SshTransport` verifies
-against. Only the scan needs the network; it goes through ``ssh.py``, the one
-module that uses paramiko.
+against. Only the scan needs the network; it goes through ``ssh_link.py``, one
+of the ``ssh*.py`` modules, the only ones that use paramiko.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def scan_host_key(host: Host, address: Address | None = None) -> tuple[str, str,
     ``address`` defaults to the host's primary address; a jump host, if any,
     is used (and its own key verified) to reach it.
     """
-    from drp.transport.ssh import fetch_server_key
+    from drp.transport.ssh_link import fetch_server_key
 
     target = address or Address(host.address, host.port)
     key_type, key_b64 = fetch_server_key(host, target)

@@ -722,7 +722,7 @@ def test_a_timeout_before_the_pid_arrived_does_not_claim_a_kill(
     from drp.transport.attempts import reader
 
     monkeypatch.setattr(  # a wrapper that never reports the PID
-        "drp.transport.ssh.bootstrap",
+        "drp.transport.ssh_commands.bootstrap",
         lambda run, token, label, user, end: f"exec /bin/sh -c {shlex.quote(reader(end))}",
     )
     pid = None

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from drp.cli.plan_view import PLAN_LINES, plan_json, print_plan
 from drp.engine import gates
-from drp.engine.actions import DEFAULT_BOOT_ID, DEFAULT_REBOOT
+from drp.engine.defaults import DEFAULT_BOOT_ID, DEFAULT_REBOOT
 from drp.engine.options import Decision, GateAnswer
 from drp.engine.plan import Plan, PlannedStep, build_plan
 from drp.errors import InputError
