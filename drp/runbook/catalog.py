@@ -21,7 +21,7 @@ ENV_PATH = "DRP_RUNBOOK_PATH"
 #: Built-in runbooks run for real by a test (paths from the repository root); any other
 #: built-in runbook is a DRAFT. Add a runbook here only once its test passes.
 PROVED_BY: dict[str, tuple[str, ...]] = {
-    "disk-replace": ("tests/lab/test_disk_replace.py",),
+    "disk-replace": ("tests/lab/test_disk_replace.py", "tests/lab/test_disk_failing.py"),
     "raid-rebuild": ("tests/lab/test_raid_rebuild.py",),
     "kernel-rollback": ("tests/lab/test_kernel_rollback.py",),
     "network-repair": ("tests/lab/test_network_repair.py",),

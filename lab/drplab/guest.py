@@ -54,18 +54,31 @@ class LabError(RuntimeError):
 class IOFault:
     """A real I/O error the disk returns (QEMU ``blkdebug``): ``op`` on 512-byte ``sector``.
 
-    ``op`` is ``"read"`` or ``"write"``; every such request touching the sector fails
-    with EIO, as a disk with a bad sector does, while the disk stays on the bus.
+    ``op`` is ``"read"`` or ``"write"``; every such request touching the guest's sector
+    fails with EIO (``once``: only the first), as a disk with a bad sector does, while
+    the disk stays on the bus. The faulted disk is a raw copy, so sectors are the guest's.
+
+    One bad data sector does not make md fail a member: md records the write error in
+    the member's bad-block log and keeps it in sync (``write_error,want_replacement``).
+    It fails the member when it cannot record the error either: fault the bad-block
+    log's sectors too (``mdadm --examine``: ``Super Offset`` + ``Bad Block Log`` offset).
     """
 
     op: str
     sector: int
+    once: bool = False
 
     def rule(self) -> dict[str, Any]:
         """The blkdebug ``inject-error`` rule."""
         if self.op not in ("read", "write"):
             raise ValueError(f"IOFault op must be read or write, not {self.op!r}")
-        return {"event": f"{self.op}_aio", "iotype": self.op, "errno": 5, "sector": self.sector}
+        return {
+            "event": f"{self.op}_aio",
+            "iotype": self.op,
+            "errno": 5,
+            "sector": self.sector,
+            "once": self.once,
+        }
 
 
 @dataclass

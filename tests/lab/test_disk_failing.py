@@ -1,7 +1,10 @@
 """disk-replace with a *failing* disk: real I/O errors (QEMU blkdebug), the disk still present.
 
-disk1 returns EIO on writes to one sector, disk0 (the survivor) on reads of another:
-md marks disk1's member faulty at the next write there while /dev/vdb stays on the bus.
+disk1 returns EIO on writes to one data sector and to its md member's bad-block log,
+disk0 (the survivor) on the first read of another sector. md marks disk1's member
+faulty at the next write to that data sector while /dev/vdb stays on the bus: a single
+bad sector alone md would only record in the member's bad-block log (and keep it in
+sync); a disk that cannot record it either is failed.
 
 1. The survivor has logged a read error: disk-replace refuses before changing anything.
 2. Once the survivor is trusted again, the gate names the serial of the disk to pull
@@ -26,22 +29,24 @@ from drplab.util import wait_until
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.timeout(1800),
-    # Not proved yet (issue 13, tests 5 and 6): in its one run md never marked vdb2
-    # faulty after the blkdebug write fault, although the rule fires with qemu-io on
-    # the host; the guest-to-image sector mapping is the suspect. Kept, not run, so
-    # CI does not spend 30 minutes on a known failure.
-    pytest.mark.skip(reason="not proved yet: md does not fail the blkdebug member (issue 13)"),
 ]
 
 RUNBOOK = RUNBOOKS / "disk-replace.yaml"
 #: Near the end of each 2 GiB disk, inside md0's data area, in a block the system leaves alone.
 WRITE_FAULT = 4186112  # on disk1 (vdb)
 READ_FAULT = 4188160  # on disk0 (vda), the survivor
+#: The image's layout (checked by the test): partition 2 at sector 4096, md's superblock
+#: 8 sectors into it, the bad-block log 16 sectors past the superblock.
+PART_START, SUPER_OFFSET, BBL_OFFSET = 4096, 8, 16
+BBL_FAULT = PART_START + SUPER_OFFSET + BBL_OFFSET  # on disk1: md cannot record the error
 
 
 @pytest.fixture(scope="module")
 def failing(lab_image: LabImage) -> Iterator[Guest]:
-    faults = {"disk0": (IOFault("read", READ_FAULT),), "disk1": (IOFault("write", WRITE_FAULT),)}
+    faults = {
+        "disk0": (IOFault("read", READ_FAULT, once=True),),
+        "disk1": (IOFault("write", WRITE_FAULT), IOFault("write", BBL_FAULT)),
+    }
     guest = Guest(lab_image, name="lab1", faults=faults)
     try:
         guest.start()
@@ -57,19 +62,26 @@ def md0(guest: Guest) -> str:
     return match.group(0)
 
 
+def sectors(examine: str, key: str) -> int:
+    """A sector count from ``mdadm --examine``: ``Data Offset : 4096 sectors``."""
+    match = re.search(rf"^ *{key} : .*?(\d+) sectors", examine, re.MULTILINE)
+    assert match, f"no {key} in:\n{examine}"
+    return int(match.group(1))
+
+
 def test_failing_disk_refused_then_named_then_replaced(failing: Guest, tmp_path: Path) -> None:
     guest = failing
     inv = str(guest.write_inventory(tmp_path / "inventory.yaml"))
     state = tmp_path / "state"
 
     # The md0 sector over disk1's bad one, rewritten with its own content: md gets EIO
-    # from vdb and fails its member; the disk stays on the bus.
-    offset = guest.ssh(
-        "mdadm --examine /dev/vdb2 | sed -n 's/^ *Data Offset : \\([0-9]*\\) sectors.*/\\1/p'",
-        check=True,
-    ).stdout.strip()
-    start = guest.ssh("cat /sys/block/vdb/vdb2/start", check=True).stdout.strip()
-    sector = WRITE_FAULT - int(start) - int(offset)
+    # from vdb, cannot record it in vdb2's bad-block log and fails the member; the disk
+    # stays on the bus.
+    examine = guest.ssh("mdadm --examine /dev/vdb2", check=True).stdout
+    start = int(guest.ssh("cat /sys/block/vdb/vdb2/start", check=True).stdout)
+    layout = (start, sectors(examine, "Super Offset"), sectors(examine, "Bad Block Log"))
+    assert layout == (PART_START, SUPER_OFFSET, BBL_OFFSET), f"image layout changed:\n{examine}"
+    sector = WRITE_FAULT - start - sectors(examine, "Data Offset")
     assert 0 < sector < int(guest.ssh("blockdev --getsz /dev/md0", check=True).stdout)
     guest.ssh(
         f"dd if=/dev/md0 of=/dev/md0 bs=512 skip={sector} seek={sector} count=8 "
