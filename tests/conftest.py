@@ -1,12 +1,4 @@
-"""Shared pytest fixtures: a real OpenSSH sshd on loopback (see ``tests/sshd.py``).
-
-Also how the suite splits over ``pytest -n 2 --dist loadgroup`` (what ``scripts/test``
-runs): two groups, each on one worker and in collection order: the lab tier (its
-guests boot one at a time, on one core) and everything else (unit, integration, DNS,
-browser: the second core). Within each group the tests run one after another as in a
-single process, so no two integration tests ever share the machine's sshd, users or
-processes at the same moment.
-"""
+"""Shared pytest fixtures: a real OpenSSH sshd on loopback (see ``tests/sshd.py``)."""
 
 from __future__ import annotations
 
@@ -19,13 +11,6 @@ from pathlib import Path
 
 import pytest
 from sshd import SshServer, start_sshd, stop_sshd
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        lab = item.get_closest_marker("lab") is not None
-        item.add_marker(pytest.mark.xdist_group("lab" if lab else "host"))
 
 
 @pytest.fixture(scope="session")
