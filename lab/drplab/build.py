@@ -690,16 +690,29 @@ def image_key(cfg: BuildConfig, rootfs_key: str, script: str) -> str:
     )
 
 
+def _cached_image(cfg: BuildConfig, pubkey: str, root: Path) -> LabImage | None:
+    """The published image for ``cfg`` if both stages are cached, else None (no lock)."""
+    if not (root / "rootfs" / _rootfs_key(cfg, pubkey)[:16] / "meta.json").exists():
+        return None
+    rootfs = _build_rootfs(cfg, pubkey, root)  # cached: reads its meta.json only
+    final = root / "images" / image_key(cfg, rootfs.key, _provision_script(cfg, rootfs))[:16]
+    return LabImage.load(final) if (final / "meta.json").exists() else None
+
+
 def build_image(cfg: BuildConfig | None = None, *, root: Path | None = None) -> LabImage:
     """Return the cached lab image for ``cfg``, building what is missing.
 
     Safe to call from several processes at once: builds are serialised by a
-    lock file and published with an atomic rename.
+    lock file and published with an atomic rename, so a cached image is returned
+    without the lock (a build of another key does not hold it up).
     """
     cfg = cfg or BuildConfig()
     root = root or cache_dir()
     ssh_key = ensure_ssh_key(root)
     pubkey = ssh_key.with_suffix(".pub").read_text(encoding="utf-8")
+    cached = _cached_image(cfg, pubkey, root)
+    if cached is not None:
+        return cached
     with _locked(root / "build.lock"):
         rootfs = _build_rootfs(cfg, pubkey, root)
         script = _provision_script(cfg, rootfs)
