@@ -24,7 +24,7 @@ PROVED_BY: dict[str, tuple[str, ...]] = {
     "disk-replace": ("tests/lab/test_disk_replace.py", "tests/lab/test_disk_failing.py"),
     "raid-rebuild": ("tests/lab/test_raid_rebuild.py",),
     "kernel-rollback": ("tests/lab/test_kernel_rollback.py",),
-    "network-repair": ("tests/lab/test_network_repair.py",),
+    "network-repair": ("tests/lab/test_network_repair.py", "tests/lab/test_serial_console.py"),
     "dns-failover": ("tests/dns/test_dns_runbooks.py",),
     "dns-failback": ("tests/dns/test_dns_runbooks.py",),
 }
