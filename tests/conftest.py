@@ -5,12 +5,25 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sshd import SshServer, start_sshd, stop_sshd
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Deliver Ctrl-C to the suite and to what it starts, however it was started.
+
+    A shell starts an asynchronous command (``scripts/test &``, ``nohup … &``, the
+    lab tier beside the others) with SIGINT ignored, and an ignored signal stays
+    ignored across fork and exec: drp, the fake console's shell and its ``sleep``
+    would shrug off the Ctrl-C the interruption tests send.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
