@@ -189,6 +189,27 @@ class _Console:
         self._transcript.close()
 
 
+def sweep_stale_workdirs(tmp: Path | None = None) -> list[Path]:
+    """Remove the work directories of guests whose QEMU is gone; return them.
+
+    A test run killed with SIGKILL (or a CI job cancelled) never reaches
+    ``Guest.stop``: its ``drplab-NAME-*`` directory (overlays of a few hundred MB)
+    stays behind. A directory is removed only when its ``qemu.pid`` names a process
+    that no longer exists; one without it (a guest starting right now) is left.
+    """
+    removed: list[Path] = []
+    for workdir in Path(tmp or tempfile.gettempdir()).glob("drplab-*"):
+        pidfile = workdir / "qemu.pid"
+        try:
+            pid = int(pidfile.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+            removed.append(workdir)
+    return removed
+
+
 class Guest:
     """One lab guest on qcow2 overlays of a :class:`LabImage`."""
 
@@ -329,6 +350,7 @@ class Guest:
             self._workdir_arg.mkdir(parents=True, exist_ok=True)
             self.workdir = self._workdir_arg
         else:
+            sweep_stale_workdirs()
             # Short path: unix socket paths are limited to 107 bytes.
             self.workdir = Path(tempfile.mkdtemp(prefix=f"drplab-{self.name}-"))
         try:
