@@ -12,7 +12,6 @@ nobody was asked. A one-run incident's timeline is that run's timeline.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -25,10 +24,10 @@ from drp.journal.incident import validate_incident
 from drp.journal.index import read_index
 from drp.report.model import Timeline, idle_gaps, union_seconds
 from drp.report.render import (
-    FORMATS,
     cell,
     clock,
     command_lines,
+    in_format,
     integrity,
     iso,
     md_body,
@@ -40,7 +39,6 @@ from drp.report.render import (
 )
 from drp.report.summary import RunData, load_path
 from drp.report.timeline import build_timeline, gap_milestones
-from drp.terminal import visible
 
 
 @dataclass(frozen=True)
@@ -209,12 +207,11 @@ def incident_dict(incident: Incident) -> dict[str, Any]:
 
 def incident_report(incident: Incident, fmt: str = "md", tz: tzinfo = UTC) -> str:
     """The post-incident report of all the incident's runs in ``md``, ``html`` or ``json``."""
-    if fmt == "md":
-        return visible(render_incident_md(incident, tz))
-    if fmt == "json":
-        return json.dumps(incident_dict(incident), indent=2, ensure_ascii=False, default=str) + "\n"
-    if fmt == "html":
-        from drp.report.html import render_incident_html  # html imports this module
+    from drp.report.html import render_incident_html  # html imports this module
 
-        return render_incident_html(incident, tz)
-    raise InputError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return in_format(
+        fmt,
+        md=lambda: render_incident_md(incident, tz),
+        data=lambda: incident_dict(incident),
+        html=lambda: render_incident_html(incident, tz),
+    )

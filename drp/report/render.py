@@ -16,7 +16,7 @@ renderer (:mod:`drp.report.html`) escapes every value.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -324,12 +324,25 @@ def report_dict(run: RunData) -> dict[str, Any]:
 
 def report(run: RunData, fmt: str = "md", tz: tzinfo = UTC) -> str:
     """The post-incident report of ``run`` in ``md``, ``html`` or ``json``."""
-    if fmt == "md":  # text to read in a terminal too: host output shown, not obeyed
-        return visible(render_md(run, tz))
-    if fmt == "json":
-        return json.dumps(report_dict(run), indent=2, ensure_ascii=False, default=str) + "\n"
-    if fmt == "html":
-        from drp.report.html import render_html  # html imports this module
+    from drp.report.html import render_html  # html imports this module
 
-        return render_html(run, tz)
+    return in_format(
+        fmt,
+        md=lambda: render_md(run, tz),
+        data=lambda: report_dict(run),
+        html=lambda: render_html(run, tz),
+    )
+
+
+def in_format(
+    fmt: str, *, md: Callable[[], str], data: Callable[[], object], html: Callable[[], str]
+) -> str:
+    """One report in ``fmt``: Markdown (made safe to read in a terminal: host output
+    is shown, not obeyed), JSON of ``data``, or HTML; an unknown format is refused."""
+    if fmt == "md":
+        return visible(md())
+    if fmt == "json":
+        return json.dumps(data(), indent=2, ensure_ascii=False, default=str) + "\n"
+    if fmt == "html":
+        return html()
     raise InputError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
