@@ -8,6 +8,12 @@
     ``manual`` (``inet manual``: no address) or ``renamed`` (a stanza for an interface
     that does not exist). The management port (eth1, systemd-networkd) is untouched,
     so the guest is still reachable through it.
+``night_of_september_2019(guest)``
+    incident A as one event: the primary configuration names an interface that is not
+    there (it takes effect at the next boot), the newer kernel's upgrade starts and
+    disk1 dies under it (pulled from the bus), then the machine is reset before the
+    package is configured. It comes back degraded, half-upgraded, reachable only
+    through the management port.
 
 Each returns once the damage is visible; every wait polls against a deadline.
 """
@@ -20,6 +26,9 @@ from drplab.util import wait_until
 
 #: The working primary configuration the image ships (kept as the operator's known-good copy).
 GOOD_INTERFACES = INTERFACES
+
+#: exit 0 when md0's status line shows a missing member ([U_])
+DEGRADED_MD0 = "grep -A1 '^md0 ' /proc/mdstat | grep -Eq '\\[[U_]*_[U_]*\\]'"
 
 BROKEN_INTERFACES = {
     # QEMU's user network forwards the primary port to 10.0.2.15 only
@@ -69,3 +78,45 @@ def break_network(guest: Guest, kind: str = "wrong-address", *, timeout: float =
     )
     if guest.ssh("true", mgmt=True, timeout=30).returncode != 0:
         raise LabError("breaking the primary network broke the management port too")
+
+
+def night_of_september_2019(guest: Guest, *, disk: str = "disk1", timeout: float = 900.0) -> None:
+    """Break ``guest`` as the night of incident A did (see the module's docstring)."""
+    broken = "auto lo\niface lo inet loopback\n\n" + BROKEN_INTERFACES["renamed"]
+    guest.ssh(
+        "set -e; [ -e /etc/network/interfaces.drp-good ] || "
+        "cp -p /etc/network/interfaces /etc/network/interfaces.drp-good; "
+        "cat > /etc/network/interfaces",
+        input_text=broken,
+        check=True,
+        mgmt=True,
+    )
+    guest.ssh(
+        "rm -f /root/upgrade.rc; export DEBIAN_FRONTEND=noninteractive; nohup sh -c "
+        f"'dpkg --unpack {SPARE_DEB_DIR}/linux-image-{NEW_KERNEL}_*.deb; "
+        "echo $? > /root/upgrade.rc' >/root/upgrade.log 2>&1 &",
+        check=True,
+        mgmt=True,
+    )
+    guest.pull_disk(disk)  # while the package is being unpacked
+    wait_until(
+        lambda: guest.ssh(DEGRADED_MD0, mgmt=True).returncode == 0,
+        300,
+        interval=2.0,
+        what=f"md0 to lose {disk}",
+    )
+    wait_until(
+        lambda: guest.ssh("cat /root/upgrade.rc", mgmt=True).stdout.strip() != "",
+        timeout,
+        interval=3.0,
+        what="the newer kernel's package to be unpacked",
+    )
+    rc = guest.ssh("cat /root/upgrade.rc", mgmt=True).stdout.strip()
+    if rc != "0":
+        log = guest.ssh("cat /root/upgrade.log", mgmt=True).stdout
+        raise LabError(f"dpkg --unpack failed (exit {rc}):\n{log}")
+    # the reset comes once the unpack is on the disk, so that every replay is the same
+    guest.ssh("sync", check=True, mgmt=True)
+    guest.power_cycle(timeout=timeout, mgmt=True)
+    if guest.ssh("true", timeout=20, connect_timeout=5).returncode == 0:
+        raise LabError("the primary network came back after the reset; it should not")

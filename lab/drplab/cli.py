@@ -1,8 +1,11 @@
-"""Command line: ``python -m drplab build|up|down|status|ssh``.
+"""Command line: ``python -m drplab build|up|down|status|ssh|pull|insert|reset|night``.
 
 ``up`` starts a detached lab guest, waits for SSH, writes (merges) a drp
 inventory entry and a known_hosts file, and records the guest in
-``$DRP_LAB_CACHE/run/NAME.json`` so ``down``/``status``/``ssh`` find it.
+``$DRP_LAB_CACHE/run/NAME.json`` so the other commands find it. ``pull``,
+``insert`` and ``reset`` are the datacenter's hands (a disk out of its bay, a
+blank one in, the power button); ``night`` breaks the guest as incident A's
+night did (lab/README.md: rehearsing that night by hand).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drplab.breaks import night_of_september_2019
 from drplab.build import BuildConfig, LabImage, build_image
 from drplab.config import cache_dir
 from drplab.guest import Guest, pid_alive
@@ -89,6 +93,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "pid": guest.proc.pid,
         "address": guest.address,
         "port": guest.port,
+        "mgmt_port": guest.mgmt_port,
         "key": str(image.ssh_key),
         "known_hosts": str(guest.known_hosts),
         "workdir": str(guest.workdir),
@@ -191,6 +196,92 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+def _attached(name: str) -> Guest | None:
+    """A handle on the running guest ``up`` recorded as ``name`` (None, said, if there is none)."""
+    state = _load_state(name)
+    if state is None:
+        print(
+            f"no lab host named {name} (start one: python -m drplab up --name {name})",
+            file=sys.stderr,
+        )
+        return None
+    if "mgmt_port" not in state:
+        print(f"{name} was started by an older drplab: down, then up again", file=sys.stderr)
+        return None
+    return Guest.attach(
+        LabImage.load(Path(state["image"])),
+        name=name,
+        workdir=Path(state["workdir"]),
+        port=int(state["port"]),
+        mgmt_port=int(state["mgmt_port"]),
+        pid=int(state["pid"]),
+    )
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Pull a disk out of its bay (hot-unplug; its image is kept)."""
+    guest = _attached(args.name)
+    if guest is None:
+        return 1
+    try:
+        if args.disk not in guest.disks:
+            print(
+                f"{args.name} has no disk {args.disk} (it has: {', '.join(guest.disks)})",
+                file=sys.stderr,
+            )
+            return 1
+        guest.pull_disk(args.disk)
+        print(f"{args.disk} pulled from {args.name}")
+    finally:
+        guest.release()
+    return 0
+
+
+def cmd_insert(args: argparse.Namespace) -> int:
+    """Slot a blank disk into a free bay (hot-plug)."""
+    guest = _attached(args.name)
+    if guest is None:
+        return 1
+    try:
+        disk = guest.insert_blank_disk(args.disk, size=args.size, serial=args.serial)
+        print(f"blank disk {disk.name} ({args.size}) inserted in {args.name}: {disk.by_id}")
+    finally:
+        guest.release()
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    """Press the reset button; wait until the guest is back (on its management port)."""
+    guest = _attached(args.name)
+    if guest is None:
+        return 1
+    try:
+        started = time.monotonic()
+        guest.power_cycle(wait=not args.no_wait, timeout=args.timeout, mgmt=True)
+        took = f" and back in {time.monotonic() - started:.0f}s" if not args.no_wait else ""
+        print(f"{args.name} reset{took}")
+    finally:
+        guest.release()
+    return 0
+
+
+def cmd_night(args: argparse.Namespace) -> int:
+    """Break the guest as the night of September 2019 did (incident A)."""
+    guest = _attached(args.name)
+    if guest is None:
+        return 1
+    try:
+        print(f"{args.name}: kernel upgrade started, disk1 dies under it, then a reset ...")
+        night_of_september_2019(guest)
+        print(
+            f"{args.name} is back: md0 degraded (disk1 gone), the newer kernel half-installed,\n"
+            f"no primary network (reachable on the management port {guest.mgmt_port} only)"
+        )
+    finally:
+        guest.release()
+    return 0
+
+
 def cmd_image(_args: argparse.Namespace) -> int:
     """Print the cached image metadata (without building)."""
     images = sorted((cache_dir() / "images").glob("*/meta.json"))
@@ -243,6 +334,32 @@ def main(argv: list[str] | None = None) -> int:
     command("image", "show cached image metadata", "python -m drplab image").set_defaults(
         func=cmd_image
     )
+    pull = command("pull", "pull a disk out of a lab host", "python -m drplab pull lab1 disk1")
+    pull.add_argument("name")
+    pull.add_argument("disk", help="disk0, disk1 or one inserted since")
+    pull.set_defaults(func=cmd_pull)
+    insert = command(
+        "insert",
+        "slot a blank disk into a lab host",
+        "python -m drplab insert lab1 disk3 --size 2304M --serial DRPLAB-NEW0",
+    )
+    insert.add_argument("name")
+    insert.add_argument("disk", help="a new device id, e.g. disk3")
+    insert.add_argument("--size", default="2304M", help="qemu-img size (default: %(default)s)")
+    insert.add_argument("--serial", default=None, help="the disk's serial (default: its id)")
+    insert.set_defaults(func=cmd_insert)
+    reset = command("reset", "hard-reset a lab host", "python -m drplab reset lab1")
+    reset.add_argument("name")
+    reset.add_argument("--no-wait", action="store_true", help="do not wait for it to boot")
+    reset.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for boot")
+    reset.set_defaults(func=cmd_reset)
+    night = command(
+        "night",
+        "break a lab host as incident A's night did (disk dies in a kernel upgrade, no network)",
+        "python -m drplab night lab1",
+    )
+    night.add_argument("name")
+    night.set_defaults(func=cmd_night)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

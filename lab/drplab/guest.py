@@ -238,7 +238,32 @@ class Guest:
         self.proc: subprocess.Popen[bytes] | None = None
         self._qmp: QMP | None = None
         self._console: _Console | None = None
+        self._pid: int | None = None  # QEMU's, for a guest attached to (``attach``)
         self.timings: dict[str, float] = {}
+
+    @classmethod
+    def attach(
+        cls, image: LabImage, *, name: str, workdir: Path, port: int, mgmt_port: int, pid: int
+    ) -> Guest:
+        """A handle on a guest another process started detached (``python -m drplab up``).
+
+        SSH, QMP, power and disks work as on the handle that started it; the disks are
+        read back from QEMU (``query-block``). Stopping it is ``drplab down``'s job.
+        """
+        if not pid_alive(pid):
+            raise LabError(f"lab host {name} is not running (QEMU pid {pid} is gone)")
+        guest = cls(image, name=name, workdir=workdir, detached=True)
+        guest.workdir, guest.port, guest.mgmt_port, guest._pid = workdir, port, mgmt_port, pid
+        guest._qmp = QMP(guest.qmp_socket)
+        for block in guest._qmp.execute("query-block"):
+            # a -device's block backend: /machine/peripheral/disk0/virtio-backend
+            parts = str(block.get("qdev", "")).split("/")
+            inserted = block.get("inserted")
+            if inserted and len(parts) > 3 and parts[2] == "peripheral":
+                guest.disks[parts[3]] = Disk(
+                    parts[3], Path(inserted["file"]), "", fmt=inserted["drv"], attached=True
+                )
+        return guest
 
     # ------------------------------------------------------------------ paths
 
@@ -446,6 +471,8 @@ class Guest:
 
     def alive(self) -> bool:
         """Whether QEMU is still running."""
+        if self._pid is not None:
+            return pid_alive(self._pid)
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, *, timeout: float = 15.0) -> None:
@@ -473,6 +500,7 @@ class Guest:
             self._qmp.close()
             self._qmp = None
         self.proc = None
+        self._pid = None
 
     # ------------------------------------------------------------------ QMP
 

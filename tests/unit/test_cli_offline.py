@@ -256,7 +256,10 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     assert "Example" in result.output, result.output
 
 
-@pytest.mark.parametrize("command", ["", "build", "up", "down", "status", "ssh", "image"])
+@pytest.mark.parametrize(
+    "command",
+    ["", "build", "up", "down", "status", "ssh", "image", "pull", "insert", "reset", "night"],
+)
 def test_every_lab_command_has_help_with_an_example(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
