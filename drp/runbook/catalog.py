@@ -21,10 +21,18 @@ ENV_PATH = "DRP_RUNBOOK_PATH"
 #: Built-in runbooks run for real by a test (paths from the repository root); any other
 #: built-in runbook is a DRAFT. Add a runbook here only once its test passes.
 PROVED_BY: dict[str, tuple[str, ...]] = {
-    "disk-replace": ("tests/lab/test_disk_replace.py", "tests/lab/test_disk_failing.py"),
+    "disk-replace": (
+        "tests/lab/test_disk_replace.py",
+        "tests/lab/test_disk_failing.py",
+        "tests/lab/test_night_replay.py",
+    ),
     "raid-rebuild": ("tests/lab/test_raid_rebuild.py",),
-    "kernel-rollback": ("tests/lab/test_kernel_rollback.py",),
-    "network-repair": ("tests/lab/test_network_repair.py", "tests/lab/test_serial_console.py"),
+    "kernel-rollback": ("tests/lab/test_kernel_rollback.py", "tests/lab/test_night_replay.py"),
+    "network-repair": (
+        "tests/lab/test_network_repair.py",
+        "tests/lab/test_serial_console.py",
+        "tests/lab/test_night_replay.py",
+    ),
     "dns-failover": ("tests/dns/test_dns_runbooks.py",),
     "dns-failback": ("tests/dns/test_dns_runbooks.py",),
 }
