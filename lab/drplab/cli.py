@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -218,68 +219,69 @@ def _attached(name: str) -> Guest | None:
     )
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
-    """Pull a disk out of its bay (hot-unplug; its image is kept)."""
-    guest = _attached(args.name)
+def _on_guest(name: str, act: Callable[[Guest], int]) -> int:
+    """``act`` on the running guest ``up`` recorded as ``name`` (1, said, if there is none)."""
+    guest = _attached(name)
     if guest is None:
         return 1
     try:
+        return act(guest)
+    finally:
+        guest.release()
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Pull a disk out of its bay (hot-unplug; its image is kept)."""
+
+    def pull(guest: Guest) -> int:
         if args.disk not in guest.disks:
-            print(
-                f"{args.name} has no disk {args.disk} (it has: {', '.join(guest.disks)})",
-                file=sys.stderr,
-            )
+            have = ", ".join(guest.disks)
+            print(f"{args.name} has no disk {args.disk} (it has: {have})", file=sys.stderr)
             return 1
         guest.pull_disk(args.disk)
         print(f"{args.disk} pulled from {args.name}")
-    finally:
-        guest.release()
-    return 0
+        return 0
+
+    return _on_guest(args.name, pull)
 
 
 def cmd_insert(args: argparse.Namespace) -> int:
     """Slot a blank disk into a free bay (hot-plug)."""
-    guest = _attached(args.name)
-    if guest is None:
-        return 1
-    try:
+
+    def insert(guest: Guest) -> int:
         disk = guest.insert_blank_disk(args.disk, size=args.size, serial=args.serial)
         print(f"blank disk {disk.name} ({args.size}) inserted in {args.name}: {disk.by_id}")
-    finally:
-        guest.release()
-    return 0
+        return 0
+
+    return _on_guest(args.name, insert)
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Press the reset button; wait until the guest is back (on its management port)."""
-    guest = _attached(args.name)
-    if guest is None:
-        return 1
-    try:
+
+    def reset(guest: Guest) -> int:
         started = time.monotonic()
         guest.power_cycle(wait=not args.no_wait, timeout=args.timeout, mgmt=True)
-        took = f" and back in {time.monotonic() - started:.0f}s" if not args.no_wait else ""
+        took = "" if args.no_wait else f" and back in {time.monotonic() - started:.0f}s"
         print(f"{args.name} reset{took}")
-    finally:
-        guest.release()
-    return 0
+        return 0
+
+    return _on_guest(args.name, reset)
 
 
 def cmd_night(args: argparse.Namespace) -> int:
     """Break the guest as the night of September 2019 did (incident A)."""
-    guest = _attached(args.name)
-    if guest is None:
-        return 1
-    try:
+
+    def night(guest: Guest) -> int:
         print(f"{args.name}: kernel upgrade started, disk1 dies under it, then a reset ...")
         night_of_september_2019(guest)
         print(
             f"{args.name} is back: md0 degraded (disk1 gone), the newer kernel half-installed,\n"
             f"no primary network (reachable on the management port {guest.mgmt_port} only)"
         )
-    finally:
-        guest.release()
-    return 0
+        return 0
+
+    return _on_guest(args.name, night)
 
 
 def cmd_image(_args: argparse.Namespace) -> int:
