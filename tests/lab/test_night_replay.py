@@ -190,9 +190,9 @@ def test_the_september_2019_night(lab_guest: Guest, lab_inventory: Path, tmp_pat
     if not CHROMIUM.exists() and os.environ.get("DRP_BROWSER_REQUIRED") != "1":
         return
     png = tmp_path / "night-2019-09.png"
-    chromium(tmp_path, f"--screenshot={png}", "--window-size=1280,1100", html.as_uri())
+    chromium(tmp_path, f"--screenshot={png}", "--window-size=1280,4000", html.as_uri())
     width, height, colors = png_pixels(png.read_bytes())
-    assert (width, height) == (1280, 1100) and len(colors) > 20
+    assert (width, height) == (1280, 4000) and len(colors) > 20
     assert bytes.fromhex(COLORS["ok"][1:]) in colors  # the timeline's bars were painted
     dom = chromium(tmp_path, "--dump-dom", html.as_uri()).stdout
     assert dom.count('<svg id="timeline"') == 1 and dom.count('class="run-row"') == 3
