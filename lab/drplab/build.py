@@ -203,7 +203,7 @@ def _sha256(*parts: str) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (concurrent builds wait for each other)."""
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -245,7 +245,7 @@ def ensure_ssh_key(directory: Path | None = None) -> Path:
     """Return the lab's client key (``id_ed25519`` in the cache), creating it once."""
     directory = directory or cache_dir()
     key = directory / "id_ed25519"
-    with _locked(directory / "key.lock"):
+    with locked(directory / "key.lock"):
         if not key.exists():
             subprocess.run(
                 ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "drp-lab", "-f", str(key)],
@@ -713,7 +713,7 @@ def build_image(cfg: BuildConfig | None = None, *, root: Path | None = None) -> 
     cached = _cached_image(cfg, pubkey, root)
     if cached is not None:
         return cached
-    with _locked(root / "build.lock"):
+    with locked(root / "build.lock"):
         rootfs = _build_rootfs(cfg, pubkey, root)
         script = _provision_script(cfg, rootfs)
         key = image_key(cfg, rootfs.key, script)

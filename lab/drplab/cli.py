@@ -84,7 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     image = build_image(BuildConfig())
     built = time.monotonic() - started
-    guest = Guest(image, name=name, detached=True, memory_mib=args.memory)
+    guest = Guest(image, name=name, detached=True, memory_mib=args.memory, cold=args.cold)
     guest.start(wait=False)
     assert guest.workdir is not None
     assert guest.proc is not None
@@ -322,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     up.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for SSH")
+    up.add_argument(
+        "--cold",
+        action="store_true",
+        help="boot through GRUB instead of restoring the image's saved boot (~1 min vs ~5 s)",
+    )
     up.set_defaults(func=cmd_up)
     down = command("down", "stop a lab host", "python -m drplab down lab1")
     down.add_argument("name")

@@ -4,6 +4,7 @@
 ``DRP_LAB_MIRROR``  Debian mirror for debootstrap (default: the first one apt uses)
 ``DRP_LAB_KVM``     ``1`` to run guests with ``-accel kvm`` (default: TCG)
 ``DRP_LAB_QEMU``    QEMU binary (default ``qemu-system-x86_64``)
+``DRP_LAB_RESTORE`` ``0`` to boot every guest instead of restoring the saved boot
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def qemu_binary() -> str:
 def use_kvm() -> bool:
     """Whether guests run under KVM (opt-in; TCG is the measured default)."""
     return os.environ.get("DRP_LAB_KVM", "") in {"1", "true", "yes"}
+
+
+def restore_enabled() -> bool:
+    """Whether fresh guests restore the image's saved boot (``DRP_LAB_RESTORE=0``: never)."""
+    return os.environ.get("DRP_LAB_RESTORE", "1") not in {"0", "false", "no"}
 
 
 def accel_args() -> list[str]:

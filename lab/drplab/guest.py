@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -30,10 +31,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from drplab.build import LabImage
-from drplab.config import accel_args, qemu_binary
+from drplab.build import LabImage, locked
+from drplab.config import accel_args, qemu_binary, restore_enabled
 from drplab.inventory import known_hosts_line, write_inventory, write_known_hosts
 from drplab.qmp import QMP, QMPError
+from drplab.saved import STATE_FILE, SavedState, directory, load, state_key
 from drplab.util import WaitTimeoutError, free_port, wait_until
 
 log = logging.getLogger("drplab.guest")
@@ -223,6 +225,7 @@ class Guest:
         workdir: Path | None = None,
         detached: bool = False,
         faults: Mapping[str, Sequence[IOFault]] | None = None,
+        cold: bool = False,
     ) -> None:
         self.image = image
         self.name = name
@@ -230,6 +233,8 @@ class Guest:
         self.smp = smp
         self.detached = detached
         self.faults = dict(faults or {})
+        #: boot through GRUB at start, instead of restoring the saved boot (drplab.saved)
+        self.cold = cold
         self._workdir_arg = workdir
         self.workdir: Path | None = None
         self.port = 0
@@ -367,10 +372,27 @@ class Guest:
         return spec
 
     def start(self, *, wait: bool = True, timeout: float = 600.0) -> None:
-        """Create overlays, start QEMU (booting through GRUB) and, if ``wait``, wait for SSH."""
+        """Create overlays, start QEMU and, if ``wait``, wait for SSH.
+
+        A fresh guest restores the image's saved boot (:mod:`drplab.saved`: ~5 s, and
+        SSH is always waited for then; a faulted disk is a raw copy of the saved one)
+        unless it is ``cold`` or ``DRP_LAB_RESTORE=0``; then, or if the restore fails,
+        it boots through GRUB.
+        """
         if self.proc is not None:
             raise LabError("guest already started")
+        if not self.cold and restore_enabled():
+            saved = saved_state(self.image, memory_mib=self.memory_mib, smp=self.smp)
+            try:
+                self._start(saved, wait=True, timeout=timeout)
+                return
+            except (LabError, QMPError, WaitTimeoutError) as exc:
+                log.warning("restoring %s failed, booting instead: %s", saved.path, exc)
+        self._start(None, wait=wait, timeout=timeout)
+
+    def _start(self, saved: SavedState | None, *, wait: bool, timeout: float) -> None:
         started = time.monotonic()
+        self.disks = {}
         if self._workdir_arg is not None:
             self._workdir_arg.mkdir(parents=True, exist_ok=True)
             self.workdir = self._workdir_arg
@@ -383,12 +405,13 @@ class Guest:
                 zip(self.image.disk_names, self.image.disk_serials, self.image.disks, strict=True)
             ):
                 faults = tuple(self.faults.get(name, ()))
+                backing = saved.disks[name] if saved is not None else base
                 if faults:  # blkdebug sectors are the guest's: a raw (sparse) copy
                     overlay = self._path(f"{name}.raw")
-                    create = ["convert", "-q", "-O", "raw", str(base), str(overlay)]
+                    create = ["convert", "-q", "-O", "raw", str(backing), str(overlay)]
                 else:
                     overlay = self._path(f"{name}.qcow2")
-                    create = ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base)]
+                    create = ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing)]
                     create.append(str(overlay))
                 subprocess.run(["qemu-img", *create], check=True)
                 self.disks[name] = Disk(
@@ -400,18 +423,73 @@ class Guest:
                     bootindex=index,
                     faults=faults,
                 )
-            self._launch()
+            incoming = (
+                []
+                if saved is None
+                else ["-incoming", f"exec:gzip -dc <{shlex.quote(str(saved.stream))}"]
+            )
+            self._launch(incoming)
             if not self.detached:
                 self._console = _Console(self.console_socket, self.console_log)
             self.timings["qemu_start"] = round(time.monotonic() - started, 1)
-            if wait:
+            if saved is not None:
+                self._resume_restored(timeout)
+                self.timings["restore_to_ssh"] = round(time.monotonic() - started, 1)
+            elif wait:
                 self.wait_ssh(timeout)
                 self.timings["boot_to_ssh"] = round(time.monotonic() - started, 1)
         except BaseException:
             self.stop()
             raise
 
-    def _launch(self) -> None:
+    def _resume_restored(self, timeout: float) -> None:
+        """Run a guest QEMU loaded from a saved boot: links up, SSH, the clock set."""
+
+        def loaded() -> bool:
+            self._check_alive()
+            return bool(self.qmp("query-migrate").get("status") == "completed")
+
+        wait_until(loaded, 120, interval=0.1, what="QEMU to load the saved boot")
+        self.qmp("cont")
+        # saved with no network backend (drplab.saved): the NICs came back unplugged
+        self.set_link(True)
+        self.set_link(True, mgmt=True)
+        self.wait_ssh(timeout)
+        # the guest's clock stopped when it was saved
+        self.ssh(f"date -u -s @{time.time():.3f} >/dev/null", check=True)
+
+    def save_state(self, target: Path, *, timeout: float = 300.0) -> SavedState:
+        """Save this running guest into ``target`` (see :mod:`drplab.saved`); QEMU is then stopped.
+
+        The guest is saved once systemd has finished booting, with its NICs' user-mode
+        networks removed first: restored, those would hand eth0 a new DHCP address at
+        the next boot (a fresh one is made by the restoring QEMU).
+        """
+        self.ssh("systemctl is-system-running --wait; sync", timeout=timeout)
+        self.qmp("stop")
+        for netdev in ("net0", "net1"):
+            self.qmp("netdev_del", id=netdev)
+        target.mkdir(parents=True, exist_ok=True)
+        stream = target / STATE_FILE
+        self.qmp("migrate", uri=f"exec:gzip -1 >{shlex.quote(str(stream))}")
+        wait_until(
+            lambda: self.qmp("query-migrate").get("status") in ("completed", "failed"),
+            timeout,
+            interval=0.2,
+            what="QEMU to save the guest",
+        )
+        if self.qmp("query-migrate").get("status") != "completed":
+            raise LabError(f"saving the guest failed: {self.qmp('query-migrate')}")
+        self._stop_qemu(timeout=15.0)
+        disks = {}
+        for name, disk in self.disks.items():
+            disks[name] = target / f"{name}.qcow2"
+            shutil.move(disk.image, disks[name])
+            disks[name].chmod(0o444)
+        boot = self.timings.get("boot_to_ssh", 0.0)
+        return SavedState(path=target, disks=disks, boot_seconds=boot)
+
+    def _launch(self, extra: Sequence[str] = ()) -> None:
         """Start QEMU on a free port; retry if another process took the port first."""
         for _attempt in range(5):
             self.port = free_port(ADDRESS)
@@ -428,7 +506,7 @@ class Guest:
             qemu_log = self._path("qemu.log").open("ab")
             try:
                 self.proc = subprocess.Popen(
-                    self._qemu_argv(),
+                    [*self._qemu_argv(), *extra],
                     stdin=subprocess.DEVNULL,
                     stdout=qemu_log,
                     stderr=subprocess.STDOUT,
@@ -477,6 +555,12 @@ class Guest:
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """Stop QEMU (``quit``, then SIGKILL) and remove the work directory."""
+        self._stop_qemu(timeout)
+        if self.workdir is not None and self._workdir_arg is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = None if self._workdir_arg is None else self.workdir
+
+    def _stop_qemu(self, timeout: float) -> None:
         if self._qmp is not None and self.alive():
             with contextlib.suppress(OSError, QMPError, TimeoutError):
                 self._qmp.execute("quit")
@@ -490,9 +574,6 @@ class Guest:
         if self._console is not None:
             self._console.close()
             self._console = None
-        if self.workdir is not None and self._workdir_arg is None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        self.workdir = None if self._workdir_arg is None else self.workdir
 
     def release(self) -> None:
         """Forget a detached guest without stopping it (``drplab up``)."""
@@ -774,6 +855,39 @@ class Guest:
             fallback=[{"address": f"{ADDRESS}:{self.mgmt_port}", "jump": "none"}],
             merge=merge,
         )
+
+
+def saved_state(image: LabImage, *, memory_mib: int = 1024, smp: int = 1) -> SavedState:
+    """The saved boot of ``image`` (:mod:`drplab.saved`), booting and saving it the first time.
+
+    Made under a lock and published with an atomic rename, like the image itself: a
+    concurrent caller waits for it, and a killed one leaves no half-saved state behind.
+    """
+    final = directory(image, state_key(image, memory_mib, smp))
+    found = load(final)
+    if found is not None:
+        return found
+    with locked(image.path / "booted.lock"):
+        found = load(final)
+        if found is not None:
+            return found
+        for leftover in image.path.glob(".booted-*"):  # a saver killed before its rename
+            shutil.rmtree(leftover, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=".booted-", dir=image.path))
+        try:
+            log.info("booting %s once to save its booted state", image.path.name)
+            with Guest(image, name="saved", memory_mib=memory_mib, smp=smp, cold=True) as guest:
+                state = guest.save_state(work)
+            state.write_meta()
+            shutil.rmtree(final, ignore_errors=True)
+            work.rename(final)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    found = load(final)
+    if found is None:
+        raise LabError(f"the saved boot at {final} cannot be read back")
+    return found
 
 
 def pid_alive(pid: int) -> bool:

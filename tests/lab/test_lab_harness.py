@@ -1,6 +1,8 @@
-"""The lab harness itself: RAID-1 boot through GRUB, disk pull/insert, link, power.
+"""The lab harness itself: RAID-1 boot through GRUB, the saved boot, disk pull/insert,
+link, power.
 
-Each test gets a fresh guest (~50 s to boot under TCG); keep the count small.
+Each test gets a fresh guest, restored from the image's saved boot (~5 s under TCG;
+a boot through GRUB takes about a minute): see ``drplab.saved``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,34 @@ def test_image_is_cached(lab_image: LabImage) -> None:
     assert all(disk.exists() for disk in lab_image.disks)
 
 
-def test_boots_through_grub_with_root_on_raid1(lab_guest: Guest) -> None:
+def test_boots_through_grub_with_root_on_raid1(lab_image: LabImage) -> None:
+    with Guest(lab_image, name="lab1", cold=True) as guest:
+        assert "boot_to_ssh" in guest.timings and "restore_to_ssh" not in guest.timings
+        _check_boot_through_grub(guest)
+
+
+def test_a_restored_guest_is_its_own_running_copy_of_the_saved_boot(
+    lab_guest: Guest, lab_image: LabImage
+) -> None:
     guest = lab_guest
+    assert "restore_to_ssh" in guest.timings, guest.timings
+    # the clock was set on restore (it stopped when the boot was saved)
+    guest_now = float(guest.ssh("date +%s.%N", check=True).stdout)
+    assert abs(guest_now - time.time()) < 30, guest_now
+    # eth0 kept the address the primary port forwards to, and a new boot gets it again
+    assert "10.0.2.15/24" in guest.ssh("ip -br addr show eth0", check=True).stdout
+    _check_boot_through_grub(guest)
+    # restored guests share no writable file: what one writes, another does not see
+    guest.ssh("echo mine > /root/only-here && sync", check=True)
+    with Guest(lab_image, name="lab2") as other:
+        assert "restore_to_ssh" in other.timings
+        assert other.ssh("test -e /root/only-here").returncode == 1
+        other.ssh("echo theirs > /root/theirs && sync", check=True)
+    assert guest.ssh("cat /root/only-here", check=True).stdout == "mine\n"
+    assert guest.ssh("test -e /root/theirs").returncode == 1
+
+
+def _check_boot_through_grub(guest: Guest) -> None:
     # Booted by GRUB from the disks (a direct -kernel boot has no BOOT_IMAGE).
     cmdline = guest.ssh("cat /proc/cmdline", check=True).stdout
     assert "BOOT_IMAGE=" in cmdline
