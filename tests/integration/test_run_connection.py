@@ -158,8 +158,18 @@ def test_reboot_waits_while_the_host_is_down_then_continues(
     boot_id = lab.root / "boot_id"
     boot_id.write_text("boot-1\n")
     # "reboot": the listener and every session die, so nothing answers on the port;
-    # the watcher brings sshd back (same port and host key) with a new boot id
-    reboot = f"sessions=$(pgrep -P {sshd.pid}); kill -9 {sshd.pid} $sessions"
+    # the watcher brings sshd back (same port and host key) with a new boot id.
+    # Every session means every sshd process under the listener: killing its children
+    # alone left each connection's post-auth process (a grandchild) alive, and drp,
+    # reconnected before the kill, went on over a session that had lived through the
+    # "reboot" (CI, under load). Only sshd's own: a login shell killed half-way can
+    # leave this machine's shell start-up files a stale lock (pyenv's) behind.
+    reboot = (
+        f"ps -e -o pid= -o ppid= -o comm= | awk -v root={sshd.pid} "
+        "'{parent[$1] = $2; name[$1] = $3} END { for (p in parent) { q = p;"
+        " while (q != root && q in parent && q > 1) q = parent[q];"
+        ' if (q == root && name[p] == "sshd") print p } }\' | xargs kill -9'
+    )
     lab.write_inventory(
         {
             "h1": {
