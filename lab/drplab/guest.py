@@ -465,7 +465,8 @@ class Guest:
         networks removed first: restored, those would hand eth0 a new DHCP address at
         the next boot (a fresh one is made by the restoring QEMU).
         """
-        self.ssh("systemctl is-system-running --wait; sync", timeout=timeout)
+        # exits with sync's status: a boot that ended "degraded" is saved as it is
+        self.ssh("systemctl is-system-running --wait; sync", check=True, timeout=timeout)
         self.qmp("stop")
         for netdev in ("net0", "net1"):
             self.qmp("netdev_del", id=netdev)
@@ -486,8 +487,7 @@ class Guest:
             disks[name] = target / f"{name}.qcow2"
             shutil.move(disk.image, disks[name])
             disks[name].chmod(0o444)
-        boot = self.timings.get("boot_to_ssh", 0.0)
-        return SavedState(path=target, disks=disks, boot_seconds=boot)
+        return SavedState(path=target, disks=disks)
 
     def _launch(self, extra: Sequence[str] = ()) -> None:
         """Start QEMU on a free port; retry if another process took the port first."""

@@ -54,7 +54,6 @@ class SavedState:
 
     path: Path
     disks: dict[str, Path]
-    boot_seconds: float
 
     @property
     def stream(self) -> Path:
@@ -63,7 +62,7 @@ class SavedState:
 
     def write_meta(self) -> None:
         """Write ``meta.json`` (what :func:`load` reads back)."""
-        meta = {"disks": {n: p.name for n, p in self.disks.items()}, "boot": self.boot_seconds}
+        meta = {"disks": {n: p.name for n, p in self.disks.items()}}
         (self.path / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
@@ -77,7 +76,7 @@ def load(path: Path) -> SavedState | None:
     try:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         disks = {name: path / leaf for name, leaf in meta["disks"].items()}
-        state = SavedState(path=path, disks=disks, boot_seconds=float(meta["boot"]))
+        state = SavedState(path=path, disks=disks)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not state.stream.is_file() or not all(p.is_file() for p in disks.values()):

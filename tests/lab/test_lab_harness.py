@@ -46,7 +46,8 @@ def test_a_restored_guest_is_its_own_running_copy_of_the_saved_boot(
     # the clock was set on restore (it stopped when the boot was saved)
     guest_now = float(guest.ssh("date +%s.%N", check=True).stdout)
     assert abs(guest_now - time.time()) < 30, guest_now
-    # eth0 kept the address the primary port forwards to, and a new boot gets it again
+    # eth0 kept the address the primary port forwards to (test_power_cycle_reboot_and_console:
+    # and a new boot of a restored guest gets it again)
     assert "10.0.2.15/24" in guest.ssh("ip -br addr show eth0", check=True).stdout
     _check_boot_through_grub(guest)
     # restored guests share no writable file: what one writes, another does not see
