@@ -373,11 +373,10 @@ class ConsoleSink:
         timeout = _seconds(event.data.get("timeout"))  # when the engine says (optional)
         self._set_row(event.host, Row(step=name, began=self.clock(), timeout=timeout))
 
+    def _host_resumed(self, event: Event) -> None:  # steps done by earlier sessions
+        self.counts[event.host or ""]["earlier"] += int(event.data.get("done_earlier") or 0)
+
     def _step_skipped(self, event: Event) -> None:
-        reason = event.data.get("reason")
-        if reason == "done":  # done by an earlier session: not skipped, not run again
-            self.counts[event.host or ""]["earlier"] += 1
-            return
         self.counts[event.host or ""]["skipped"] += 1
         self._line(event, "skipped", event.message)
 

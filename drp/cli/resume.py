@@ -50,13 +50,13 @@ from drp.journal import (
     journal_path,
     lock_holder,
     new_run_id,
-    read_journal,
     replay,
     resolve_run,
     run_dir,
     state_dir,
 )
 from drp.journal.anchors import require_witnessed
+from drp.journal.reader import parse_bytes, read_bytes
 from drp.journal.writer import empty_journal, keep_runbook, kept_runbook
 from drp.results import RunStatus
 
@@ -197,7 +197,8 @@ def resume(
     folder = state_dir(state)
     the_id = resolve_run(folder, run_id)
     directory = run_dir(folder, the_id)
-    journal = read_journal(journal_path(directory))
+    content = read_bytes(journal_path(directory))
+    journal = parse_bytes(journal_path(directory), content)
     if not journal.records:
         raise empty_journal(directory)
     require_witnessed(journal, directory, folder)  # a cut journal would redo the cut steps
@@ -251,7 +252,7 @@ def resume(
         )
         for h in the_plan.hosts
     }
-    writer = JournalWriter.open_existing(directory, options.operator)
+    writer = JournalWriter.open_existing(directory, options.operator, seen=(content, journal))
     if writer.seq != run_state.last_seq:  # another session wrote while we got ready
         writer.close()
         raise LockedError(

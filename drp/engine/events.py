@@ -13,6 +13,8 @@ run.finished     outcome: RunStatus; data: hosts {host: HostStatus}
 host.connected   host; data: address, port, via_fallback, via_jump
 host.unreachable host; message; data: refused (the login or host key was refused)
 host.finished    host; outcome: HostStatus
+host.resumed     host; message; data: done_earlier (how many steps earlier sessions
+                 finished: not run again, and not journaled again one by one)
 lock.acquired / lock.released / lock.forced   host; data: holder
 step.started     host, step; data: kind, name, destructive, command
 step.skipped     host, step; outcome "skipped"; message: why (when, unless guard, done)
@@ -49,6 +51,7 @@ class EventType(StrEnum):
     HOST_CONNECTED = "host.connected"
     HOST_UNREACHABLE = "host.unreachable"
     HOST_FINISHED = "host.finished"
+    HOST_RESUMED = "host.resumed"
     LOCK_ACQUIRED = "lock.acquired"
     LOCK_RELEASED = "lock.released"
     LOCK_FORCED = "lock.forced"

@@ -28,6 +28,9 @@ from drp.runbook.template import TemplateProblem, evaluate
 class HostRun(HostSession):
     """Runs every planned step on one host, in order."""
 
+    #: Steps an earlier session of this run finished: neither run nor journaled again.
+    carried: frozenset[str] = frozenset()
+
     # -- the host's run -----------------------------------------------------
     def execute(self) -> HostStatus:
         if self.resume.done and all(
@@ -46,6 +49,7 @@ class HostRun(HostSession):
             if self.resumed:
                 leftovers.settle(self)
             self.take_lock()
+            self.carry_done_steps()
             for ps in self.shared.plan.steps[self.host.name]:
                 if self.shared.halt.is_set():
                     raise HostStopped(HostStatus.HALTED, "rollout halted: too many hosts failed")
@@ -71,17 +75,27 @@ class HostRun(HostSession):
         self.emit(EventType.HOST_FINISHED, outcome=status.value)
         return status
 
+    def carry_done_steps(self) -> None:
+        """On resume: one record for every step an earlier session finished, however many.
+
+        The journal already holds each one's end and captures, and the fold keeps them
+        (:mod:`drp.journal.state`), so nothing per step is written again: a resume of a
+        10,000-step run costs one record here, not 10,000 fsyncs and as many lines.
+        """
+        planned = self.shared.plan.steps[self.host.name]
+        self.carried = frozenset(
+            ps.id for ps in planned if ps.id in self.resume.done and not self._captures_lost(ps)
+        )
+        if self.carried:
+            self.emit(
+                EventType.HOST_RESUMED,
+                message=f"{len(self.carried)} steps done in earlier sessions: not run again",
+                data={"done_earlier": len(self.carried)},
+            )
+
     # -- one step -----------------------------------------------------------
     def run_step(self, ps: PlannedStep) -> None:
-        if ps.id in self.resume.done and not self._captures_lost(ps):
-            self.emit(
-                EventType.STEP_SKIPPED,
-                ps.id,
-                outcome=StepStatus.SKIPPED.value,
-                message="already done in an earlier session of this run",
-                # carried forward: the journal fold keeps a step's captures from its last end
-                data={"reason": "done", "captures": self._step_captures(ps)},
-            )
+        if ps.id in self.carried:
             if ps.id in self.resume.acted:  # undone too if a later step rolls back
                 self.completed.append(ps)
             return

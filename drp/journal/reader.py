@@ -96,7 +96,7 @@ def _parse_line(number: int, raw: bytes) -> Record | BadLine:  # noqa: PLR0911
     if not isinstance(fields, dict):
         return BadLine(number, "not a JSON object", raw)
     try:
-        record = Record.from_dict(fields, line=number)
+        record = Record.from_dict(fields, line=number, owned=True)
     except ValueError as err:
         return BadLine(number, f"not a valid record ({err})", raw)
     if not is_canonical_line(text, fields):
@@ -157,15 +157,19 @@ def parse_bytes(path: Path, content: bytes) -> Journal:
     return Journal(path, tuple(records), tuple(bad), torn, tuple(warnings))
 
 
-def read_journal(path: Path) -> Journal:
-    """Read a journal file; :class:`JournalError` only when it cannot be opened at all."""
+def read_bytes(path: Path) -> bytes:
+    """A journal file's bytes; :class:`JournalError` when it cannot be opened at all."""
     try:
-        content = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise JournalError(f"no journal at {path}") from None
     except OSError as err:
         raise JournalError(f"cannot read journal {path}: {err.strerror}") from None
-    return parse_bytes(path, content)
+
+
+def read_journal(path: Path) -> Journal:
+    """Read a journal file; :class:`JournalError` only when it cannot be opened at all."""
+    return parse_bytes(path, read_bytes(path))
 
 
 def _check(record: Record, prev_hash: str, expected_seq: int) -> str:

@@ -48,10 +48,11 @@ from drp.journal.paths import (
     make_run_dir,
     validate_run_id,
 )
-from drp.journal.reader import parse_bytes, verify
+from drp.journal.reader import Journal, parse_bytes, verify
 from drp.journal.record import GENESIS, build_record, dump_line, format_ts
 
 _LOCK_TRIES = 5
+Seen = tuple[bytes, Journal]  # a journal's bytes as read, and their parse
 _FSYNC_WITH_NEXT = frozenset({EventType.STEP_ATTEMPT})
 
 
@@ -184,17 +185,19 @@ def kept_runbook(run_directory: Path) -> bytes | None:
         return handle.read()
 
 
-def _repair_tail(path: Path) -> tuple[int, str, str, list[str]]:
+def _repair_tail(path: Path, seen: Seen | None) -> tuple[int, str, str, list[str]]:
     """Cut a torn last line aside; return (last seq, last hash, run id, warnings).
 
     Only a last line without its newline is torn (see :mod:`drp.journal.reader`).
     Any other bad line, the last complete one included, is damage: nothing is
     moved or cut, the journal is left as evidence and :class:`JournalError` says
-    where.
+    where. ``seen``: the bytes the caller read and parsed before taking the lock;
+    when the file still holds exactly those bytes, they are not parsed again.
     """
     with os.fdopen(_open(path, os.O_RDONLY), "rb") as handle:
         content = handle.read()
-    journal = parse_bytes(path, content)
+    unchanged = seen is not None and seen[0] == content
+    journal = seen[1] if seen is not None and unchanged else parse_bytes(path, content)
     warnings: list[str] = []
     result = verify(journal)
     if not result.ok:
@@ -310,8 +313,14 @@ class JournalWriter:
         self._synced = self._seq
 
     @classmethod
-    def open_existing(cls, run_directory: Path, operator: str) -> JournalWriter:
-        """Reopen a run's journal to append (resume), repairing a torn last line."""
+    def open_existing(
+        cls, run_directory: Path, operator: str, *, seen: Seen | None = None
+    ) -> JournalWriter:
+        """Reopen a run's journal to append (resume), repairing a torn last line.
+
+        ``seen``: (bytes, their parse) of the journal as the caller read it; a long
+        journal is then parsed once, not twice (it is still verified here, under the
+        lock, and parsed again if it changed in between)."""
         validate_run_id(run_directory.name)
         check_private(run_directory)
         path = run_directory / EVENTS
@@ -319,7 +328,7 @@ class JournalWriter:
             raise JournalError(f"no journal at {path}")
         lock_fd = _acquire(run_directory, operator)
         try:
-            seq, last_hash, _run, warnings = _repair_tail(path)
+            seq, last_hash, _run, warnings = _repair_tail(path, seen)
             if seq == 0:
                 raise empty_journal(run_directory)
             handle = os.fdopen(_open(path, os.O_WRONLY | os.O_APPEND), "ab")

@@ -23,6 +23,7 @@ from drp.runbook.template import (
     RUN_KEYS,
     TemplateProblem,
     compile_check,
+    is_plain,
     references,
 )
 
@@ -213,6 +214,8 @@ def _check_template(
     *,
     shell: bool = False,
 ) -> None:
+    if not expression and is_plain(text):  # nothing to compile, nothing it reads
+        return
     report = reporter(problems)
     try:
         tree = compile_check(text, expression=expression)

@@ -319,12 +319,21 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def is_plain(source: str) -> bool:
+    """Text with no Jinja2 delimiter (they all open with ``{``) and no carriage return
+    (Jinja2 turns ``\r\n`` into ``\n``): it renders to itself, so it needs neither
+    parsing nor compiling. Most runbook commands are such text."""
+    return "{" not in source and "\r" not in source
+
+
 def render(source: str, context: Mapping[str, Any], *, shell: bool) -> str:
     """Render a template; shell templates quote every substituted value.
 
     Whatever goes wrong (an undefined name, ``{{ 1 // 0 }}``, ``{{ "%d" % "x" }}``)
     is a TemplateProblem: a template is input, and bad input is never a crash.
     """
+    if is_plain(source):
+        return source
     try:
         return _bounded_render(_compiled(source, shell), context)
     except Exception as exc:

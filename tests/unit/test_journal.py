@@ -30,6 +30,7 @@ from drp.journal import (
     validate_run_id,
     verify,
 )
+from drp.journal.reader import parse_bytes
 from drp.redact import MASK, Redactor
 from drp.results import RunStatus
 
@@ -146,6 +147,25 @@ def test_torn_tail_is_read_and_repaired(tmp_path: Path) -> None:
     assert verify(journal).ok and journal.records[-1].operator == "bob@desk"
     assert not journal.warnings
 
+
+
+def test_reopening_trusts_the_callers_parse_only_while_the_file_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path)
+    content = path.read_bytes()
+    seen = (content, parse_bytes(path, content))
+    with JournalWriter.open_existing(path.parent, "bob@desk", seen=seen) as w:
+        assert w.seq == 5  # the parse handed over, still true
+        w.append(ev(EventType.RUN_NOTE, 11))
+    # the journal grew after the caller read it: the writer parses it again
+    with JournalWriter.open_existing(path.parent, "bob@desk", seen=seen) as w:
+        assert w.seq == 6
+    # an edit after the caller's read is found under the lock, not hidden by the old parse
+    edited = path.read_bytes().replace(b'"bob@desk"', b'"eve@desk"', 1)
+    path.write_bytes(edited)
+    with pytest.raises(JournalError, match="damaged"):
+        JournalWriter.open_existing(path.parent, "bob@desk", seen=seen)
 
 def test_edit_one_byte_of_the_last_record_fails_verify_and_resume(tmp_path: Path) -> None:
     path = write(tmp_path)

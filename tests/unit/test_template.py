@@ -5,12 +5,17 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drp.runbook.template import (
     Placeholder,
     TemplateProblem,
+    _bounded_render,
+    _compiled,
     compile_check,
     evaluate,
+    is_plain,
     references,
     render,
 )
@@ -141,3 +146,20 @@ def test_jinja2s_own_names_are_not_unknown_names() -> None:
         "{% for d in vars.disks %}{{ loop.index }}={{ d }} {% endfor %}{{ range(2) | list }}"
     )
     assert {r.namespace for r in references(tree)} == {"vars"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="{\r"), max_size=60))
+def test_plain_text_is_rendered_as_itself_without_jinja(text: str) -> None:
+    # the fast path (no parse, no compile) must give exactly what Jinja2 gives
+    assert is_plain(text)
+    for shell in (True, False):
+        assert _bounded_render(_compiled(text, shell), {}) == text
+        assert render(text, {}, shell=shell) == text
+
+
+def test_text_with_a_delimiter_or_a_carriage_return_goes_through_jinja() -> None:
+    assert not is_plain("echo {{ params.x }}") and not is_plain("a\r\nb")
+    assert render("a\r\nb", {}, shell=True) == "a\nb"  # Jinja2's newline normalisation
+    with pytest.raises(TemplateProblem):
+        render("echo {{ params.missing }}", {"params": {}}, shell=True)
