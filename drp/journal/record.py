@@ -55,10 +55,14 @@ def parse_ts(text: str) -> datetime:
     return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
+# Made once: ``json.dumps`` with any non-default option builds a new encoder per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(record: Mapping[str, Any]) -> str:
     """The canonical JSON text that the hash covers (``hash`` itself excluded)."""
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode({k: v for k, v in record.items() if k != "hash"})
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
@@ -68,7 +72,7 @@ def record_hash(record: Mapping[str, Any]) -> str:
 
 def dump_line(record: Mapping[str, Any]) -> str:
     """The stored line of a record (without the trailing newline)."""
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    return _LINE.encode(record)
 
 
 def is_canonical_line(line: str, record: Mapping[str, Any]) -> bool:

@@ -148,7 +148,6 @@ def test_torn_tail_is_read_and_repaired(tmp_path: Path) -> None:
     assert not journal.warnings
 
 
-
 def test_reopening_trusts_the_callers_parse_only_while_the_file_is_unchanged(
     tmp_path: Path,
 ) -> None:
@@ -166,6 +165,7 @@ def test_reopening_trusts_the_callers_parse_only_while_the_file_is_unchanged(
     path.write_bytes(edited)
     with pytest.raises(JournalError, match="damaged"):
         JournalWriter.open_existing(path.parent, "bob@desk", seen=seen)
+
 
 def test_edit_one_byte_of_the_last_record_fails_verify_and_resume(tmp_path: Path) -> None:
     path = write(tmp_path)

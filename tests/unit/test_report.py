@@ -239,3 +239,35 @@ def test_csv_cells_are_never_formulas(tmp_path: Path, message: str) -> None:
     rows = list(csv.DictReader(io.StringIO(export([load_run(tmp_path, run_id).journal], "csv"))))
     assert rows[1]["message"] == "'" + message
     assert rows[1]["host"] == "h" and rows[0]["message"] == ""
+
+
+def test_cli_show_prints_a_long_run_as_aligned_columns_with_every_row(tmp_path: Path) -> None:
+    run_id = "20261122-090000-long-00cc"
+    t0 = datetime(2026, 11, 22, 9, tzinfo=UTC)
+    steps = 400  # past LONG_TABLE: no rich layout, one plain line per row
+    with JournalWriter.create(run_dir(tmp_path, run_id), "eve@ops") as w:
+        w.append(Event(EventType.RUN_STARTED, run_id, data={"runbook": "long"}, ts=t0))
+        for i in range(steps):
+            at = t0 + timedelta(seconds=i)
+            step = f"s{i:04d}" if i != 7 else "s\x1b[2J"  # a control sequence is shown, not obeyed
+            started = {"kind": "run"}
+            w.append(
+                Event(EventType.STEP_STARTED, run_id, host="h", step=step, ts=at, data=started)
+            )
+            w.append(
+                Event(EventType.STEP_FINISHED, run_id, host="h", step=step, outcome="ok", ts=at)
+            )
+        w.append(Event(EventType.RUN_FINISHED, run_id, outcome="ok", ts=t0 + timedelta(hours=1)))
+    res = runner.invoke(app, ["show", run_id, "--state-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("session"))
+    rows = [line.split() for line in lines[header + 2 : header + 2 + steps]]
+    assert [r[2] for r in rows[:3]] == ["s0000", "s0001", "s0002"] and rows[-1][2] == "s0399"
+    assert all(r[1] == "h" and r[4] == "ok" for r in rows)
+    assert "\x1b" not in res.output and "s\\x1b[2J" in res.output
+    # aligned: every row's outcome starts in the header's column
+    at = lines[header].index("outcome")
+    assert {line[at : at + 2] for line in lines[header + 2 : header + 2 + steps]} == {"ok"}
+    events = runner.invoke(app, ["show", run_id, "--state-dir", str(tmp_path), "--events"])
+    assert events.exit_code == 0 and events.output.count("step.finished") == steps
