@@ -1,4 +1,5 @@
-"""One line per run: what ``drp log list`` shows and filters on.
+"""One line per run: what ``drp log list`` shows and filters on (listed by
+:mod:`drp.report.listing`).
 
 :class:`RunData` bundles what every review command needs about one run (its
 journal as read, the replayed state, the chain verification); :class:`RunSummary`
@@ -14,13 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 
-from drp.errors import JournalError
 from drp.journal import (
     Journal,
     RunState,
     VerifyResult,
     journal_path,
-    list_run_ids,
     lock_holder,
     read_journal,
     replay,
@@ -29,7 +28,7 @@ from drp.journal import (
     verify,
 )
 from drp.journal.anchors import AnchorResult, check_run
-from drp.journal.index import Index, read_index
+from drp.journal.index import Index
 from drp.results import RunStatus
 
 
@@ -140,18 +139,3 @@ class RunFilter:
             self.incident is None or s.incident == self.incident,
         )
         return all(checks)
-
-
-def list_runs(state_dir: Path, filters: RunFilter | None = None) -> list[RunSummary]:
-    """Summaries of the runs under ``state_dir`` matching ``filters``, newest first."""
-    wanted = filters or RunFilter()
-    out: list[RunSummary] = []
-    index = read_index(state_dir)
-    for run_id in reversed(list_run_ids(state_dir)):
-        try:
-            summary = summarize(load_path(journal_path(run_dir(state_dir, run_id)), index))
-        except JournalError:
-            continue  # vanished between listing and reading
-        if wanted.match(summary):
-            out.append(summary)
-    return out

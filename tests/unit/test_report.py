@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -15,7 +17,7 @@ from drp.cli.log import app
 from drp.engine.events import Event, EventType
 from drp.errors import ExitCode, InputError
 from drp.journal import JournalWriter, run_dir
-from drp.report import RunFilter, build_timeline, export, list_runs, load_run, report
+from drp.report import RunFilter, build_timeline, export, list_runs, listing, load_run, report
 from drp.report.sample import GATE_WAIT, SAMPLE_RUN, write_sample
 from drp.results import RunStatus
 
@@ -271,3 +273,63 @@ def test_cli_show_prints_a_long_run_as_aligned_columns_with_every_row(tmp_path: 
     assert {line[at : at + 2] for line in lines[header + 2 : header + 2 + steps]} == {"ok"}
     events = runner.invoke(app, ["show", run_id, "--state-dir", str(tmp_path), "--events"])
     assert events.exit_code == 0 and events.output.count("step.finished") == steps
+
+
+def _cache(state: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((state / listing.CACHE).read_text())
+    return data
+
+
+def test_log_list_reuses_a_summary_only_while_its_run_is_unchanged(state: Path) -> None:
+    fresh = list_runs(state)
+    path = state / listing.CACHE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert list_runs(state) == fresh  # from the cache: the same summaries
+    # the cache is what is read: a summary changed in it shows, while the run is unchanged
+    data = _cache(state)
+    data["runs"][OTHER]["summary"]["runbook"] = "from-the-cache"
+    path.write_text(json.dumps(data))
+    assert [s.runbook for s in list_runs(state)] == ["from-the-cache", "disk-replace"]
+    # one byte of the journal changed: read again, and the broken chain shows
+    journal = run_dir(state, OTHER) / "events.jsonl"
+    journal.write_bytes(journal.read_bytes().replace(b"carol@ops", b"carol@opz", 1))
+    other = list_runs(state)[0]
+    assert other.runbook == "dns-failover" and not other.verified
+    # and kept under its new key
+    assert _cache(state)["runs"][OTHER]["key"] != data["runs"][OTHER]["key"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "version", "entry"])
+def test_a_damaged_or_foreign_list_cache_is_rebuilt(state: Path, damage: str) -> None:
+    fresh = list_runs(state)
+    path = state / listing.CACHE
+    data = _cache(state)
+    if damage == "garbage":
+        path.write_bytes(b"\x00{not json")
+    elif damage == "version":
+        data["drp"] = "0.0.0-other"
+        data["runs"][OTHER]["summary"]["runbook"] = "from-another-drp"
+        path.write_text(json.dumps(data))
+    else:
+        data["runs"][OTHER]["summary"]["counts"] = {"ok": "many"}
+        path.write_text(json.dumps(data))
+    assert list_runs(state) == fresh
+    assert set(_cache(state)["runs"]) == {OTHER, SAMPLE_RUN}
+
+
+def test_a_run_whose_journal_is_held_is_read_every_time_and_not_cached(state: Path) -> None:
+    list_runs(state)
+    with JournalWriter.open_existing(run_dir(state, OTHER), "dave@ops"):
+        running = list_runs(state)[0]
+        assert running.run_id == OTHER and running.status == "ok"  # finished, lock held
+        assert OTHER not in _cache(state)["runs"] and SAMPLE_RUN in _cache(state)["runs"]
+    list_runs(state)
+    assert OTHER in _cache(state)["runs"]
+
+
+def test_log_list_works_when_its_cache_cannot_be_written(state: Path) -> None:
+    fresh = list_runs(state)
+    (state / listing.CACHE).unlink()
+    (state / listing.CACHE).mkdir()  # the rename fails, even for root
+    assert list_runs(state) == fresh
+    assert [p.name for p in state.iterdir() if p.name.startswith(".list-cache")] == []
