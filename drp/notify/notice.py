@@ -60,7 +60,8 @@ class Notice:
 
     def document(self) -> dict[str, Any]:
         """The JSON document of a webhook (``format: json``) and of a command's stdin."""
-        return {"drp": "notification", **asdict(self)}
+        fields = asdict(self)
+        return {"drp": "notification", "event": fields.pop("kind"), **fields}
 
     def message(self) -> str:
         """The notice as a few lines of plain text: title, text, then the command."""

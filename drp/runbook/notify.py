@@ -10,7 +10,7 @@ token of a Slack or Mattermost hook) by ``url_env``, an SMTP password by
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,6 +90,14 @@ class ChannelSpec(Strict):
         min_length=1,
         description="argv (no shell); the notice as JSON on its standard input",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_key(cls, data: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``on:`` key as ``true``: it is meant as ``on``."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            return {("on" if key is True else key): value for key, value in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> ChannelSpec:
