@@ -3,14 +3,15 @@
 :class:`Notifier` is called with every event of a run (it is a
 :data:`drp.engine.events.Sink`). An event that notifies (see
 :func:`drp.notify.notice.notice_for`) is queued once per channel that takes its
-kind, and one background thread delivers the queue in order, each notice retried
-with backoff (tenacity) until it is delivered or ``bound`` seconds have passed.
+kind. Each channel has a queue and a thread of its own (a channel that is down
+delays no other), which delivers its notices in order, each retried with backoff
+(tenacity) until it is delivered or ``bound`` seconds have passed.
 
 Every attempt is reported through ``record`` (the CLI's emit: journal, then
 console) as a ``notify.sent`` or ``notify.failed`` event, its error masked with
 the channels' secrets. At the end of a run :meth:`Notifier.close` waits up to
-``wait_at_end`` for the queue to drain, then reports each notice still
-undelivered as a final ``notify.failed``; the thread says nothing after that
+``wait_at_end`` for the queues to drain, then reports each notice still
+undelivered as a final ``notify.failed``; the threads say nothing after that
 (the journal is about to be closed). Nothing here raises into the run.
 """
 
@@ -71,7 +72,8 @@ class Notifier:
         self.context = context
         self.record = record
         self.mask = Redactor.of(settings.secrets())
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        # a queue and a thread per channel: one that is down delays none of the others
+        self._queues: dict[str, queue.Queue[_Job]] = {}
         self._pending: dict[int, _Job] = {}
         self._lock = threading.Lock()  # guards _pending and _closed, never held for I/O
         self._drained = threading.Condition(self._lock)
@@ -79,8 +81,11 @@ class Notifier:
         self._closing = threading.Event()  # cuts a retry's wait short
         self._closed = False
         self._numbers = itertools.count(1)
-        self._thread = threading.Thread(target=self._work, name="drp-notify", daemon=True)
-        self._thread.start()
+        for channel in settings.channels:
+            jobs: queue.Queue[_Job] = queue.Queue()
+            self._queues[channel.name] = jobs
+            name = f"drp-notify-{channel.name}"
+            threading.Thread(target=self._work, args=(jobs,), name=name, daemon=True).start()
 
     def __call__(self, event: Event) -> None:
         if not self.settings.channels or event.type.value.startswith("notify."):
@@ -95,7 +100,7 @@ class Notifier:
                 if notice.kind in channel.on:
                     job = _Job(next(self._numbers), channel, notice)
                     self._pending[job.number] = job
-                    self._queue.put(job)
+                    self._queues[channel.name].put(job)
 
     def close(self) -> None:
         """Wait up to ``wait_at_end`` for the queue, then report what is still undelivered."""
@@ -115,9 +120,9 @@ class Notifier:
                 self._report(job, None, why, final=True)
 
     # -- the thread -----------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, jobs: queue.Queue[_Job]) -> None:
         while True:
-            job = self._queue.get()
+            job = jobs.get()
             if self._closing.is_set():
                 continue  # reported as undelivered by close()
             with contextlib.suppress(Exception):  # never let one notice end the thread

@@ -376,3 +376,19 @@ def test_a_named_config_file_that_is_missing_is_an_error(tmp_path: Path) -> None
 
 def test_no_config_file_is_no_channel(tmp_path: Path) -> None:
     assert team_notify({"HOME": str(tmp_path)}) is None
+
+
+def test_a_channel_that_is_down_delays_no_other(hooks: HookServer) -> None:
+    down = Webhook("down", f"http://127.0.0.1:{closed_port()}/h", "json", ALL)
+    up = Webhook("up", hooks.url("/up"), "json", ALL)
+    journal = Journal()
+    notifier = Notifier(Settings((down, up), 3.0, 10.0), CONTEXT, journal)
+    notifier(waiting())
+    notifier(finished("paused"))
+    started = time.monotonic()
+    while len(hooks.bodies()) < 2 and time.monotonic() - started < 10:
+        time.sleep(0.02)
+    assert time.monotonic() - started < 2.0  # not after the down channel's 3 s of retries
+    notifier.close()
+    assert [b["event"] for b in hooks.bodies()] == ["paused", "finished"]
+    assert {e.data["channel"] for e in journal.of(EventType.NOTIFY_FAILED)} == {"down"}
