@@ -36,6 +36,7 @@ class HookServer:
     port: int = 0
     status: int = 200
     delay: float = 0.0
+    echo_path: bool = False  # answer with the request's path in the reason phrase
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -58,7 +59,8 @@ def _handler(state: HookServer) -> type[BaseHTTPRequestHandler]:
                 state.received.append(
                     Received(self.path, self.headers.get("Content-Type", ""), body)
                 )
-            self.send_response(state.status)
+            reason = f"no hook at {self.path}" if state.echo_path else None
+            self.send_response(state.status, reason)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")

@@ -177,13 +177,13 @@ def test_slack_format_and_the_channels_on_filter(hooks: HookServer) -> None:
 def test_a_server_answering_500_is_retried_within_the_bound_and_masked(
     hooks: HookServer,
 ) -> None:
-    hooks.status = 500
+    hooks.status, hooks.echo_path = 500, True  # its answer holds the URL's token
     token = f"T{uuid.uuid4().hex}"
     hook = Webhook("ops", hooks.url(f"/services/{token}"), "json", ALL)
     journal, took = deliver(hook, waiting(), bound=2.0)
     failed = journal.of(EventType.NOTIFY_FAILED)
     assert len(hooks.received) >= 2 and len(failed) == len(hooks.received)
-    assert all("HTTP 500" in e.data["error"] for e in failed)
+    assert all("HTTP 500 no hook at ********" in e.data["error"] for e in failed), failed
     assert [e.data["final"] for e in failed][-1] is True
     assert not any(e.data["final"] for e in failed[:-1])
     assert [e.attempt for e in failed] == list(range(1, len(failed) + 1))
@@ -392,3 +392,33 @@ def test_a_channel_that_is_down_delays_no_other(hooks: HookServer) -> None:
     notifier.close()
     assert [b["event"] for b in hooks.bodies()] == ["paused", "finished"]
     assert {e.data["channel"] for e in journal.of(EventType.NOTIFY_FAILED)} == {"down"}
+
+
+# -- the journal's readers take the notifier's records --------------------------------
+def test_notify_records_after_run_finished_leave_the_run_finished(tmp_path: Path) -> None:
+    from drp.cli.run import _ended_with
+    from drp.journal import JournalWriter, journal_path, read_journal, replay, run_dir
+    from drp.journal.reader import verify
+    from drp.report.timeline import build_timeline
+    from drp.results import RunStatus
+
+    folder = run_dir(tmp_path, RUN)
+    with JournalWriter.create(folder, "ana") as writer:
+        writer.append(Event(EventType.RUN_STARTED, RUN, data={"runbook": "gate"}))
+        writer.append(Event(EventType.RUN_FINISHED, RUN, outcome="ok"))
+        writer.append(Event(EventType.NOTIFY_SENT, RUN, attempt=1, outcome="sent"))
+        writer.append(
+            Event(
+                EventType.NOTIFY_FAILED,
+                RUN,
+                outcome="failed",
+                message="finished notification to pager (command) not delivered: exit 1",
+                data={"final": True, "channel": "pager"},
+            )
+        )
+    journal = read_journal(journal_path(folder))
+    assert verify(journal).ok and verify(journal).finished
+    assert replay(journal.records).status is RunStatus.OK
+    assert _ended_with(journal_path(folder)) == "ok"
+    timeline = build_timeline(journal.records)
+    assert any("pager (command) not delivered" in m.text for m in timeline.milestones)
