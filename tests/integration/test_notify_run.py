@@ -93,8 +93,17 @@ def test_a_channel_that_is_down_never_holds_the_run_up(lab: Lab) -> None:
         "      on: [finished]\n",
     )
     env["OPS_HOOK"] = f"http://127.0.0.1:{closed_port()}/hooks/{token}"
+    book = lab.runbook(  # a step that prints the hook's URL: masked like any secret
+        """
+        name: leak
+        targets: all
+        steps:
+          - id: show
+            local: echo "the hook is $OPS_HOOK"
+        """
+    )
     started = time.monotonic()
-    result = run(lab, lab.book("hello"), env)
+    result = run(lab, book, env)
     took = time.monotonic() - started
     assert result.returncode == 0, combined(result)
     assert took < 20, took
@@ -105,6 +114,7 @@ def test_a_channel_that_is_down_never_holds_the_run_up(lab: Lab) -> None:
     assert "notification to ops-chat (webhook) not delivered" in combined(result)
     assert lab.outcome(run_id) == "ok"
     assert lab.drp("log", "verify", run_id).returncode == 0
+    assert lab.of(run_id, "step.attempt")[-1]["data"]["stdout"].startswith("the hook is ")
     assert token not in combined(result)
     assert token.encode() not in lab.journal_file(run_id).read_bytes()
 
