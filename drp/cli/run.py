@@ -357,11 +357,13 @@ def execute_plan(
     try:
         return Finished(executor.execute(resumed=resumed, extra=extra), tuple(refused))
     finally:
-        if notifier is not None:
-            notifier.close()  # waits a little, journals what is undelivered: before the end
-        if anchoring is not None:
-            anchoring.ended(writer)
-        writer.close()
+        try:
+            if notifier is not None:
+                notifier.close()  # waits a little, journals what is undelivered: before the end
+        finally:  # a Ctrl-C during that wait still closes the journal
+            if anchoring is not None:
+                anchoring.ended(writer)
+            writer.close()
 
 
 def notify_settings(book: Runbook) -> Settings:
