@@ -4,6 +4,7 @@ resume; ``drp resume`` finishes and says so; a channel that is down never holds 
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -128,3 +129,33 @@ def test_a_config_error_stops_the_run_before_it_starts(lab: Lab) -> None:
     assert f"{lab.root / 'config.yaml'}:4:" in combined(result)
     assert "$NOT_SET_HOOK is not set" in combined(result)
     assert lab.run_ids() == []
+
+
+def test_a_runbooks_own_command_channel_gets_the_failure_and_the_end(lab: Lab) -> None:
+    out = lab.root / "notices"
+    script = (
+        "import sys, json; d = json.load(sys.stdin); "
+        f"open({str(out)!r}, 'a').write(d['event'] + ' ' + str(d['outcome']) + '\\n')"
+    )
+    book = lab.runbook(
+        f"""
+        name: breaks
+        targets: all
+        notify:
+          channels:
+            - name: pager
+              command: [{sys.executable!r}, -c, {script!r}]
+              on: [failed, finished]
+        steps:
+          - id: fails
+            run: exit 3
+        """
+    )
+    result = run(lab, book, {"DRP_CONFIG": ""})
+    assert result.returncode == 1, combined(result)
+    assert out.read_text().split("\n")[:2] == ["failed failed", "finished failed"]
+    sent = lab.of(lab.only_run(), "notify.sent")
+    assert [(e["data"]["channel"], e["data"]["event"]) for e in sent] == [
+        ("pager", "failed"),
+        ("pager", "finished"),
+    ]
