@@ -65,7 +65,7 @@ class _Job:
 
 
 class Notifier:
-    """Queues notices and delivers them on its own thread; see the module docstring."""
+    """Queues notices and delivers them on its own threads; see the module docstring."""
 
     def __init__(self, settings: Settings, context: RunContext, record: Sink) -> None:
         self.settings = settings
@@ -125,8 +125,10 @@ class Notifier:
             job = jobs.get()
             if self._closing.is_set():
                 continue  # reported as undelivered by close()
-            with contextlib.suppress(Exception):  # never let one notice end the thread
+            try:
                 self._deliver(job)
+            except Exception as error:  # never let one notice end the thread
+                self._finish(job, f"drp could not send it: {type(error).__name__}: {error}")
 
     def _deliver(self, job: _Job) -> None:
         started = time.monotonic()

@@ -422,3 +422,23 @@ def test_notify_records_after_run_finished_leave_the_run_finished(tmp_path: Path
     assert _ended_with(journal_path(folder)) == "ok"
     timeline = build_timeline(journal.records)
     assert any("pager (command) not delivered" in m.text for m in timeline.milestones)
+
+
+class Broken:
+    """A channel with a bug: its send raises something that is not a DeliveryError."""
+
+    name, via, on = "broken", "command", ALL
+
+    def send(self, notice: object, timeout: float) -> None:
+        raise RuntimeError("a bug in a channel")
+
+    def secrets(self) -> tuple[str, ...]:
+        return ()
+
+
+def test_a_channel_with_a_bug_is_reported_at_once_and_the_next_notice_still_goes() -> None:
+    journal, took = deliver(Broken(), waiting(), finished("ok"))  # type: ignore[arg-type]
+    failed = journal.of(EventType.NOTIFY_FAILED)
+    assert [e.data["event"] for e in failed] == ["paused", "finished"]
+    assert all("RuntimeError: a bug in a channel" in e.data["error"] for e in failed)
+    assert took < 5.0  # not the end of the run's wait: each was reported when it failed
