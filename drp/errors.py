@@ -79,6 +79,10 @@ class InventoryError(InputError):
     """The inventory is wrong, or names a host that does not exist."""
 
 
+class ConfigError(InputError):
+    """The team's config file (or a runbook's notify: section) is wrong or incomplete."""
+
+
 class ParamError(InputError):
     """A parameter given on the command line is missing or invalid."""
 

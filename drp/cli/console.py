@@ -492,6 +492,11 @@ class ConsoleSink:
             f"{duration}   {escape(message)}"
         )
 
+    def _notify_failed(self, event: Event) -> None:
+        """A notification given up on (its attempts are in the journal, not on screen)."""
+        if event.data.get("final"):
+            self.console.print(f" [yellow]✉[/] {escape(event.message)}")
+
     def _rollback_started(self, event: Event) -> None:
         name = self.names.get(event.step or "", event.step or "")
         self._set_row(event.host, Row(step=f"rolling back {name}", began=self.clock()))

@@ -38,8 +38,10 @@ from drp.cli.run import (
     exit_with_status,
     host_passwords,
     known_secrets,
+    notify_settings,
     say,
     warn_secret_params,
+    with_channel_secrets,
 )
 from drp.engine.events import Event, EventType
 from drp.engine.options import HostResume, InDoubtPolicy, RunOptions, default_operator
@@ -226,6 +228,8 @@ def resume(
         targets=",".join(run_state.targets),
         extra_secrets=known_secrets(inv, password, console_pw),
     )
+    notify = notify_settings(book)
+    the_plan = with_channel_secrets(the_plan, notify)
     changed = _changes(run_state, the_plan)
     if changed and not allow_changed:
         _refuse_changes(the_id, changed, _runbook_diff(directory, run_state, book))
@@ -287,6 +291,7 @@ def resume(
             resumed=True,
             extra=extra,
             anchoring=anchoring,
+            notify=notify,
         )
     )
 

@@ -37,7 +37,7 @@ from drp.cli.common import (
     startup_done,
 )
 from drp.cli.console import ConsoleSink, JsonSink, make_console, silence
-from drp.engine.events import Event, EventType, Sink
+from drp.engine.events import AFTERWORDS, Event, EventType, Sink
 from drp.engine.options import (
     HostResume,
     NoOperator,
@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not
     from drp.engine.executor import RunResult
     from drp.engine.plan import Plan
     from drp.inventory import Host, Inventory
+    from drp.notify.worker import Notifier, Settings
     from drp.runbook import Runbook
 
 ENV_BECOME_PASSWORD = "DRP_BECOME_PASSWORD"  # noqa: S105 - a variable name, not a secret
@@ -322,6 +323,7 @@ def execute_plan(
     resumed: bool = False,
     extra: dict[str, object] | None = None,
     anchoring: Anchoring | None = None,
+    notify: Settings | None = None,
 ) -> Finished:
     from drp.engine.executor import Executor
 
@@ -331,11 +333,14 @@ def execute_plan(
     if anchoring is not None:
         extra = {**anchoring.facts(), **(extra or {})}
     refused: list[str] = []
+    notifier = _notifier(notify, plan, options, shown, gatekeeper, extra)
 
     def emit(event: Event) -> None:
         if event.type is EventType.HOST_UNREACHABLE and event.data.get("refused"):
             refused.append(event.host or "")
         shown(event)
+        if notifier is not None:
+            notifier(event)  # queued: delivered by the notifier's own thread
 
     factory, local = _transports(options)
     executor = Executor(
@@ -352,9 +357,60 @@ def execute_plan(
     try:
         return Finished(executor.execute(resumed=resumed, extra=extra), tuple(refused))
     finally:
-        if anchoring is not None:
-            anchoring.ended(writer)
-        writer.close()
+        try:
+            if notifier is not None:
+                notifier.close()  # waits a little, journals what is undelivered: before the end
+        finally:  # a Ctrl-C during that wait still closes the journal
+            if anchoring is not None:
+                anchoring.ended(writer)
+            writer.close()
+
+
+def notify_settings(book: Runbook) -> Settings:
+    """The run's notification channels: the team's config file and the runbook's own.
+
+    Read before the journal is opened: a problem in either is an input error.
+    """
+    from drp.notify.config import runbook_notify, settings, team_notify
+
+    return settings(team_notify(), runbook_notify(book.notify, book.path))
+
+
+def with_channel_secrets(plan: Plan, notify: Settings) -> Plan:
+    """The plan, its redactor masking the channels' secrets too (a hook URL, a password)."""
+    from drp.redact import Redactor
+
+    secrets = notify.secrets()
+    if not secrets:
+        return plan
+    return replace(
+        plan,
+        redactor=Redactor.of([*plan.redactor.secrets, *secrets]),
+        extra_secrets=(*plan.extra_secrets, *secrets),
+    )
+
+
+def _notifier(
+    notify: Settings | None,
+    plan: Plan,
+    options: RunOptions,
+    record: Sink,
+    gatekeeper: Operator,
+    extra: dict[str, object] | None,
+) -> Notifier | None:
+    if notify is None or not notify.channels:
+        return None
+    from drp.notify.notice import RunContext
+    from drp.notify.worker import Notifier
+
+    incident = (extra or {}).get("incident")
+    context = RunContext(
+        runbook=plan.runbook.name,
+        operator=options.operator,
+        at_terminal=not isinstance(gatekeeper, NoOperator),
+        incident=str(incident) if incident else None,
+    )
+    return Notifier(notify, context, record)
 
 
 @dataclass(frozen=True)
@@ -402,12 +458,21 @@ def _started_with(path: Path) -> dict[str, Any]:
 
 
 def _ended_with(path: Path) -> str | None:
-    """The outcome of a journal's last record if it is ``run.finished`` (read from the tail)."""
+    """The outcome of a journal's last record if it is ``run.finished`` (read from the tail).
+
+    Afterwords (a note, a late notification's record) may follow it and are passed over.
+    """
     try:
         with path.open("rb") as handle:
             size = handle.seek(0, os.SEEK_END)
             handle.seek(max(0, size - 65536))  # a longer last line: None, replayed whole
-            last = json.loads(handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1])
+            lines = handle.read().rstrip(b"\n").split(b"\n")[1:]  # the first may be cut
+        for line in reversed(lines):
+            last = json.loads(line)
+            if not isinstance(last, dict) or last.get("type") not in AFTERWORDS:
+                break
+        else:
+            return None
     except (OSError, ValueError):
         return None
     if isinstance(last, dict) and last.get("type") == EventType.RUN_FINISHED:
@@ -502,6 +567,8 @@ def run(
             f"hosts: continue it with 'drp resume {pending}' (or pass --new)"
         )
     anchoring = Anchoring.resolve(folder, sign_key)
+    notify = notify_settings(the_plan.runbook)
+    the_plan = with_channel_secrets(the_plan, notify)
     run_id = new_run_id(the_plan.runbook.name)
     options = RunOptions(
         run_id=run_id,
@@ -522,7 +589,13 @@ def run(
     extra: dict[str, object] = {"incident": tag} if tag else {}
     exit_with_status(
         execute_plan(
-            the_plan, options, writer, Output(fmt, quiet), extra=extra, anchoring=anchoring
+            the_plan,
+            options,
+            writer,
+            Output(fmt, quiet),
+            extra=extra,
+            anchoring=anchoring,
+            notify=notify,
         )
     )
 

@@ -33,6 +33,12 @@ witness.written  host; outcome ok|failed; data: path, seq, hash (the chain head 
                  the host at the end of its part of a session; see drp.engine.witness)
 run.note         message: the operator's words; data: summary (bool), identity, step
                  (``drp log note``; may follow run.finished)
+notify.sent      host, step (of the event notified), attempt; outcome "sent"; message;
+                 data: channel, via (webhook|email|command), event (paused|failed|
+                 unreachable|finished), about (the notified record's type)
+notify.failed    the same; outcome "failed"; data also: error (secrets masked), final
+                 (no more attempts), retry_in (seconds, when not final). Written by the
+                 notifier's own thread (drp.notify): may follow run.finished, never blocks
 """
 
 from __future__ import annotations
@@ -67,6 +73,13 @@ class EventType(StrEnum):
     ROLLBACK_FINISHED = "rollback.finished"
     WITNESS_WRITTEN = "witness.written"
     RUN_NOTE = "run.note"
+    NOTIFY_SENT = "notify.sent"
+    NOTIFY_FAILED = "notify.failed"
+
+
+#: Records that may follow ``run.finished`` without being part of the run's steps:
+#: an operator's note, and the notifier's report of a delivery that ended late.
+AFTERWORDS = frozenset({EventType.RUN_NOTE, EventType.NOTIFY_SENT, EventType.NOTIFY_FAILED})
 
 
 def utcnow() -> datetime:

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from drp.engine.events import AFTERWORDS
 from drp.errors import JournalError
 from drp.journal.record import GENESIS, Record, is_canonical_line, record_hash
 
@@ -77,7 +78,7 @@ UNFINISHED = (
     "signatures can, see docs/audit.md)"
 )
 _FINISHED = "run.finished"
-_ANNOTATIONS = frozenset({"run.note"})  # may follow run.finished (drp log note)
+_ANNOTATIONS = AFTERWORDS  # may follow run.finished (drp log note, a late notification)
 
 
 def _parse_line(number: int, raw: bytes) -> Record | BadLine:  # noqa: PLR0911

@@ -14,10 +14,11 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from drp.engine.events import AFTERWORDS
 from drp.journal.record import Record
 
 STARTS = ("run.started", "run.resumed", "run.note")
-ANNOTATIONS = frozenset({"run.note"})  # records that may follow run.finished (not run steps)
+ANNOTATIONS = AFTERWORDS  # records that may follow run.finished (not run steps)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
+from drp.engine.events import AFTERWORDS
 from drp.engine.events import EventType as T
 from drp.journal import LOCAL_HOST, Record
 from drp.journal.sessions import Session, split_sessions
@@ -132,6 +133,8 @@ class _Builder:
             self.note(r, "session", f"session {self.session} ended: {r.outcome or '?'}")
         elif r.type == T.HOST_UNREACHABLE:
             self.note(r, "failure", f"unreachable: {first_line(r.message)}")
+        elif r.type == T.NOTIFY_FAILED and d.get("final"):
+            self.note(r, "failure", first_line(r.message))
         elif r.type == T.HOST_CONNECTED:
             self.reached(r, r.host if r.host is not None else LOCAL_HOST)
         elif r.type in (T.ROLLBACK_STARTED, T.ROLLBACK_FINISHED) and r.step is not None:
@@ -341,7 +344,7 @@ def build_timeline(records: Sequence[Record]) -> Timeline:
             b.run_event(r)
     sessions = split_sessions(records)
     started = records[0].ts if records else None
-    steps = [r for r in records if r.type != T.RUN_NOTE]
+    steps = [r for r in records if r.type not in AFTERWORDS]
     ended = steps[-1].ts if steps else None
     if ended is not None:
         for (host, step), since in b.open_waits.items():

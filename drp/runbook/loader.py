@@ -20,6 +20,7 @@ from drp.errors import Problem, RunbookError
 from drp.runbook.checks import _cross_check, _duplicate_ids, _field_loc, _templates
 from drp.runbook.includes import _Collector, _Located
 from drp.runbook.model import Defaults, Param, ParamType, RunbookHeader, Step
+from drp.runbook.notify import NotifySpec
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Runbook:
     # "params.NAME.default", "steps.ID", "steps.ID.FIELD" (e.g. steps.ID.wait.command)
     origins: Mapping[str, Origin] = field(default_factory=dict, compare=False, repr=False)
     console: bool = False  # steps may run over a serial console (a step's console: overrides)
+    notify: NotifySpec | None = None  # the runbook's own channels (drp.notify adds the team's)
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
@@ -121,6 +123,7 @@ def load_runbook(path: Path) -> Runbook:
         files=tuple(name for name, _ in collector.files),
         origins=_origins(source, header, steps),
         console=header.console,
+        notify=header.notify,
     )
 
 

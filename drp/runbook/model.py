@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drp.fields import Duration, PositiveDuration
+from drp.runbook.notify import NotifySpec
 
 STEP_ID = r"^[a-z0-9][a-z0-9_.-]*$"
 NAME = r"^[a-z0-9][a-z0-9_-]*$"
@@ -316,6 +317,11 @@ class RunbookHeader(Strict):
     console: bool = Field(
         default=False,
         description="steps may run over a host's serial console when no SSH path answers",
+    )
+    notify: NotifySpec | None = Field(
+        default=None,
+        description="channels told when the run pauses, fails, loses a host or ends "
+        "(besides the team's config file)",
     )
 
     @field_validator("serial")
