@@ -41,6 +41,13 @@ from drp.cli.run import (
     say,
     warn_secret_params,
 )
+from drp.cli.store import (
+    StoreOption,
+    end_replication,
+    resolve_with_store,
+    start_replication,
+    take_lease,
+)
 from drp.engine.events import Event, EventType
 from drp.engine.options import HostResume, InDoubtPolicy, RunOptions, default_operator
 from drp.errors import InputError, JournalError, LockedError
@@ -52,11 +59,11 @@ from drp.journal import (
     new_run_id,
     read_journal,
     replay,
-    resolve_run,
     run_dir,
     state_dir,
 )
 from drp.journal.anchors import require_witnessed
+from drp.journal.store.config import store_url
 from drp.journal.writer import empty_journal, keep_runbook, kept_runbook
 from drp.results import RunStatus
 
@@ -184,18 +191,25 @@ def resume(
     fmt: str = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
     sign_key: str = SignKeyOption,
+    store: str = StoreOption,
 ) -> None:
     """Continue an interrupted or paused run where it stopped; done steps are not run again.
+
+    With a store, a run this machine does not have is fetched from it (hand-over), and
+    the run's lease in the store keeps a second operator from driving it at once.
 
     Example: drp resume 20261121-234112-disk-replace-7f3a --approve datacenter-swap
 
     Example: drp resume latest --incident 2019-09-disk (adds the run to that incident)
+
+    Example: drp resume 20261121-234112-disk-replace-7f3a --store postgresql://drp@db/drp
     """
     tag = incident_given(incident)
     if retry_in_doubt and skip_in_doubt:
         raise InputError("--retry-in-doubt and --skip-in-doubt exclude each other")
     folder = state_dir(state)
-    the_id = resolve_run(folder, run_id)
+    url = store_url(store)
+    the_id = resolve_with_store(url, folder, run_id)
     directory = run_dir(folder, the_id)
     journal = read_journal(journal_path(directory))
     if not journal.records:
@@ -258,6 +272,7 @@ def resume(
             f"run {the_id} changed while this resume got ready (another drp resumed it): "
             f"check 'drp log show {the_id}' and resume again"
         )
+    lease = take_lease(url, writer, journal)
     for warning in [*journal.warnings, *writer.warnings]:
         say(f"warning: {warning}\n")
     if book.sha256 != run_state.runbook_sha256:  # allowed: the next diff starts from this one
@@ -275,9 +290,11 @@ def resume(
         "inventory_sha256": inv.sha256,
         "hosts": journaled_hosts(the_plan),
         **({"incident": tag} if tag else {}),
+        **({"handover": lease.handover} if lease.handover else {}),
     }
-    exit_with_status(
-        execute_plan(
+    replica = start_replication(url, writer, lease.holder)
+    try:
+        finished = execute_plan(
             the_plan,
             options,
             writer,
@@ -287,7 +304,9 @@ def resume(
             extra=extra,
             anchoring=anchoring,
         )
-    )
+    finally:
+        end_replication(replica)
+    exit_with_status(finished)
 
 
 def unlock(
