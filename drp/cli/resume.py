@@ -63,7 +63,7 @@ from drp.journal import (
     state_dir,
 )
 from drp.journal.anchors import require_witnessed
-from drp.journal.store.config import store_url
+from drp.journal.store.config import store_password, store_url
 from drp.journal.writer import empty_journal, keep_runbook, kept_runbook
 from drp.results import RunStatus
 
@@ -237,7 +237,7 @@ def resume(
         inv,
         values,
         targets=",".join(run_state.targets),
-        extra_secrets=known_secrets(inv, password, console_pw),
+        extra_secrets=known_secrets(inv, password, console_pw, store_password(url)),
     )
     changed = _changes(run_state, the_plan)
     if changed and not allow_changed:

@@ -58,7 +58,7 @@ from drp.journal import (
     run_dir,
     state_dir,
 )
-from drp.journal.store.config import store_url
+from drp.journal.store.config import store_password, store_url
 from drp.journal.writer import keep_runbook
 from drp.results import RunStatus
 from drp.terminal import visible
@@ -492,8 +492,9 @@ def run(
     url = store_url(store)
     password = None if dry_run else become_password(ask_become_pass)
     console_pw = None if dry_run else console_login_password(ask_console_pass)
+    secrets = (password, console_pw, store_password(url))  # masked in the journal
     the_plan = _prepare(
-        runbook, inventory, host, targets, limit, param, params_file, search, (password, console_pw)
+        runbook, inventory, host, targets, limit, param, params_file, search, secrets
     )
     if dry_run:
         _show_plan(the_plan, fmt, tag)

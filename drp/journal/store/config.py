@@ -71,18 +71,23 @@ def store_url(flag: str | None) -> str | None:
 
 def password_of(url: str) -> str | None:
     """The password a connection string holds (URL or key=value form), if any."""
-    from psycopg.conninfo import conninfo_to_dict
+    from urllib.parse import urlsplit
 
     try:
-        value = conninfo_to_dict(url).get("password")
-    except Exception:  # malformed: reported at connect, still masked
-        from urllib.parse import urlsplit
+        from psycopg.conninfo import conninfo_to_dict
 
+        value = conninfo_to_dict(url).get("password")
+    except Exception:  # no psycopg, or malformed (reported at connect): the URL form
         try:
             value = urlsplit(url).password
         except ValueError:
             return None
     return str(value) if value else None
+
+
+def store_password(url: str | None) -> str | None:
+    """The password of the store URL in use (``None`` without a store): a secret to mask."""
+    return password_of(url) if url else None
 
 
 def redactor(url: str) -> Redactor:
