@@ -207,6 +207,11 @@ def test_a_tampered_row_is_caught_by_verify_and_a_diverging_store_by_sync(
     tampered = lab.drp("log", "verify", run_id, "--store", pg.url)
     assert tampered.returncode == 6, combined(tampered)
     assert "FAILED" in tampered.stdout and "hash mismatch" in tampered.stdout
+    elsewhere = lab.root / "elsewhere"  # a hand-over never takes in a tampered journal
+    taken = lab.drp("resume", run_id, "--store", pg.url, "--state-dir", str(elsewhere))
+    assert taken.returncode == 6, combined(taken)
+    assert "does not verify" in combined(taken)
+    assert not (elsewhere / "runs" / run_id / "events.jsonl").exists()
 
     pg.sql("UPDATE drp.records SET hash = %s WHERE run_id = %s AND seq = 3", "0" * 64, run_id)
     pg.sql("DELETE FROM drp.records WHERE run_id = %s AND seq = 4", run_id)
