@@ -120,6 +120,12 @@ def test_runs_replicate_byte_for_byte_and_the_list_shows_both_state_dirs(
     shown = lab.drp("log", "show", two, "--store", pg.url)  # not in this state dir
     assert shown.returncode == 0, combined(shown)
     assert two in shown.stdout and "hello" in shown.stdout
+    report = lab.drp("log", "report", two, "--store", pg.url, "--format", "json")
+    assert report.returncode == 0, combined(report)
+    assert two in report.stdout
+    exported = lab.drp("log", "export", one, two, "--store", pg.url)
+    assert exported.returncode == 0, combined(exported)
+    assert exported.stdout.encode() == stored(pg, one) + stored(pg, two)
 
 
 def test_store_down_the_run_completes_and_catches_up_later(lab: Lab, pg_alone: PgServer) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import platformdirs
 
-from drp import yamlsrc
 from drp.errors import InputError
 from drp.redact import Redactor
 
@@ -40,6 +39,8 @@ def _from_file(path: Path, required: bool) -> str | None:
         if required:
             raise InputError(f"${ENV_CONFIG}: no file {path}")
         return None
+    from drp import yamlsrc  # YAML and pydantic: loaded only when there is a file
+
     source = yamlsrc.load(path)
     if source.data is None:
         return None

@@ -148,7 +148,9 @@ class Replicator:
                     conn = connect(self.url)
                 self._step(conn, batch)
                 if time.monotonic() >= renew_at:
-                    renew(conn, self.run_id, self.holder)
+                    if not renew(conn, self.run_id, self.holder):
+                        with self._cond:
+                            self._problem = f"the lease on run {self.run_id} was taken over"
                     renew_at = time.monotonic() + RENEW_SECONDS
                 backoff = _FIRST_BACKOFF
             except StoreDiverges as err:
