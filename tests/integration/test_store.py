@@ -159,6 +159,27 @@ def test_store_down_the_run_completes_and_catches_up_later(lab: Lab, pg_alone: P
     assert stored(pg_alone, gate) == lab.journal_file(gate).read_bytes()
 
 
+def test_a_store_back_during_the_run_gets_every_record_without_a_sync(
+    lab: Lab, pg_alone: PgServer
+) -> None:
+    init(lab, pg_alone)
+    pg_alone.stop()
+    book = lab.runbook(NAP, "handover.yaml")
+    args = ["run", str(book), "--approve", "swap-disk", "--store", pg_alone.url]
+    running = lab.start(*args, "--state-dir", str(lab.state))
+    try:
+        assert wait_until((lab.root / "nap.pid").exists, 30), "the run never got to its nap"
+        pg_alone.start()  # the records queued so far go once the store answers
+        (lab.root / "go").touch()
+        out, err = running.communicate(timeout=60)
+        assert running.returncode == 0, out + err
+    finally:
+        stop(running)
+    assert BEHIND not in err
+    run_id = lab.only_run()
+    assert stored(pg_alone, run_id) == lab.journal_file(run_id).read_bytes()
+
+
 def test_two_machines_resume_one_run_at_once_one_is_refused(lab: Lab, pg: PgServer) -> None:
     init(lab, pg)
     book = lab.runbook(NAP, "handover.yaml")
