@@ -177,13 +177,16 @@ class Lease:
 
 def take_lease(url: str | None, writer: JournalWriter, journal: Journal) -> Lease:
     """Take the run's lease for this session (no store: none); when another session holds
-    it, close ``writer`` and raise :class:`LeaseHeld` (exit 7, naming the holder).
+    it, close ``writer`` and raise :class:`LeaseHeld` (exit 7, naming the holder); when the
+    store's copy of the run went past the local journal (resumed elsewhere since), or
+    differs from it, close ``writer`` and raise (exit 6) before anything runs.
 
     A store that does not answer is said, and the session goes on without a lease (the
     replicator takes it once the store answers).
     """
-    from drp.journal.store.db import StoreError, connect, errors_of
-    from drp.journal.store.lease import Holder, LeaseHeld, take
+    from drp.journal.store.db import StoreDiverges, StoreError, connect, errors_of
+    from drp.journal.store.lease import Holder, LeaseHeld, release, take
+    from drp.journal.store.sync import StoreAhead, check_current
 
     if url is None:
         return Lease(None, {})
@@ -191,7 +194,12 @@ def take_lease(url: str | None, writer: JournalWriter, journal: Journal) -> Leas
     try:
         with connect(url) as conn, errors_of(url):
             before = take(conn, writer.run_id, me)
-    except LeaseHeld:
+            try:
+                check_current(conn, journal, writer.run_dir)
+            except JournalError:
+                release(conn, writer.run_id, me)
+                raise
+    except (LeaseHeld, StoreAhead, StoreDiverges):
         writer.close()
         raise
     except StoreError as err:

@@ -215,6 +215,13 @@ def test_two_machines_resume_one_run_at_once_one_is_refused(lab: Lab, pg: PgServ
     leases = pg.sql("SELECT holder, expires <= now() FROM drp.leases WHERE run_id = %s", run_id)
     assert leases == [("alice@day", True)]  # released at the end
 
+    # ana's machine still has the run as paused: it must not run the rest again
+    stale = lab.drp(*resume, "--operator", "ana@night")
+    assert stale.returncode == 6, combined(stale)
+    assert "went on elsewhere" in combined(stale)
+    assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
+    assert stored(pg, run_id) == journal
+
 
 def test_a_tampered_row_is_caught_by_verify_and_a_diverging_store_by_sync(
     lab: Lab, pg: PgServer

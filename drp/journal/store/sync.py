@@ -62,6 +62,31 @@ def missing(conn: psycopg.Connection[Any], run_id: str, lines: list[Line]) -> li
     return [line for line in lines if line.seq not in stored]
 
 
+class StoreAhead(JournalError):
+    """The store holds records of a run that the local journal lacks: it went on elsewhere."""
+
+
+def check_current(conn: psycopg.Connection[Any], journal: Journal, run_directory: Path) -> None:
+    """Refuse to continue a local journal that the store's copy has gone past (the run was
+    resumed on another machine since): :class:`StoreAhead`, or :class:`StoreDiverges`
+    when the two differ on a record they share."""
+    run_id = run_directory.name
+    stored = stored_hashes(conn, run_id)
+    for record in journal.records:
+        theirs = stored.get(record.seq)
+        if theirs is not None and theirs != record.hash:
+            raise diverges(run_id, record.seq, record.hash, theirs)
+    last = journal.records[-1].seq if journal.records else 0
+    beyond = sorted(seq for seq in stored if seq > last)
+    if beyond:
+        raise StoreAhead(
+            f"run {run_id} went on elsewhere: the store holds {len(beyond)} records after "
+            f"seq {last}, where this machine's journal stops (up to seq {beyond[-1]}). Move "
+            f"this machine's copy aside (mv {run_directory} {run_directory}.old) and resume "
+            "again: the journal is then fetched from the store"
+        )
+
+
 def sync_run(conn: psycopg.Connection[Any], run_id: str, lines: list[Line]) -> int:
     """Push what the store lacks of ``lines``; the number of records sent."""
     todo = missing(conn, run_id, lines)
