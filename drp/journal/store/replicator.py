@@ -111,13 +111,13 @@ class Replicator:
             return self._ready()
 
     def _step(self, conn: psycopg.Connection[Any], batch: list[Line]) -> None:
-        if self._take_lease:
-            self._take_lease = False
+        if self._take_lease:  # a store error leaves it to the next attempt
             try:
                 take(conn, self.run_id, self.holder)
             except LeaseHeld as err:
                 with self._cond:
                     self._problem = str(err)
+            self._take_lease = False
         if not self._caught_up:
             with self._cond:
                 known = list(self._pending.values())
