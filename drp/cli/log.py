@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from drp.cli.anchoring import SignKeyOption
 from drp.cli.common import echo_json, listing_console
 from drp.cli.run import FormatOption
+from drp.cli.store import StoreArg, read_store
 from drp.errors import ExitCode, InputError
 from drp.journal import list_run_ids, read_journal, resolve_run, state_dir
 from drp.journal.incident import validate_incident
@@ -28,7 +29,7 @@ from drp.report import EXPORT_FORMATS, FORMATS, RunFilter, export, list_runs, lo
 from drp.report.incident import incident_report, load_incident
 from drp.report.model import StepRow
 from drp.report.render import session_lines
-from drp.report.summary import RunSummary
+from drp.report.summary import RunData, RunSummary, summarize
 from drp.report.timeline import build_timeline, fmt_seconds
 from drp.results import RunStatus
 from drp.terminal import visible
@@ -104,12 +105,15 @@ def list_cmd(
         str | None, typer.Option(help="Only runs tagged with this incident id.")
     ] = None,
     fmt: str = FormatOption,
+    store: StoreArg = None,
 ) -> None:
-    """List runs, newest first (by the time they started).
+    """List runs, newest first (by the time they started); with --store, the whole team's.
 
     Example: drp log list --runbook disk-replace --host db1 --since 2026-11-01
 
     Example: drp log list --incident 2019-09-disk
+
+    Example: drp log list --store "$DRP_STORE"
     """
     filters = RunFilter(
         runbook,
@@ -120,7 +124,7 @@ def list_cmd(
         _when(until, "--until", end_of_day=True),
         validate_incident(incident) if incident is not None else None,
     )
-    runs = list_runs(state_dir(state), filters)
+    runs = _store_runs(store, filters) if store else list_runs(state_dir(state), filters)
     if fmt == "json":
         echo_json([_summary_json(s) for s in runs])
         return
@@ -165,6 +169,20 @@ def list_cmd(
     console.print(table)
 
 
+def _store_runs(url: str, filters: RunFilter) -> list[RunSummary]:
+    """The summaries of the store's runs matching ``filters``, newest first (the chain
+    checked from the store's rows; the local witnesses do not apply there)."""
+    runs = [summarize(RunData.from_journal(j)) for j in read_store(url, None)]
+    return [s for s in reversed(runs) if filters.match(s)]
+
+
+def _load(state: Path | None, run: str, store: str | None) -> RunData:
+    """A run from the state directory, or from the store when one is given."""
+    if store:
+        return RunData.from_journal(read_store(store, run)[0])
+    return load_run(state_dir(state), run)
+
+
 def _summary_json(s: RunSummary) -> dict[str, object]:
     return {
         "run": s.run_id,
@@ -189,12 +207,15 @@ def show_cmd(
     step: Annotated[str | None, typer.Option(help="Only this step.")] = None,
     output: Annotated[bool, typer.Option("--output", help="Show captured stdout/stderr.")] = False,
     events: Annotated[bool, typer.Option("--events", help="Every journal record.")] = False,
+    store: StoreArg = None,
 ) -> None:
     """Show a run: each step per host with outcome, attempts, times and who approved.
 
     Example: drp log show 20261121-2341 --step fail-and-remove --output
+
+    Example: drp log show 20261121-2341 --store "$DRP_STORE" (a teammate's run)
     """
-    data = load_run(state_dir(state), run)
+    data = _load(state, run, store)
     console = _console()
     records = [r for r in data.journal.records if step is None or r.step == step]
     timeline = build_timeline(data.journal.records)
@@ -310,6 +331,7 @@ def report_cmd(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="md, html or json.")] = "md",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
+    store: StoreArg = None,
 ) -> None:
     """Write the post-incident report of a run, or of an incident's runs (timeline, who did
     what, paths to the hosts, waits, failures, rollbacks, approvals).
@@ -322,8 +344,12 @@ def report_cmd(
         raise InputError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if (run is None) == (incident is None):
         raise InputError("give a RUN or --incident ID (not both)")
+    if store and incident is not None:
+        raise InputError("--store reports one run: give a RUN")
     root = state_dir(state)
-    if incident is not None:
+    if store:
+        _write(report(_load(state, run or "", store), fmt), output)
+    elif incident is not None:
         _write(incident_report(load_incident(root, incident), fmt), output)
     else:
         _write(report(load_run(root, run or ""), fmt), output)
@@ -350,6 +376,7 @@ def verify_cmd(
         Path | None, typer.Option("--inventory", "-i", envvar="DRP_INVENTORY", help="For --hosts.")
     ] = None,
     fmt: str = FormatOption,
+    store: StoreArg = None,
 ) -> None:
     """Check a journal's hash chain and its anchors: the witnesses and the signatures.
 
@@ -357,13 +384,21 @@ def verify_cmd(
     boundary, a rewritten and re-hashed chain or a deleted run is caught by the
     witnesses (index, hosts) and the signatures. See docs/audit.md.
 
+    With --store, the chain is recomputed from the store's rows (a tampered row is
+    caught); the witnesses and signatures are local and checked without it.
+
     Example: drp log verify latest --allowed-signers ~/.config/drp/allowed_signers
+
+    Example: drp log verify 20261121-2341 --store "$DRP_STORE"
     """
     from drp.cli.verify import as_json, check_hosts_with, ssh_witness_reader, verify_runs
 
     root = state_dir(state)
     if (run is None) == (not all_runs):
         raise InputError("give a RUN or --all (not both)")
+    if store:
+        _verify_store(store, None if all_runs else run, fmt)
+        return
     if allowed_signers is not None and not allowed_signers.is_file():
         raise InputError(f"--allowed-signers: no file {allowed_signers}")
     ids = list_run_ids(root) if all_runs else [_verified_id(root, run or "")]
@@ -385,6 +420,26 @@ def verify_cmd(
             for warning in c.warnings:
                 console.print(f"  [yellow]warning:[/] {escape(warning)}")
     if not all(c.ok for c in checks):
+        raise typer.Exit(int(ExitCode.JOURNAL))
+
+
+def _verify_store(url: str, run: str | None, fmt: str) -> None:
+    """``drp log verify --store``: each run's chain as the store holds it."""
+    from drp.journal import verify
+
+    results = [(j.run_id or j.path.parent.name, verify(j)) for j in read_store(url, run)]
+    if fmt == "json":
+        echo_json([{"run": i, "ok": r.ok, "chain": str(r)} for i, r in results])
+    else:
+        console = _console()
+        if not results:
+            console.print("no runs in the store: nothing to verify")
+        for run_id, result in results:
+            mark = "[green]ok[/]" if result.ok else "[red]FAILED[/]"
+            console.print(f"{mark} {escape(run_id)} (store): {escape(str(result))}")
+            for warning in result.warnings:
+                console.print(f"  [yellow]warning:[/] {escape(warning)}")
+    if not all(r.ok for _i, r in results):
         raise typer.Exit(int(ExitCode.JOURNAL))
 
 
@@ -450,16 +505,24 @@ def export_cmd(
     state: StateDir = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
+    store: StoreArg = None,
 ) -> None:
     """Export journal records as JSON lines (as stored) or CSV.
 
     Example: drp log export --format csv --output runs.csv
+
+    Example: drp log export --store "$DRP_STORE" -o team.jsonl (every run in the store)
     """
     if fmt not in EXPORT_FORMATS:
         raise InputError(
             f"--format: unknown format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})"
         )
     root = state_dir(state)
+    if store:
+        wanted: list[str | None] = [*runs] if runs else [None]
+        journals = [j for r in wanted for j in read_store(store, r)]
+        _write(export(journals, fmt), output)
+        return
     ids = [resolve_run(root, r) for r in runs] if runs else list_run_ids(root)
     journals = [read_journal(journal_path(run_dir(root, i))) for i in ids]
     _write(export(journals, fmt), output)

@@ -43,22 +43,30 @@ from drp.cli.run import (
     warn_secret_params,
     with_channel_secrets,
 )
+from drp.cli.store import (
+    StoreOption,
+    end_replication,
+    resolve_with_store,
+    start_replication,
+    take_lease,
+)
 from drp.engine.events import Event, EventType
 from drp.engine.options import HostResume, InDoubtPolicy, RunOptions, default_operator
 from drp.errors import InputError, JournalError, LockedError
 from drp.journal import (
+    Journal,
     JournalWriter,
     RunState,
     journal_path,
     lock_holder,
     new_run_id,
     replay,
-    resolve_run,
     run_dir,
     state_dir,
 )
 from drp.journal.anchors import require_witnessed
 from drp.journal.reader import parse_bytes, read_bytes
+from drp.journal.store.config import store_password, store_url
 from drp.journal.writer import empty_journal, keep_runbook, kept_runbook
 from drp.results import RunStatus
 
@@ -149,6 +157,33 @@ def _same_incident(run_id: str, has: str, given: str | None, from_env: bool) -> 
     )
 
 
+def _read_for_resume(folder: Path, directory: Path) -> tuple[bytes, Journal, RunState]:
+    """The journal's bytes, their parse and its fold; refused when empty, cut (the index
+    witness disagrees: resuming would redo the cut steps) or finished ok."""
+    content = read_bytes(journal_path(directory))
+    journal = parse_bytes(journal_path(directory), content)
+    if not journal.records:
+        raise empty_journal(directory)
+    require_witnessed(journal, directory, folder)
+    run_state = replay(journal.records, locked=lock_holder(directory) is not None)
+    if run_state.status is RunStatus.OK:
+        raise JournalError(f"run {directory.name} finished ok; nothing to resume")
+    return content, journal, run_state
+
+
+def host_resumes(plan: Plan, run_state: RunState) -> dict[str, HostResume]:
+    """What the journal says each host of the plan already did, for the engine."""
+    return {
+        h.name: HostResume(
+            done=frozenset(run_state.done_steps(h.name)),
+            in_doubt=frozenset(run_state.in_doubt(h.name)),
+            acted=frozenset(run_state.acted_steps(h.name)),
+            captures=run_state.captures(h.name),
+        )
+        for h in plan.hosts
+    }
+
+
 def resume(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix, or 'latest')."),
     approve: list[str] = typer.Option(
@@ -186,27 +221,27 @@ def resume(
     fmt: str = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
     sign_key: str = SignKeyOption,
+    store: str = StoreOption,
 ) -> None:
     """Continue an interrupted or paused run where it stopped; done steps are not run again.
+
+    With a store, a run this machine does not have is fetched from it (hand-over), and
+    the run's lease in the store keeps a second operator from driving it at once.
 
     Example: drp resume 20261121-234112-disk-replace-7f3a --approve datacenter-swap
 
     Example: drp resume latest --incident 2019-09-disk (adds the run to that incident)
+
+    Example: drp resume 20261121-234112-disk-replace-7f3a --store postgresql://drp@db/drp
     """
     tag = incident_given(incident)
     if retry_in_doubt and skip_in_doubt:
         raise InputError("--retry-in-doubt and --skip-in-doubt exclude each other")
     folder = state_dir(state)
-    the_id = resolve_run(folder, run_id)
+    url = store_url(store)
+    the_id = resolve_with_store(url, folder, run_id)
     directory = run_dir(folder, the_id)
-    content = read_bytes(journal_path(directory))
-    journal = parse_bytes(journal_path(directory), content)
-    if not journal.records:
-        raise empty_journal(directory)
-    require_witnessed(journal, directory, folder)  # a cut journal would redo the cut steps
-    run_state = replay(journal.records, locked=lock_holder(directory) is not None)
-    if run_state.status is RunStatus.OK:
-        raise JournalError(f"run {the_id} finished ok; nothing to resume")
+    content, journal, run_state = _read_for_resume(folder, directory)
     _same_incident(the_id, run_state.incident, tag, incident is None)
     anchoring = Anchoring.resolve(folder, sign_key)
     book = _load_for_resume(run_state)
@@ -226,7 +261,7 @@ def resume(
         inv,
         values,
         targets=",".join(run_state.targets),
-        extra_secrets=known_secrets(inv, password, console_pw),
+        extra_secrets=known_secrets(inv, password, console_pw, store_password(url)),
     )
     notify = notify_settings(book)
     the_plan = with_channel_secrets(the_plan, notify)
@@ -247,15 +282,7 @@ def resume(
         command_line=shlex.join(["drp", *sys.argv[1:]]),
         output_dir=str(directory / "output"),
     )
-    hosts = {
-        h.name: HostResume(
-            done=frozenset(run_state.done_steps(h.name)),
-            in_doubt=frozenset(run_state.in_doubt(h.name)),
-            acted=frozenset(run_state.acted_steps(h.name)),
-            captures=run_state.captures(h.name),
-        )
-        for h in the_plan.hosts
-    }
+    hosts = host_resumes(the_plan, run_state)
     writer = JournalWriter.open_existing(directory, options.operator, seen=(content, journal))
     if writer.seq != run_state.last_seq:  # another session wrote while we got ready
         writer.close()
@@ -263,6 +290,7 @@ def resume(
             f"run {the_id} changed while this resume got ready (another drp resumed it): "
             f"check 'drp log show {the_id}' and resume again"
         )
+    lease = take_lease(url, writer, journal)
     for warning in [*journal.warnings, *writer.warnings]:
         say(f"warning: {warning}\n")
     if book.sha256 != run_state.runbook_sha256:  # allowed: the next diff starts from this one
@@ -280,9 +308,11 @@ def resume(
         "inventory_sha256": inv.sha256,
         "hosts": journaled_hosts(the_plan),
         **({"incident": tag} if tag else {}),
+        **({"handover": lease.handover} if lease.handover else {}),
     }
-    exit_with_status(
-        execute_plan(
+    replica = start_replication(url, writer, lease.holder)
+    try:
+        finished = execute_plan(
             the_plan,
             options,
             writer,
@@ -293,7 +323,9 @@ def resume(
             anchoring=anchoring,
             notify=notify,
         )
-    )
+    finally:
+        end_replication(replica)
+    exit_with_status(finished)
 
 
 def unlock(

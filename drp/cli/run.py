@@ -37,6 +37,7 @@ from drp.cli.common import (
     startup_done,
 )
 from drp.cli.console import ConsoleSink, JsonSink, make_console, silence
+from drp.cli.store import StoreOption, end_replication, start_replication
 from drp.engine.events import AFTERWORDS, Event, EventType, Sink
 from drp.engine.options import (
     HostResume,
@@ -57,6 +58,7 @@ from drp.journal import (
     run_dir,
     state_dir,
 )
+from drp.journal.store.config import store_password, store_url
 from drp.journal.writer import keep_runbook
 from drp.results import RunStatus
 from drp.terminal import visible
@@ -541,6 +543,7 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
     search: list[str] = RunbookPathOption,
     sign_key: str = SignKeyOption,
+    store: str = StoreOption,
 ) -> None:
     """Run a runbook against its targets over SSH, journaling every step.
 
@@ -551,10 +554,12 @@ def run(
     Example: drp run kernel-rollback --host db1 --incident 2019-09-disk
     """
     tag = incident_given(incident)
+    url = store_url(store)
     password = None if dry_run else become_password(ask_become_pass)
     console_pw = None if dry_run else console_login_password(ask_console_pass)
+    secrets = (password, console_pw, store_password(url))  # masked in the journal
     the_plan = _prepare(
-        runbook, inventory, host, targets, limit, param, params_file, search, (password, console_pw)
+        runbook, inventory, host, targets, limit, param, params_file, search, secrets
     )
     if dry_run:
         _show_plan(the_plan, fmt, tag)
@@ -587,8 +592,9 @@ def run(
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
     keep_runbook(run_dir(folder, run_id), Path(the_plan.runbook.path).read_bytes())
     extra: dict[str, object] = {"incident": tag} if tag else {}
-    exit_with_status(
-        execute_plan(
+    replica = start_replication(url, writer)
+    try:
+        finished = execute_plan(
             the_plan,
             options,
             writer,
@@ -597,7 +603,9 @@ def run(
             anchoring=anchoring,
             notify=notify,
         )
-    )
+    finally:
+        end_replication(replica)
+    exit_with_status(finished)
 
 
 def _serial(text: str | None) -> int | str | None:

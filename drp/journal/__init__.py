@@ -9,6 +9,7 @@
 - :mod:`~drp.journal.index`: the state directory's witness index of chain heads
 - :mod:`~drp.journal.signing`: ``ssh-keygen -Y sign``/``verify`` of a chain head
 - :mod:`~drp.journal.anchors`: comparing a journal with its witnesses and signatures
+- :mod:`~drp.journal.store`: the team's shared journal store in PostgreSQL (a replica)
 """
 
 from drp.journal.paths import (

@@ -33,6 +33,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -261,6 +262,8 @@ class JournalWriter:
         # a new journal is written under this name until its first record is on disk,
         # then renamed: no events.jsonl is ever empty (see _publish)
         self._pending = pending
+        # called with each record once appended (the store's replicator); must not raise
+        self.on_append: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def create(cls, run_directory: Path, operator: str) -> JournalWriter:
@@ -372,6 +375,8 @@ class JournalWriter:
                 self._publish()
         if event.type not in _FSYNC_WITH_NEXT:
             self._sync_through(record["seq"])
+        if self.on_append is not None:
+            self.on_append(record)
         return record
 
     def _sync_through(self, seq: int) -> None:

@@ -38,6 +38,7 @@ class TeamConfig(Strict):
     """The config file's keys."""
 
     notify: NotifySpec | None = None
+    store: str | None = None  # the journal store's URL: read by drp.journal.store.config
 
 
 @dataclass(frozen=True)
