@@ -35,6 +35,7 @@ from typing import IO, Any
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
+from rich.markup import render as render_markup
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.segment import Segment
@@ -198,6 +199,12 @@ class ConsoleSink:
     ) -> None:
         self.console = console
         self.quiet = quiet
+        # lines go out as plain text when nothing would colour or lay them out
+        self.plain = (
+            isinstance(console, DrpConsole)
+            and not console.is_terminal
+            and console.color_system is None
+        )
         self.clock = clock
         self.lock = threading.RLock()
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
@@ -235,8 +242,19 @@ class ConsoleSink:
                 handler(event)
 
     def print(self, text: str) -> None:
-        if not self.quiet:
+        if self.quiet or self.console.quiet:  # the console's own: set once its reader is gone
+            return
+        if not self.plain:
             self.console.print(text)
+            return
+        # a pipe or a file, without colour: the line's text, not rich's layout (a tenth of
+        # the cost per step; a long line is kept whole for the log, never wrapped)
+        line = visible(render_markup(text, emoji=False).plain) + "\n"
+        try:
+            self.console.file.write(line)
+            self.console.file.flush()
+        except BrokenPipeError:
+            self.console.on_broken_pipe()
 
     # -- the live view ------------------------------------------------------
     def live_view(self) -> RenderableType:

@@ -4,12 +4,16 @@
 ``os.fsync``), so the engine can emit an event *before* the side effect it
 announces: the journal is the checkpoint and the audit log.
 
-One exception: a ``step.attempt`` record (the result of a command that already ran)
-is flushed but its fsync is left to the next record, which always comes before the
-next command with side effects (``step.finished``, ``step.started``,
-``rollback.started``); only read-only ``verify`` and guard commands may run in
-between. A crash in that window leaves the step *in doubt*, exactly as a crash
-during the command does. It saves one fsync per step.
+Two exceptions, records that say what already happened and that no action waits
+on: ``step.attempt`` (the result of a command that already ran) and ``step.finished``
+are flushed but their fsync is left to the next record, which always comes before
+the next command with side effects (``step.started``, ``rollback.started``), before
+a person is asked (``step.waiting``), and before the host or the run ends
+(``host.finished``, ``run.finished``); only read-only ``verify`` and guard commands
+may run in between. A crash (of the machine: a killed process loses nothing
+written) in that window leaves the step *in doubt*, exactly as a crash during its
+command does, and resume asks about it or runs its guard. It leaves one fsync per
+step, the ``step.started`` before the command acts.
 
 Hosts run in parallel threads, and their records share fsyncs (group commit,
 see :meth:`JournalWriter._sync_through`): the guarantee per record is the same,
@@ -54,7 +58,9 @@ from drp.journal.record import GENESIS, build_record, dump_line, format_ts
 
 _LOCK_TRIES = 5
 Seen = tuple[bytes, Journal]  # a journal's bytes as read, and their parse
-_FSYNC_WITH_NEXT = frozenset({EventType.STEP_ATTEMPT})
+#: Records whose fsync is the next record's (see above); the store's replicator holds
+#: them back likewise.
+FSYNCED_WITH_NEXT = frozenset({EventType.STEP_ATTEMPT, EventType.STEP_FINISHED})
 
 
 @dataclass(frozen=True)
@@ -373,7 +379,7 @@ class JournalWriter:
             self._prev = record["hash"]
             if self._pending is not None:
                 self._publish()
-        if event.type not in _FSYNC_WITH_NEXT:
+        if event.type not in FSYNCED_WITH_NEXT:
             self._sync_through(record["seq"])
         if self.on_append is not None:
             self.on_append(record)

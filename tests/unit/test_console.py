@@ -503,3 +503,13 @@ def test_a_failed_attempt_then_its_retry_is_told_once(clock: Clock, terminal: bo
         assert "fetch  retrying in 1.0s" in text
     finally:
         sink._stop_live()
+
+
+def test_into_a_pipe_a_long_line_stays_whole_for_the_log() -> None:
+    out = StringIO()
+    sink = ConsoleSink(make_console(file=out, width=80))  # a pipe: 80 columns, no colour
+    started(sink, "h1")
+    words = " ".join(f"word{i}" for i in range(60))  # 400 characters
+    sink(event(EventType.STEP_FINISHED, "h1", "prep", outcome="failed", message=words))
+    (line,) = [ln for ln in out.getvalue().splitlines() if "word0" in ln]
+    assert line.endswith("word59") and "✗ h1" in line  # one line, not wrapped at 80

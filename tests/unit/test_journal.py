@@ -351,6 +351,32 @@ def test_fsync_is_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     w.close()
 
 
+def test_a_step_costs_one_fsync_and_its_end_is_on_disk_before_the_next_act(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = journal_path(run_dir(tmp_path, RUN))
+    synced: list[int] = []  # the journal's size at each fsync
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        real(fd)
+        synced.append(path.stat().st_size if path.exists() else 0)
+
+    w = JournalWriter.create(run_dir(tmp_path, RUN), "ana")
+    w.append(ev(EventType.RUN_STARTED))
+    monkeypatch.setattr(os, "fsync", counting)
+    for i in range(1, 4):  # started, attempt, finished: the started one before it acts
+        w.append(ev(EventType.STEP_STARTED, i, host="db1", step=f"s{i}"))
+        w.append(ev(EventType.STEP_ATTEMPT, i, host="db1", step=f"s{i}", outcome="ok"))
+        w.append(ev(EventType.STEP_FINISHED, i, host="db1", step=f"s{i}", outcome="ok"))
+    assert len(synced) == 3
+    finished = path.stat().st_size
+    w.append(ev(EventType.HOST_FINISHED, 9, host="db1", outcome="ok"))
+    # the next record's fsync covers the last step's end, before the host is said done
+    assert len(synced) == 4 and synced[-1] > finished
+    w.close()
+
+
 def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
     rdir = run_dir(tmp_path, RUN)
     with JournalWriter.create(rdir, "ana") as w:

@@ -8,9 +8,10 @@ that does not answer is retried with backoff (0.5 s doubling to 30 s) while the
 session lives; at its end :meth:`Replicator.finish` waits a short bound and says
 how many records are still behind (``drp store sync`` sends them later).
 
-A ``step.attempt`` record is fsynced with the record after it (see
-:mod:`drp.journal.writer`), so it is sent only once a later record is queued, or at
-the end: the store never holds a record that a crash could take from the disk.
+A ``step.attempt`` or ``step.finished`` record is fsynced with the record after it
+(:data:`drp.journal.writer.FSYNCED_WITH_NEXT`), so it is sent only once a later
+record is queued, or at the end: the store never holds a record that a crash could
+take from the disk.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from drp.journal.record import dump_line
 from drp.journal.store.db import Line, StoreDiverges, connect, push, said
 from drp.journal.store.lease import RENEW_SECONDS, Holder, LeaseHeld, release, renew, take
 from drp.journal.store.sync import local_lines, missing
+from drp.journal.writer import FSYNCED_WITH_NEXT
 
 if TYPE_CHECKING:
     import psycopg
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
 FINISH_SECONDS = 3.0  # how long the end of a session waits for the store
 _FIRST_BACKOFF = 0.5
 _MAX_BACKOFF = 30.0
-_HELD_BACK = "step.attempt"
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class Replicator:
     # -- the thread ----------------------------------------------------------------
     def _ready(self) -> list[Line]:
         lines = [self._pending[seq] for seq in sorted(self._pending)]
-        while lines and not self._closing and lines[-1].type == _HELD_BACK:
+        while lines and not self._closing and lines[-1].type in FSYNCED_WITH_NEXT:
             lines.pop()
         return lines
 
