@@ -67,11 +67,21 @@ class HostRun(HostSession):
                 EventType.HOST_FINISHED, outcome=HostStatus.FAILED.value, message=f"stopped: {exc}"
             )
             return HostStatus.FAILED
-        if status not in (HostStatus.INTERRUPTED, HostStatus.UNREACHABLE, HostStatus.LOCKED):
-            leave_witness(self)  # the chain head, on the host (see drp.engine.witness)
         # paused, interrupted or unreachable: the run goes on later and still owns the host
-        if status in (HostStatus.OK, HostStatus.FAILED, HostStatus.REJECTED, HostStatus.HALTED):
-            self.drop_lock()
+        release = status in (
+            HostStatus.OK,
+            HostStatus.FAILED,
+            HostStatus.REJECTED,
+            HostStatus.HALTED,
+        )
+        if status not in (HostStatus.INTERRUPTED, HostStatus.UNREACHABLE, HostStatus.LOCKED):
+            # the chain head, on the host (see drp.engine.witness); the lock's release rides
+            # along in the same command
+            said = leave_witness(self, then=self.release_script() if release else "")
+            if said is not None and release:
+                self.lock_dropped(said)
+        if release:
+            self.drop_lock()  # unless it went with the witness
         self.emit(EventType.HOST_FINISHED, outcome=status.value)
         return status
 

@@ -85,15 +85,30 @@ def acquire(run: Runner, host: str, lock_dir: str, holder: Holder) -> None:
     )
 
 
-def release(run: Runner, lock_dir: str, run_id: str) -> bool:
-    """Release the lock if this run holds it (one command); True when released."""
+RELEASED = "RELEASED"
+
+
+def release_script(lock_dir: str, run_id: str) -> str:
+    """Shell that releases the lock if this run holds it and then prints :data:`RELEASED`.
+
+    The holder check is built-in: one program (``rm``) runs on the host.
+    """
     q_dir = shlex.quote(lock_dir)
     mine = shlex.quote(json.dumps({"run": run_id})[1:-1])  # '"run": "ID"' as acquire wrote it
-    result = run(  # the holder check is built-in: one program (rm) runs on the host
+    return (
         f"holder=; IFS= read -r holder 2>/dev/null < {q_dir}/holder; "
-        f'case "$holder" in *{mine}*) rm -rf {q_dir} && echo RELEASED;; esac'
+        f'case "$holder" in *{mine}*) rm -rf {q_dir} && echo {RELEASED};; esac'
     )
-    return "RELEASED" in result.stdout
+
+
+def released(stdout: str) -> bool:
+    """Whether :func:`release_script` said it released the lock."""
+    return RELEASED in stdout.splitlines()
+
+
+def release(run: Runner, lock_dir: str, run_id: str) -> bool:
+    """Release the lock if this run holds it (one command); True when released."""
+    return released(run(release_script(lock_dir, run_id)).stdout)
 
 
 def force_release(run: Runner, host: str, lock_dir: str) -> Holder | None:

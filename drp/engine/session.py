@@ -18,7 +18,15 @@ from typing import Any
 
 from drp.engine.events import Event, EventType
 from drp.engine.hostview import Shared
-from drp.engine.lock import DEFAULT_LOCK_DIR, Holder, acquire, lock_become, release
+from drp.engine.lock import (
+    DEFAULT_LOCK_DIR,
+    Holder,
+    acquire,
+    lock_become,
+    release,
+    release_script,
+    released,
+)
 from drp.engine.options import HostResume
 from drp.engine.plan import PlannedStep
 from drp.engine.retry import AttemptFailed, RetryHooks, connect_policy, retrying
@@ -259,11 +267,26 @@ class HostSession:
         self.locked = True
         self.emit(EventType.LOCK_ACQUIRED, data={"holder": opts.run_id, "path": self.lock_dir()})
 
+    def release_script(self) -> str:
+        """The shell that releases this run's lock on the host ("" when it holds none)."""
+        if not self.locked:
+            return ""
+        return release_script(self.lock_dir(), self.shared.options.run_id)
+
+    def lock_dropped(self, stdout: str) -> None:
+        """:meth:`release_script` ran inside another command that printed ``stdout``."""
+        if not self.locked:
+            return
+        self.locked = False
+        if released(stdout):
+            self.emit(EventType.LOCK_RELEASED, data={"path": self.lock_dir()})
+
     def drop_lock(self) -> None:
         if not self.locked:
             return
         try:
             self.transport.connect()
+            self.locked = False
             if release(self._lock_runner, self.lock_dir(), self.shared.options.run_id):
                 self.emit(EventType.LOCK_RELEASED, data={"path": self.lock_dir()})
         except DrpError as exc:

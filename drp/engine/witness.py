@@ -34,11 +34,19 @@ def witness_path(host: Host, run_id: str) -> str:
     return posixpath.join(posixpath.dirname(lock_dir.rstrip("/")), "witness", run_id)
 
 
-def leave_witness(hr: HostView) -> None:
-    """Append the current chain head to the host's witness file, and journal it."""
+WITNESSED = "drp-witness:ok"
+
+
+def leave_witness(hr: HostView, then: str = "") -> str | None:
+    """Append the current chain head to the host's witness file, and journal it.
+
+    ``then``: shell run after the witness in the same command, as the same user (the
+    host lock's release, which saves a round trip at the end of every host's session).
+    Returns the command's output, or ``None`` when it could not run (nor ``then``).
+    """
     head = hr.shared.options.chain_head
     if head is None:
-        return
+        return None
     seq, digest = head()
     run_id = hr.shared.options.run_id
     path = witness_path(hr.host, run_id)
@@ -46,17 +54,21 @@ def leave_witness(hr: HostView) -> None:
         {"run": run_id, "seq": seq, "hash": digest, "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
     )
     q_path, q_dir = shlex.quote(path), shlex.quote(posixpath.dirname(path))
-    command = f"mkdir -p {q_dir} && printf '%s\\n' {shlex.quote(line)} >> {q_path}"
+    command = (
+        f"if mkdir -p {q_dir} && printf '%s\\n' {shlex.quote(line)} >> {q_path}; "
+        f"then echo {WITNESSED}; fi"
+    ) + (f"\n{then}" if then else "")
     data = {"path": path, "seq": seq, "hash": digest}
     root = lock_become(hr.host, hr.shared.plan.runbook.defaults.become)  # as the lock
     try:
         result = hr.exec(command, ps=None, phase="witness", record=False, become=root)
     except DrpError as exc:  # the witness never stops the run: the journal says it failed
         hr.emit(EventType.WITNESS_WRITTEN, outcome="failed", message=str(exc), data=data)
-        return
-    ok = result.exit_code == 0
+        return None
+    ok = WITNESSED in result.stdout.splitlines()
     said = "" if ok else (result.stderr.strip() or f"exit {result.exit_code}")
     hr.emit(EventType.WITNESS_WRITTEN, outcome="ok" if ok else "failed", message=said, data=data)
+    return result.stdout
 
 
 def read_witness(run: Callable[[str], CommandResult], path: str) -> list[tuple[int, str]]:

@@ -63,7 +63,7 @@ class World:
         resume: dict[str, HostResume] | None = None,
         **options: Any,
     ) -> RunResult:
-        opts = RunOptions(run_id=RUN_ID, operator="tester", lock=False, **options)
+        opts = RunOptions(run_id=RUN_ID, operator="tester", **{"lock": False, **options})
         executor = Executor(
             self.plan,
             opts,
@@ -742,3 +742,28 @@ def test_ctrl_c_in_a_rolling_rollout_leaves_the_later_batches_not_run(tmp_path: 
     assert result.status is RunStatus.INTERRUPTED
     assert result.hosts == {"h1": HostStatus.INTERRUPTED, "h2": HostStatus.NOT_RUN}
     assert w.fakes["h2"].commands == []
+
+
+def test_the_witness_and_the_locks_release_go_in_one_command_at_the_end(tmp_path: Path) -> None:
+    w = world(tmp_path, "name: t\ntargets: all\nsteps:\n  - {id: a, run: do-a}\n")
+    fake = w.fakes["h1"]
+    fake.on("^mkdir -p .*lock", Reply(0, "ACQUIRED\n"))
+    fake.on("drp-witness", Reply(0, "drp-witness:ok\nRELEASED\n"))
+    head = (7, "ab" * 32)
+    assert w.execute(lock=True, chain_head=lambda: head).status is RunStatus.OK
+    assert len(fake.commands) == 3  # the lock, the step, then witness and release together
+    end = fake.commands[-1]
+    assert '"seq": 7' in end and "rm -rf" in end  # the head written, then the lock removed
+    assert [e.outcome for e in w.of(EventType.WITNESS_WRITTEN)] == ["ok"]
+    assert len(w.of(EventType.LOCK_RELEASED)) == 1
+
+
+def test_a_lock_the_end_command_did_not_release_is_not_said_released(tmp_path: Path) -> None:
+    w = world(tmp_path, "name: t\ntargets: all\nsteps:\n  - {id: a, run: do-a}\n")
+    fake = w.fakes["h1"]
+    fake.on("^mkdir -p .*lock", Reply(0, "ACQUIRED\n"))
+    fake.on("drp-witness", Reply(1, "", "mkdir: Permission denied\n"))
+    assert w.execute(lock=True, chain_head=lambda: (3, "cd" * 32)).status is RunStatus.OK
+    (witness,) = w.of(EventType.WITNESS_WRITTEN)
+    assert witness.outcome == "failed" and "Permission denied" in witness.message
+    assert w.of(EventType.LOCK_RELEASED) == []  # nothing said RELEASED: not claimed

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from test_engine import RUN_ID, World, world
 
+from drp.cli.resume import host_resumes
 from drp.engine.events import Event, EventType
 from drp.engine.options import HostResume
 from drp.journal import JournalWriter, Record, RunState, replay, run_dir
@@ -97,18 +98,6 @@ def test_a_step_skipped_as_done_keeps_the_outcome_of_the_session_that_ran_it() -
     assert state.done_steps("h1") == {"a"}
 
 
-def _host_resume(state: RunState, host: str = "h1") -> dict[str, HostResume]:
-    """What ``drp resume`` hands the engine (drp/cli/resume.py), from the fold."""
-    return {
-        host: HostResume(
-            done=frozenset(state.done_steps(host)),
-            in_doubt=frozenset(state.in_doubt(host)),
-            acted=frozenset(state.acted_steps(host)),
-            captures=state.captures(host),
-        )
-    }
-
-
 def test_resume_journals_one_record_for_the_done_steps_and_a_third_session_keeps_them(
     tmp_path: Path,
 ) -> None:
@@ -122,24 +111,25 @@ def test_resume_journals_one_record_for_the_done_steps_and_a_third_session_keeps
     journal: list[Record] = []
     with JournalWriter.create(run_dir(tmp_path / "state", RUN_ID), "ana@laptop") as writer:
 
-        def session(resume: dict[str, HostResume] | None, *, fails: bool) -> tuple[int, list[str]]:
-            """One session on fakes, journaled; its record count and the commands it ran."""
+        def session(state: RunState | None, *, fails: bool) -> tuple[int, list[str]]:
+            """One session on fakes, resuming from ``state`` as ``drp resume`` does,
+            journaled; its record count and the commands it ran."""
             w = world(tmp_path, text)
             w.fakes["h1"].on("^probe", Reply(0, "v=42\n"))
             w.fakes["h1"].on("^use", Reply(1 if fails else 0))
-            w.execute(resume=resume)
+            w.execute(resume=None if state is None else host_resumes(w.plan, state))
             journal.extend(writer.append(e) for e in w.events)
             return len(w.events), w.fakes["h1"].commands
 
         _, ran = session(None, fails=True)  # a, the 200 steps, then b fails
         assert len(ran) == 202
-        written, ran = session(_host_resume(replay(journal)), fails=True)  # b fails again
+        written, ran = session(replay(journal), fails=True)  # b fails again
         assert ran == ["use 42"]
         assert written < 15  # not one record per step already done
         third = replay(journal)
         assert third.captures("h1") == {"v": "42"}
         assert len(third.done_steps("h1")) == 201
-        _, ran = session(_host_resume(third), fails=False)
+        _, ran = session(third, fails=False)
         assert ran == ["use 42"]
         assert replay(journal).done_steps("h1") == {"a", "b"} | {f"s{i:03d}" for i in range(200)}
 
