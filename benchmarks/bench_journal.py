@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -150,6 +151,8 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another drp source tree, timed alongside")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    # kill (SIGTERM) stops like Ctrl-C: the finally block stops the private sshd
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark starts sshd and logs in as the drpbench user")
 
@@ -205,6 +208,7 @@ def main() -> None:
         samples = {(s[0], t.name): Sample() for s in scenarios for t in tools}
         appended: dict[str, int] = {}
         for rep in range(-1, args.reps):
+            fresh_paused()  # show and verify read the paused run, not one a resume finished
             for name, argv, before in scenarios:
                 for tool in tools:
                     sample = samples[(name, tool.name)]

@@ -253,7 +253,10 @@ def _character_problem(exc: yaml.reader.ReaderError, path: str, text: str) -> Pr
     )
 
 
-def _children(node: yaml.Node) -> list[tuple[str | int | None, yaml.Node]]:
+_Children = list[tuple[str | int | None, yaml.Node]]
+
+
+def _children(node: yaml.Node) -> _Children:
     """(the key or index it sits at, child) for a node; ``None`` for a mapping's key nodes."""
     if isinstance(node, yaml.MappingNode):
         out: list[tuple[str | int | None, yaml.Node]] = []
@@ -271,16 +274,17 @@ def _shape_problem(root: yaml.Node, path: str, text: str) -> Problem | None:
     """Depth, self-containing aliases and expanded size, each node visited once."""
     sizes: dict[int, int] = {}  # id(node) -> number of values it expands to
     on_path: set[int] = {id(root)}
-    stack: list[tuple[yaml.Node, Loc, Iterator[tuple[str | int | None, yaml.Node]]]] = [
-        (root, (), iter(_children(root)))
+    first = _children(root)
+    stack: list[tuple[yaml.Node, Loc, _Children, Iterator[tuple[str | int | None, yaml.Node]]]] = [
+        (root, (), first, iter(first))
     ]
     while stack:
-        node, loc, pending = stack[-1]
+        node, loc, children, pending = stack[-1]
         step = next(pending, None)
         if step is None:
             stack.pop()
             on_path.discard(id(node))
-            sizes[id(node)] = 1 + sum(sizes[id(child)] for _, child in _children(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for _, child in children)
             continue
         part, child = step
         child_loc = loc if part is None else (*loc, part)
@@ -291,7 +295,8 @@ def _shape_problem(root: yaml.Node, path: str, text: str) -> Problem | None:
         if len(stack) >= MAX_DEPTH:
             return _too_deep(path, child.start_mark, child_loc)
         on_path.add(id(child))
-        stack.append((child, child_loc, iter(_children(child))))
+        below = _children(child)
+        stack.append((child, child_loc, below, iter(below)))
     total = sizes[id(root)]
     if total <= MAX_NODES:
         return None
