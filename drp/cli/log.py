@@ -6,6 +6,7 @@ Only this module prints; the work is done by :mod:`drp.journal` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -132,41 +133,46 @@ def list_cmd(
     if not runs:
         console.print("no runs found")
         return
-    table = Table(
-        "runbook",
-        "started (UTC)",
-        "ended",
-        "status",
-        "incident",
-        "operators",
-        "hosts",
-        "steps",
-        "chain",
-    )
+    rows = [
+        (
+            s.run_id,
+            s.runbook,
+            _short(s.started),
+            _short(s.ended),
+            str(s.status),
+            s.incident,
+            ", ".join(s.operators),
+            ", ".join(s.hosts),
+            " ".join(f"{k}:{v}" for k, v in s.counts.items()),
+            "ok" if s.verified else "BROKEN",
+        )
+        for s in runs
+    ]
+    if len(rows) > LONG_TABLE:
+        _print_table(console, "", LIST_COLUMNS, rows)
+        return
+    table = Table(*LIST_COLUMNS[1:])
     for column in table.columns:  # narrow terminal: the other columns wrap, never end in "…"
         column.overflow = "fold"
     longest = max(len(s.run_id) for s in runs)  # a run id is never cut: it is typed again
     table.columns.insert(0, Column("run", no_wrap=True, min_width=longest, overflow="fold"))
-    for s in runs:
-        counts = " ".join(f"{k}:{v}" for k, v in s.counts.items())
-        table.add_row(
-            *(
-                escape(x)
-                for x in (
-                    s.run_id,
-                    s.runbook,
-                    _short(s.started),
-                    _short(s.ended),
-                    str(s.status),
-                    s.incident,
-                    ", ".join(s.operators),
-                    ", ".join(s.hosts),
-                    counts,
-                    "ok" if s.verified else "BROKEN",
-                )
-            )
-        )
+    for cells in rows:
+        table.add_row(*(escape(x) for x in cells))
     console.print(table)
+
+
+LIST_COLUMNS = (
+    "run",
+    "runbook",
+    "started (UTC)",
+    "ended",
+    "status",
+    "incident",
+    "operators",
+    "hosts",
+    "steps",
+    "chain",
+)
 
 
 def _store_runs(url: str, filters: RunFilter) -> list[RunSummary]:
@@ -289,7 +295,7 @@ def _event_row(r: Record) -> tuple[str, ...]:
 
 
 def _print_table(
-    console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]
+    console: Console, title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]
 ) -> None:
     """A rich table; past :data:`LONG_TABLE` rows, aligned plain columns written as they
     are formed (one line per row, every character a terminal would act on escaped)."""

@@ -333,3 +333,19 @@ def test_log_list_works_when_its_cache_cannot_be_written(state: Path) -> None:
     (state / listing.CACHE).mkdir()  # the rename fails, even for root
     assert list_runs(state) == fresh
     assert [p.name for p in state.iterdir() if p.name.startswith(".list-cache")] == []
+
+
+def test_cli_list_of_many_runs_prints_every_run_whole_in_aligned_columns(tmp_path: Path) -> None:
+    t0 = datetime(2026, 11, 22, 9, tzinfo=UTC)
+    ids = [f"20261122-09{i // 60:02d}{i % 60:02d}-many-{i:04x}" for i in range(301)]
+    for n, run_id in enumerate(ids):
+        with JournalWriter.create(run_dir(tmp_path, run_id), "eve@ops") as w:
+            at = t0 + timedelta(seconds=n)
+            w.append(Event(EventType.RUN_STARTED, run_id, ts=at, data={"runbook": "many"}))
+            w.append(Event(EventType.RUN_FINISHED, run_id, outcome="ok", ts=at))
+    res = runner.invoke(app, ["list", "--state-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split()[:2] == ["run", "runbook"] and set(lines[1]) <= {"-", " "}
+    assert [line.split()[0] for line in lines[2:]] == ids[::-1]  # newest first, none cut
+    assert all(line.split()[-1] == "ok" for line in lines[2:])
