@@ -25,12 +25,12 @@ from drp.errors import ExitCode, InputError
 from drp.journal import list_run_ids, read_journal, resolve_run, state_dir
 from drp.journal.incident import validate_incident
 from drp.journal.paths import journal_path, run_dir
-from drp.journal.record import Record, format_ts
+from drp.journal.record import Record
 from drp.report import EXPORT_FORMATS, FORMATS, RunFilter, export, list_runs, load_run, report
 from drp.report.incident import incident_report, load_incident
 from drp.report.model import StepRow
 from drp.report.render import session_lines
-from drp.report.summary import RunData, RunSummary, summarize
+from drp.report.summary import RunData, RunSummary, summarize, summary_json
 from drp.report.timeline import build_timeline, fmt_seconds
 from drp.results import RunStatus
 from drp.terminal import visible
@@ -127,7 +127,7 @@ def list_cmd(
     )
     runs = _store_runs(store, filters) if store else list_runs(state_dir(state), filters)
     if fmt == "json":
-        echo_json([_summary_json(s) for s in runs])
+        echo_json([summary_json(s) for s in runs])
         return
     console = listing_console()
     if not runs:
@@ -187,23 +187,6 @@ def _load(state: Path | None, run: str, store: str | None) -> RunData:
     if store:
         return RunData.from_journal(read_store(store, run)[0])
     return load_run(state_dir(state), run)
-
-
-def _summary_json(s: RunSummary) -> dict[str, object]:
-    return {
-        "run": s.run_id,
-        "runbook": s.runbook,
-        "started": format_ts(s.started) if s.started else None,
-        "ended": format_ts(s.ended) if s.ended else None,
-        "status": str(s.status),
-        "incident": s.incident or None,
-        "operators": list(s.operators),
-        "hosts": list(s.hosts),
-        "counts": dict(s.counts),
-        "records": s.records,
-        "verified": s.verified,
-        "dry_run": s.dry_run,
-    }
 
 
 @app.command("show")

@@ -192,17 +192,7 @@ class _Step:
 
     def freeze(self) -> StepState:
         # a step that only waits for a human has not acted: it is paused, not in doubt
-        return StepState(
-            status=self.status,
-            in_doubt=self.in_doubt and not self.waiting,
-            attempts=self.attempts,
-            captures=self.captures,
-            started=self.started,
-            finished=self.finished,
-            waiting=self.waiting,
-            approved_by=self.approved_by,
-            kind=self.kind,
-        )
+        return StepState(**{**vars(self), "in_doubt": self.in_doubt and not self.waiting})
 
 
 def _host_status(steps: Mapping[str, StepState], final: HostStatus | None) -> HostStatus | None:

@@ -28,7 +28,6 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from drp import __version__
@@ -36,10 +35,15 @@ from drp.errors import JournalError
 from drp.journal import journal_path, list_run_ids, lock_holder, run_dir
 from drp.journal.index import Index, read_index
 from drp.journal.paths import PRIVATE_FILE
-from drp.journal.record import format_ts, parse_ts
 from drp.journal.signing import signature_files
-from drp.report.summary import RunFilter, RunSummary, load_path, summarize
-from drp.results import RunStatus
+from drp.report.summary import (
+    RunFilter,
+    RunSummary,
+    load_path,
+    summarize,
+    summary_from_json,
+    summary_json,
+)
 
 CACHE = "list-cache.json"
 VERSION = 1
@@ -107,13 +111,13 @@ def cached(entry: Mapping[str, Any] | None, key: str) -> RunSummary | None:
     if entry is None or entry.get("key") != key:
         return None
     try:
-        return _from_json(entry["summary"])
+        return summary_from_json(entry["summary"])
     except (KeyError, TypeError, ValueError):
         return None  # a damaged entry is read again, never trusted
 
 
 def entry(key: str, summary: RunSummary) -> dict[str, Any]:
-    return {"key": key, "summary": _to_json(summary)}
+    return {"key": key, "summary": summary_json(summary)}
 
 
 def save(state: Path, runs: Mapping[str, Mapping[str, Any]]) -> None:
@@ -129,40 +133,3 @@ def save(state: Path, runs: Mapping[str, Mapping[str, Any]]) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             temporary.unlink()
-
-
-def _to_json(s: RunSummary) -> dict[str, Any]:
-    return {
-        "run": s.run_id,
-        "runbook": s.runbook,
-        "started": format_ts(s.started) if s.started else None,
-        "ended": format_ts(s.ended) if s.ended else None,
-        "status": str(s.status),
-        "operators": list(s.operators),
-        "hosts": list(s.hosts),
-        "counts": dict(s.counts),
-        "records": s.records,
-        "verified": s.verified,
-        "dry_run": s.dry_run,
-        "incident": s.incident,
-    }
-
-
-def _from_json(d: Mapping[str, Any]) -> RunSummary:
-    counts = d["counts"]
-    if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
-        raise ValueError("counts")
-    return RunSummary(
-        run_id=str(d["run"]),
-        runbook=str(d["runbook"]),
-        started=parse_ts(d["started"]) if d["started"] else None,
-        ended=parse_ts(d["ended"]) if d["ended"] else None,
-        status=RunStatus(d["status"]),
-        operators=tuple(str(o) for o in d["operators"]),
-        hosts=tuple(str(h) for h in d["hosts"]),
-        counts=MappingProxyType(dict(counts)),
-        records=int(d["records"]),
-        verified=d["verified"] is True,
-        dry_run=d["dry_run"] is True,
-        incident=str(d["incident"]),
-    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from drp.journal import (
     Journal,
@@ -29,6 +30,7 @@ from drp.journal import (
 )
 from drp.journal.anchors import AnchorResult, check_run
 from drp.journal.index import Index
+from drp.journal.record import format_ts, parse_ts
 from drp.results import RunStatus
 
 
@@ -88,6 +90,46 @@ class RunSummary:
     verified: bool = True
     dry_run: bool = False
     incident: str = ""
+
+
+def summary_json(s: RunSummary) -> dict[str, Any]:
+    """A summary as plain JSON values: ``drp log list --format json`` and the list cache."""
+    return {
+        "run": s.run_id,
+        "runbook": s.runbook,
+        "started": format_ts(s.started) if s.started else None,
+        "ended": format_ts(s.ended) if s.ended else None,
+        "status": str(s.status),
+        "incident": s.incident or None,
+        "operators": list(s.operators),
+        "hosts": list(s.hosts),
+        "counts": dict(s.counts),
+        "records": s.records,
+        "verified": s.verified,
+        "dry_run": s.dry_run,
+    }
+
+
+def summary_from_json(d: Mapping[str, Any]) -> RunSummary:
+    """The summary :func:`summary_json` wrote; KeyError, TypeError or ValueError when
+    ``d`` is not one."""
+    counts = d["counts"]
+    if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
+        raise ValueError("counts must map outcomes to numbers")
+    return RunSummary(
+        run_id=str(d["run"]),
+        runbook=str(d["runbook"]),
+        started=parse_ts(d["started"]) if d["started"] else None,
+        ended=parse_ts(d["ended"]) if d["ended"] else None,
+        status=RunStatus(d["status"]),
+        operators=tuple(str(o) for o in d["operators"]),
+        hosts=tuple(str(h) for h in d["hosts"]),
+        counts=MappingProxyType(dict(counts)),
+        records=int(d["records"]),
+        verified=d["verified"] is True,
+        dry_run=d["dry_run"] is True,
+        incident=str(d["incident"] or ""),
+    )
 
 
 def summarize(run: RunData) -> RunSummary:
