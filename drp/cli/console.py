@@ -510,6 +510,12 @@ class ConsoleSink:
             f"{duration}   {escape(message)}"
         )
 
+    def _store_behind(self, event: Event) -> None:
+        self.print(f" [yellow]⚠[/] store: {escape(event.message)}")
+
+    def _store_caught_up(self, event: Event) -> None:
+        self.print(f"   store: {escape(event.message)}")
+
     def _notify_failed(self, event: Event) -> None:
         """A notification given up on (its attempts are in the journal, not on screen)."""
         if event.data.get("final"):

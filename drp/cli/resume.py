@@ -322,6 +322,7 @@ def resume(
             extra=extra,
             anchoring=anchoring,
             notify=notify,
+            replica=replica,
         )
     finally:
         end_replication(replica)

@@ -37,7 +37,7 @@ from drp.cli.common import (
     startup_done,
 )
 from drp.cli.console import ConsoleSink, JsonSink, make_console, silence
-from drp.cli.store import StoreOption, end_replication, start_replication
+from drp.cli.store import StoreOption, end_replication, start_replication, store_watcher
 from drp.engine.events import AFTERWORDS, Event, EventType, Sink
 from drp.engine.options import (
     HostResume,
@@ -68,6 +68,7 @@ if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not
     from drp.engine.executor import RunResult
     from drp.engine.plan import Plan
     from drp.inventory import Host, Inventory
+    from drp.journal.store.replicator import Replicator
     from drp.notify.worker import Notifier, Settings
     from drp.runbook import Runbook
 
@@ -326,6 +327,7 @@ def execute_plan(
     extra: dict[str, object] | None = None,
     anchoring: Anchoring | None = None,
     notify: Settings | None = None,
+    replica: Replicator | None = None,
 ) -> Finished:
     from drp.engine.executor import Executor
 
@@ -343,6 +345,9 @@ def execute_plan(
         shown(event)
         if notifier is not None:
             notifier(event)  # queued: delivered by the notifier's own thread
+
+    if replica is not None:  # the store's outages, told as the run goes (console, notifiers)
+        replica.watch(store_watcher(options.run_id, emit))
 
     factory, local = _transports(options)
     executor = Executor(
@@ -602,6 +607,7 @@ def run(
             extra=extra,
             anchoring=anchoring,
             notify=notify,
+            replica=replica,
         )
     finally:
         end_replication(replica)

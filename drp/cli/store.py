@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 
 from drp.cli.common import StateDirOption, listing_console
+from drp.engine.events import Event, EventType, Sink
 from drp.errors import ExitCode, InputError, JournalError
 from drp.journal import journal_path, list_run_ids, resolve_run, run_dir, state_dir
 from drp.journal.store.config import ENV_STORE, masked, store_url
@@ -25,7 +26,7 @@ from drp.journal.store.config import ENV_STORE, masked, store_url
 if TYPE_CHECKING:
     from drp.journal import Journal, JournalWriter
     from drp.journal.store.lease import Holder
-    from drp.journal.store.replicator import Replicator
+    from drp.journal.store.replicator import Replicator, Watcher
 
 STORE_HELP = (
     f"PostgreSQL URL of the team's journal store (else ${ENV_STORE}, else 'store:' in "
@@ -126,6 +127,35 @@ def start_replication(
     replica = Replicator(url, writer.run_id, writer.path, me, take_lease=holder is None)
     writer.on_append = replica.enqueue
     return replica.start()
+
+
+def store_watcher(run_id: str, emit: Sink) -> Watcher:
+    """What the replicator tells of the store's outages, as events for the console and
+    the notifiers (transient: the journal is the run's, not the store's)."""
+
+    def told(down: bool, problem: str, waiting: int) -> None:
+        if down:
+            emit(
+                Event(
+                    EventType.STORE_BEHIND,
+                    run_id,
+                    message=f"the journal store does not answer ({problem}); {waiting} records "
+                    "wait here and go once it does: the run goes on",
+                    data={"waiting": waiting, "problem": problem},
+                    transient=True,
+                )
+            )
+        else:
+            emit(
+                Event(
+                    EventType.STORE_CAUGHT_UP,
+                    run_id,
+                    message="the journal store answers again: the records that waited are sent",
+                    transient=True,
+                )
+            )
+
+    return told
 
 
 def end_replication(replica: Replicator | None) -> None:

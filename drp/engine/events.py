@@ -33,6 +33,10 @@ witness.written  host; outcome ok|failed; data: path, seq, hash (the chain head 
                  the host at the end of its part of a session; see drp.engine.witness)
 run.note         message: the operator's words; data: summary (bool), identity, step
                  (``drp log note``; may follow run.finished)
+store.behind     message; data: waiting (records queued here), problem (password masked).
+                 The journal store stopped answering; the run goes on. Console and
+                 notifiers only (``transient``): the journal is the run's, not the store's
+store.caught_up  the store answers again; the records queued meanwhile are on their way
 notify.sent      host, step (of the event notified), attempt; outcome "sent"; message;
                  data: channel, via (webhook|email|command), event (paused|failed|
                  unreachable|finished), about (the notified record's type)
@@ -74,6 +78,8 @@ class EventType(StrEnum):
     WITNESS_WRITTEN = "witness.written"
     RUN_NOTE = "run.note"
     NOTIFY_SENT = "notify.sent"
+    STORE_BEHIND = "store.behind"
+    STORE_CAUGHT_UP = "store.caught_up"
     NOTIFY_FAILED = "notify.failed"
 
 

@@ -1,6 +1,6 @@
 """What a notification says: a :class:`Notice` built from a run's event, and its payloads.
 
-Four kinds of event notify (see :data:`drp.runbook.notify.NOTICE_KINDS`):
+Five kinds of event notify (see :data:`drp.runbook.notify.NOTICE_KINDS`):
 
 - ``paused``: a gate waits for a person (``step.waiting``: a manual step, a
   destructive step to confirm, a step in doubt), with the exact command that
@@ -8,7 +8,9 @@ Four kinds of event notify (see :data:`drp.runbook.notify.NOTICE_KINDS`):
 - ``failed``: a step failed on a host (``step.finished`` with outcome failed);
 - ``unreachable``: a host could not be reached (``host.unreachable``);
 - ``finished``: the session ended (``run.finished``), with the run's outcome and,
-  when it can go on, the command that continues it.
+  when it can go on, the command that continues it;
+- ``store``: the shared journal store stopped answering (``store.behind``): the run
+  goes on, its records wait on the operator's machine.
 
 Every other event notifies nobody. The event's text is already masked (events are
 masked when they are built), so a notice holds no secret of the run.
@@ -123,6 +125,9 @@ def notice_for(event: Event, context: RunContext) -> Notice | None:
     if event.type is EventType.HOST_UNREACHABLE:
         title = f"{host} is unreachable (run {run})"
         return notice("unreachable", title, event.message, "unreachable", None)
+    if event.type is EventType.STORE_BEHIND:
+        title = f"the journal store does not answer (run {run})"
+        return notice("store", title, event.message, None, f"drp store sync {run}")
     if event.type is EventType.RUN_FINISHED:
         outcome = event.outcome or "?"
         hosts = event.data.get("hosts")

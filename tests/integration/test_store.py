@@ -259,3 +259,31 @@ def test_a_missing_store_url_is_a_clear_error(lab: Lab) -> None:
     done = lab.drp("store", "sync", env={"DRP_CONFIG": str(lab.root / "none.yaml")})
     assert done.returncode == 2, combined(done)
     assert "none.yaml" in combined(done)
+
+
+def test_a_store_that_does_not_answer_is_told_during_the_run_and_notified(
+    lab: Lab, pg_alone: PgServer
+) -> None:
+    init(lab, pg_alone)
+    pg_alone.stop()
+    notices = lab.root / "notices.jsonl"
+    book = lab.runbook(
+        "name: told\ntargets: all\n"
+        "notify:\n  channels:\n"
+        f"    - {{name: ops, on: [store],\n"
+        f"       command: [sh, -c, 'cat >> {notices}; echo >> {notices}']}}\n"
+        "steps:\n  - {id: a, run: 'true'}\n  - {id: b, run: 'true'}\n",
+        "told.yaml",
+    )
+    done = lab.run(book, "--store", pg_alone.url)
+    assert done.returncode == 0, combined(done)  # the run goes on without the store
+    run_id = lab.only_run()
+    assert "store: the journal store does not answer" in done.stdout  # said as it happened
+    assert pg_alone.password not in combined(done)
+    sent = [json.loads(line) for line in notices.read_text().splitlines() if line.strip()]
+    assert [n["event"] for n in sent] == ["store"]  # once per outage, not once per record
+    assert sent[0]["command"] == f"drp store sync {run_id}" and sent[0]["run"] == run_id
+    assert pg_alone.password not in notices.read_text()
+    # the notifier's delivery is journaled, the outage itself is not the run's record
+    types = [json.loads(line)["type"] for line in lab.journal_file(run_id).read_text().splitlines()]
+    assert "notify.sent" in types and "store.behind" not in types

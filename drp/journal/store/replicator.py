@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 FINISH_SECONDS = 3.0  # how long the end of a session waits for the store
 _FIRST_BACKOFF = 0.5
 _MAX_BACKOFF = 30.0
+
+#: Told when the store stops answering (``True``, the problem, the records waiting)
+#: and when it answers again (``False``, "", 0); called on the replicator's thread.
+Watcher = Callable[[bool, str, int], None]
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,12 @@ class Replicator:
         self._problem = ""
         self._diverged = ""
         self._thread = threading.Thread(target=self._loop, name=f"drp-store-{run_id}", daemon=True)
+        self._watcher: Watcher | None = None
+        self._down = False  # the last attempt failed: the watcher was told
+
+    def watch(self, watcher: Watcher) -> None:
+        """Tell ``watcher`` when the store stops answering, and when it is back."""
+        self._watcher = watcher
 
     def start(self) -> Replicator:
         self._thread.start()
@@ -154,6 +165,7 @@ class Replicator:
                             self._problem = f"the lease on run {self.run_id} was taken over"
                     renew_at = time.monotonic() + RENEW_SECONDS
                 backoff = _FIRST_BACKOFF
+                self._tell(down=False, problem="")
             except StoreDiverges as err:
                 with self._cond:
                     self._diverged = str(err)
@@ -161,6 +173,8 @@ class Replicator:
             except Exception as err:  # the run must never fail because of the store
                 with self._cond:
                     self._problem = said(self.url, err)
+                if not closing:
+                    self._tell(down=True, problem=self._problem)
                 if conn is not None:
                     conn.close()
                     conn = None
@@ -172,3 +186,14 @@ class Replicator:
             with contextlib.suppress(Exception):  # the lease expires by itself anyway
                 release(conn, self.run_id, self.holder)
             conn.close()
+
+    def _tell(self, *, down: bool, problem: str) -> None:
+        """Tell the watcher of a change (never holding ``_cond``: what it does may append
+        to the journal, whose hook is :meth:`enqueue`); its failure is not the run's."""
+        if down == self._down or self._watcher is None:
+            return
+        self._down = down
+        with self._cond:
+            waiting = len(self._pending)
+        with contextlib.suppress(Exception):
+            self._watcher(down, problem, waiting)
