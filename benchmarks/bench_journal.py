@@ -14,10 +14,10 @@ One invocation:
    puts the current directory first on the path), for each drp given (``--drp`` and, to
    compare two versions in one run, ``--compare SRC``: a source tree run with
    ``PYTHONPATH``): ``log show RUN``, ``log verify RUN``, ``log list`` over the
-   copies (``cold``: the list cache deleted first; ``warm``: kept from the run
-   before), and ``resume RUN --approve gate`` (on a fresh copy of the paused run
-   each time: it finishes the run), with the peak RSS (``wait4``) and the records
-   a resume appends.
+   copies (``cold``: the list cache deleted first; ``warm``: the cache that drp
+   itself wrote in an unmeasured listing just before), and ``resume RUN --approve
+   gate`` (on a fresh copy of the paused run each time: it finishes the run),
+   with the peak RSS (``wait4``) and the records a resume appends.
 
 Usage (as root)::
 
@@ -186,19 +186,24 @@ def main() -> None:
         paused = work / "paused-copy"
         shutil.copytree(long_state, paused)
 
-        def fresh_paused() -> None:
+        def fresh_paused(_tool: Tool | None = None) -> None:
             shutil.rmtree(long_state)
             shutil.copytree(paused, long_state)
 
-        def no_cache() -> None:
+        def no_cache(_tool: Tool) -> None:
             (many_state / "list-cache.json").unlink(missing_ok=True)
 
+        def own_cache(tool: Tool) -> None:  # the cache this drp keeps (if it keeps one)
+            no_cache(tool)
+            argv = [*tool.argv, "log", "list", "--state-dir", str(many_state)]
+            subprocess.run(argv, env=tool.env, cwd=work, capture_output=True, check=True)
+
         long_s, many_s = ["--state-dir", str(long_state)], ["--state-dir", str(many_state)]
-        scenarios: list[tuple[str, list[str], Callable[[], None] | None]] = [
+        scenarios: list[tuple[str, list[str], Callable[[Tool], None] | None]] = [
             (f"log show ({records} records)", ["log", "show", run, *long_s], None),
             (f"log verify ({records} records)", ["log", "verify", run, *long_s], None),
             (f"log list ({args.runs} runs, cold)", ["log", "list", *many_s], no_cache),
-            (f"log list ({args.runs} runs, warm)", ["log", "list", *many_s], None),
+            (f"log list ({args.runs} runs, warm)", ["log", "list", *many_s], own_cache),
             (
                 f"resume after {args.steps} done steps",
                 ["resume", run, "--approve", "gate", "-i", str(inventory), *long_s],
@@ -215,7 +220,7 @@ def main() -> None:
                     if sample.error:
                         continue
                     if before is not None:
-                        before()
+                        before(tool)
                     elapsed, rss, code, tail = run_timed([*tool.argv, *argv], tool.env, work)
                     if code != 0:
                         sample.error = f"exit {code}: {tail[-300:]}"
