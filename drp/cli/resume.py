@@ -282,6 +282,9 @@ def resume(
         command_line=shlex.join(["drp", *sys.argv[1:]]),
         output_dir=str(directory / "output"),
     )
+    from drp.cli.approve import with_approvals
+
+    options = with_approvals(the_plan, options, directory, url, anchoring)
     hosts = host_resumes(the_plan, run_state)
     writer = JournalWriter.open_existing(directory, options.operator, seen=(content, journal))
     if writer.seq != run_state.last_seq:  # another session wrote while we got ready

@@ -589,6 +589,9 @@ def run(
         command_line=shlex.join(["drp", *sys.argv[1:]]),
         output_dir=str(run_dir(folder, run_id) / "output"),
     )
+    from drp.cli.approve import with_approvals
+
+    options = with_approvals(the_plan, options, run_dir(folder, run_id), url, anchoring)
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
     keep_runbook(run_dir(folder, run_id), Path(the_plan.runbook.path).read_bytes())
     extra: dict[str, object] = {"incident": tag} if tag else {}
