@@ -4,7 +4,8 @@ Four kinds of event notify (see :data:`drp.runbook.notify.NOTICE_KINDS`):
 
 - ``paused``: a gate waits for a person (``step.waiting``: a manual step, a
   destructive step to confirm, a step in doubt), with the exact command that
-  answers it (``drp resume RUN --approve STEP``, ``--retry-in-doubt`` ...);
+  answers it (``drp resume RUN --approve STEP``, ``--retry-in-doubt`` ...; for a
+  step with ``approvers:``, ``drp approve RUN STEP``, which others run);
 - ``failed``: a step failed on a host (``step.finished`` with outcome failed);
 - ``unreachable``: a host could not be reached (``host.unreachable``);
 - ``finished``: the session ended (``run.finished``), with the run's outcome and,
@@ -97,6 +98,16 @@ def notice_for(event: Event, context: RunContext) -> Notice | None:
             incident=context.incident,
         )
 
+    if event.type is EventType.STEP_WAITING and event.data.get("approvers"):
+        names = ", ".join(str(name) for name in event.data["approvers"])
+        needed = event.data.get("min_approvals") or 1
+        return notice(
+            "paused",
+            f"run {run} waits on {host} at {step} for {needed} approval(s) of {names}",
+            event.message,
+            None,
+            str(event.data.get("command") or f"drp approve {run} {step}"),
+        )
     if event.type is EventType.STEP_WAITING:
         gate = str(event.data.get("kind") or "manual")
         where = (
