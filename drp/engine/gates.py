@@ -154,7 +154,7 @@ def _poll(
                 )
         if len(check.valid) >= needed:
             return check
-        given = {a.by for a in check.valid}
+        given = {a.by for a in check.valid} | {hr.shared.options.operator}  # never theirs
         missing = needed - len(check.valid)
         line = f"waiting for {missing} more approval(s) from " + ", ".join(
             name for name in approvers if name not in given

@@ -164,6 +164,8 @@ def test_a_two_approver_gate_goes_on_by_itself_and_refuses_the_operator_and_forg
     finally:
         stop(process)
     assert code == 0, out
+    assert "waiting for 2 more approval(s) from bob, carol\n" in out  # never from ana
+    assert "approval not counted: the approval by carol" in out
     assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
     approved = lab.of(run_id, "step.approved", step="swap-disk")[-1]["data"]
     assert sorted(a["by"] for a in approved["approvals"]) == ["bob", "carol"]
