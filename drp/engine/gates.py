@@ -17,8 +17,10 @@ never journaled: the gate stays open and ``drp resume`` asks it again.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol, runtime_checkable
 
+from drp.durations import format_duration
 from drp.engine.events import EventType
 from drp.engine.hostview import HostView
 from drp.engine.options import (
@@ -57,12 +59,7 @@ def ask(hr: HostView, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
         answer = GateAnswer(Decision.APPROVE, opts.operator, "--yes")
     else:
         hr.emit(EventType.STEP_WAITING, ps.id, message=text, data={"kind": kind})
-        with hr.shared.gate_lock:
-            hr.check_cancel()
-            answer = hr.shared.operator.decide(
-                GateRequest(kind, hr.host.name, ps.id, ps.step.title, text)
-            )
-            hr.check_cancel()  # interrupted while asking: the gate stays unanswered
+        answer = _decide(hr, ps, kind, text)
     if answer.decision is Decision.APPROVE:
         hr.emit(
             EventType.STEP_APPROVED,
@@ -76,6 +73,47 @@ def ask(hr: HostView, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
             data={"by": answer.by, "note": answer.note, "kind": kind},
         )
     return answer
+
+
+def _decide(hr: HostView, ps: PlannedStep, kind: GateKind, text: str) -> GateAnswer:
+    """The operator's answer; once the step's ``gate_timeout`` passes, its ``on_timeout``."""
+    limit = ps.step.gate_timeout if kind != "in-doubt" else None
+    deadline = time.monotonic() + limit if limit else None
+    while True:
+        with hr.shared.gate_lock:
+            hr.check_cancel()
+            answer = hr.shared.operator.decide(
+                GateRequest(kind, hr.host.name, ps.id, ps.step.title, text, deadline)
+            )
+            hr.check_cancel()  # interrupted while asking: the gate stays unanswered
+        if answer.decision is not Decision.LATE:
+            return answer
+        late = _deadline_passed(hr, ps, kind)
+        if late is not None:
+            return late
+        deadline = None  # notified: wait on, without a deadline
+
+
+def _deadline_passed(hr: HostView, ps: PlannedStep, kind: GateKind) -> GateAnswer | None:
+    """Journal (and so notify) a gate's passed deadline, then apply ``on_timeout``:
+    notify (None: keep waiting), fail (HostStopped) or pause (a pause answer)."""
+    policy = ps.step.on_timeout or "notify"
+    limit = ps.step.gate_timeout or 0.0
+    then = {"notify": "still waiting", "fail": "the step fails", "pause": "the run pauses"}
+    hr.emit(
+        EventType.STEP_DEADLINE,
+        ps.id,
+        message=f"no answer within {format_duration(limit)} (gate_timeout): {then[policy]}",
+        data={"kind": kind, "gate_timeout": limit, "on_timeout": policy},
+    )
+    if policy == "fail":
+        raise HostStopped(
+            HostStatus.FAILED,
+            f"{ps.id}: no answer within {format_duration(limit)} (on_timeout: fail)",
+        )
+    if policy == "pause":
+        return GateAnswer(Decision.PAUSE, "", "gate_timeout passed")
+    return None
 
 
 def approve_command(run_id: str, step: str) -> str:
@@ -112,7 +150,9 @@ def _await_approvals(hr: HostView, ps: PlannedStep, kind: GateKind, text: str) -
                 **source.facts(),
             },
         )
-        check = _poll(hr, ps, check, needed, approvers)
+        check, late = _poll(hr, ps, check, needed, approvers)
+        if late is not None:
+            return late
     valid = check.valid[:needed] if needed else check.valid
     by = ", ".join(a.by for a in valid)
     note = "; ".join(f"{a.by}: {a.note}" for a in valid if a.note)
@@ -138,10 +178,13 @@ def _of(needed: int, approvers: tuple[str, ...]) -> str:
 
 def _poll(
     hr: HostView, ps: PlannedStep, check: ApprovalCheck, needed: int, approvers: tuple[str, ...]
-) -> ApprovalCheck:
-    """Look for approvals every ``approval_poll`` seconds until there are ``needed``."""
+) -> tuple[ApprovalCheck, GateAnswer | None]:
+    """Look for approvals every ``approval_poll`` seconds until there are ``needed``, or
+    the step's ``gate_timeout`` passes and its ``on_timeout`` pauses the run (the answer)."""
     told: set[str] = set()
     said = ""
+    limit = ps.step.gate_timeout
+    deadline = time.monotonic() + limit if limit else None
     while True:
         for problem in check.refused:
             if problem not in told:  # journaled once: a forged or misplaced approval
@@ -153,7 +196,12 @@ def _poll(
                     data={"refused": problem},
                 )
         if len(check.valid) >= needed:
-            return check
+            return check, None
+        if deadline is not None and time.monotonic() > deadline:
+            deadline = None  # once
+            late = _deadline_passed(hr, ps, "manual" if ps.step.kind == "manual" else "confirm")
+            if late is not None:
+                return check, late
         given = {a.by for a in check.valid} | {hr.shared.options.operator}  # never theirs
         missing = needed - len(check.valid)
         line = f"waiting for {missing} more approval(s) from " + ", ".join(
@@ -167,6 +215,19 @@ def _poll(
         check = hr.shared.options.approvals.check(ps.id, hr.host.name, approvers)  # type: ignore[union-attr]
 
 
+def paused_at(hr: HostView, ps: PlannedStep, what: str) -> str:
+    """Why a host paused at a gate, and the command(s) that go on."""
+    run_id = hr.shared.options.run_id
+    if ps.step.approvers:
+        return (
+            f"{ps.id} {what} by {_of(ps.step.needed_approvals, tuple(ps.step.approvers))}: "
+            f"they run {approve_command(run_id, ps.id)}; then drp resume {run_id}"
+        )
+    if ps.step.kind == "manual":
+        return f"paused at manual step {ps.id}. Resume with: drp resume {run_id} --approve {ps.id}"
+    return f"{ps.id} {what}: resume with --yes or --approve {ps.id}"
+
+
 def confirm(hr: HostView, ps: PlannedStep) -> None:
     """A destructive step runs only once confirmed; a refusal or a pause stops the host."""
     prompt = confirm_question(ps.step, hr.host.name)  # the question the plan shows
@@ -174,10 +235,7 @@ def confirm(hr: HostView, ps: PlannedStep) -> None:
     if answer.decision is Decision.REJECT:
         raise HostStopped(HostStatus.REJECTED, f"{ps.id}: refused by {answer.by}")
     if answer.decision is Decision.PAUSE:
-        raise HostStopped(
-            HostStatus.PAUSED,
-            f"{ps.id} needs confirmation: resume with --yes or --approve {ps.id}",
-        )
+        raise HostStopped(HostStatus.PAUSED, paused_at(hr, ps, "needs confirmation"))
 
 
 def settle_in_doubt(hr: HostView, ps: PlannedStep, *, running: str = "") -> bool:

@@ -18,6 +18,7 @@ class Decision(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     PAUSE = "pause"
+    LATE = "late"  # the gate's gate_timeout passed before an answer (never journaled as one)
 
 
 GateKind = Literal["manual", "confirm", "in-doubt"]
@@ -39,6 +40,7 @@ class GateRequest:
     step: str
     title: str
     text: str
+    deadline: float | None = None  # time.monotonic() by which to answer, else Decision.LATE
 
 
 @dataclass(frozen=True)

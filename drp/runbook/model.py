@@ -228,6 +228,16 @@ class Step(Strict):
     min_approvals: int | None = Field(
         default=None, ge=1, description="how many of the approvers must approve (default 1)"
     )
+    gate_timeout: PositiveDuration | None = Field(
+        default=None,
+        description="a manual or confirm step's deadline for its answer (e.g. 2h): "
+        "then on_timeout applies",
+    )
+    on_timeout: Literal["notify", "fail", "pause"] | None = Field(
+        default=None,
+        description="when gate_timeout passes: notify (and keep waiting), fail the step, "
+        "or pause the run (default notify)",
+    )
     success_codes: list[ExitCode] = Field(default_factory=lambda: [0])
 
     model_config = ConfigDict(
@@ -287,6 +297,12 @@ class Step(Strict):
         if self.approvers and self.kind != "manual" and not self.confirm:
             raise ValueError(
                 "'approvers' goes with a manual step or a destructive one ('confirm: true')"
+            )
+        if self.on_timeout is not None and self.gate_timeout is None:
+            raise ValueError("'on_timeout' needs 'gate_timeout: DURATION' (the deadline)")
+        if self.gate_timeout is not None and self.kind != "manual" and not self.confirm:
+            raise ValueError(
+                "'gate_timeout' goes with a manual step or a destructive one ('confirm: true')"
             )
         if len(set(self.approvers)) != len(self.approvers):
             raise ValueError("'approvers' names someone twice")

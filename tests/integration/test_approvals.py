@@ -7,6 +7,7 @@ allowed_signers file, and, for the store, a throwaway PostgreSQL cluster.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -213,6 +214,12 @@ def test_a_bad_approver_list_is_a_located_error(lab: Lab) -> None:
             manual: do it
             approvers: [bob, carol]
             min_approvals: 3
+          - id: c
+            run: echo hi
+            gate_timeout: 1h
+          - id: d
+            manual: do it
+            on_timeout: fail
         """
     )
     done = lab.drp("plan", str(book), "-i", str(lab.inventory))
@@ -220,6 +227,8 @@ def test_a_bad_approver_list_is_a_located_error(lab: Lab) -> None:
     out = combined(done)
     assert f"{book}:4:5" in out and "'approvers' goes with a manual step" in out
     assert f"{book}:7:5" in out and "'min_approvals: 3' is more than the 2 approver" in out
+    assert f"{book}:11:5" in out and "'gate_timeout' goes with a manual step" in out
+    assert f"{book}:14:5" in out and "'on_timeout' needs 'gate_timeout: DURATION'" in out
 
 
 # -- the store: approvals from other machines --------------------------------------
@@ -270,3 +279,92 @@ def test_approvals_from_other_machines_through_the_store_and_an_edited_row(
     assert code == 0, out
     approved = lab.of(run_id, "step.approved", step="swap-disk")[-1]["data"]
     assert sorted(a["by"] for a in approved["approvals"]) == ["bob", "carol"]
+
+
+# -- gate deadlines ----------------------------------------------------------------
+
+DEADLINE = """\
+name: deadline
+targets: all
+notify:
+  channels:
+    - name: pager
+      command: [sh, -c, "cat >> {dir}/notices"]
+      on: [deadline]
+steps:
+  - id: prepare
+    run: echo prepared >> {{{{ vars.dir }}}}/order
+  - id: swap-disk
+    manual: Swap the disk in bay 2.
+    approvers: [bob]
+    gate_timeout: 1s
+    on_timeout: {policy}
+  - id: finish
+    run: echo finished >> {{{{ vars.dir }}}}/order
+"""
+
+
+def deadline_book(lab: Lab, policy: str) -> Path:
+    return lab.runbook(DEADLINE.format(dir=lab.root, policy=policy), f"deadline-{policy}.yaml")
+
+
+def notices(lab: Lab) -> list[dict[str, object]]:
+    path = lab.root / "notices"
+    if not path.exists():
+        return []
+    decoder, text, out = json.JSONDecoder(), path.read_text(), []
+    index = 0
+    while index < len(text.rstrip()):
+        item, index = decoder.raw_decode(text, index)
+        out.append(item)
+        while index < len(text) and text[index].isspace():
+            index += 1
+    return out
+
+
+def test_a_gate_deadline_that_pauses_ends_the_session_and_notifies(lab: Lab, team: Team) -> None:
+    done = lab.run(deadline_book(lab, "pause"), "--sign-key", str(team.keys["ana"]))
+    assert done.returncode == 5, combined(done)  # paused
+    run_id = lab.only_run()
+    (late,) = lab.of(run_id, "step.deadline", step="swap-disk")
+    assert late["data"] == {"kind": "manual", "gate_timeout": 1.0, "on_timeout": "pause"}
+    # a pause, as any: the run still owns the host (resume goes on), the session ended
+    assert not lab.of(run_id, "lock.released", host="h1")
+    assert lab.outcome(run_id) == "paused"
+    assert f"drp approve {run_id} swap-disk" in combined(done)
+    assert wait_until(lambda: notices(lab), 10)
+    (sent,) = notices(lab)
+    assert sent["event"] == "deadline" and sent["step"] == "swap-disk"
+    assert sent["command"] == f"drp resume {run_id}"
+    assert (lab.root / "order").read_text().split() == ["prepared"]
+
+
+def test_a_gate_deadline_that_fails_fails_the_host(lab: Lab, team: Team) -> None:
+    done = lab.run(deadline_book(lab, "fail"), "--sign-key", str(team.keys["ana"]))
+    assert done.returncode == 1, combined(done)
+    run_id = lab.only_run()
+    (late,) = lab.of(run_id, "step.deadline", step="swap-disk")
+    assert late["message"] == "no answer within 1.0s (gate_timeout): the step fails"
+    (host,) = lab.of(run_id, "host.finished", host="h1")
+    assert host["outcome"] == "failed"
+    assert not (lab.root / "order").read_text().split()[1:]  # finish never ran
+    assert lab.outcome(run_id) == "failed"
+
+
+def test_a_gate_deadline_that_notifies_keeps_waiting_for_the_approval(lab: Lab, team: Team) -> None:
+    book = deadline_book(lab, "notify")
+    process = lab.start(
+        "run", str(book), "-i", str(lab.inventory), "--sign-key", str(team.keys["ana"])
+    )
+    try:
+        run_id = waiting(lab)
+        assert wait_until(lambda: lab.of(run_id, "step.deadline"), 20)
+        assert wait_until(lambda: notices(lab), 10)
+        assert process.poll() is None  # still waiting
+        assert approve(lab, team, "bob", run_id).returncode == 0
+        code, out = finish(process)
+    finally:
+        stop(process)
+    assert code == 0, out
+    assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
+    assert notices(lab)[0]["event"] == "deadline"
