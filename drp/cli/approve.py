@@ -204,7 +204,13 @@ def approve(
         where = "in the store"
     else:
         assert directory is not None
-        where = str(save_local(directory, statement, text, signature))
+        try:
+            where = str(save_local(directory, statement, text, signature))
+        except OSError as err:
+            raise InputError(
+                f"cannot keep the approval in {directory}: {err.strerror} "
+                "(without a store, the run's directory must be writable by the approver)"
+            ) from None
     needed = int(data.get("min_approvals") or 1)
     listing_console().print(
         f"approved {escape(step)} of {escape(the_id)} as {escape(principal)} "
