@@ -171,6 +171,11 @@ def test_a_two_approver_gate_goes_on_by_itself_and_refuses_the_operator_and_forg
     approved = lab.of(run_id, "step.approved", step="swap-disk")[-1]["data"]
     assert sorted(a["by"] for a in approved["approvals"]) == ["bob", "carol"]
     assert "carol: checked" in approved["note"]
+    report = lab.drp("log", "report", run_id, "--format", "md")
+    assert report.returncode == 0, combined(report)
+    assert "approved by" in report.stdout and "carol: checked" in report.stdout
+    verified = lab.drp("log", "verify", run_id)
+    assert verified.returncode == 0, combined(verified)
 
 
 def test_approve_on_the_command_line_cannot_bypass_the_approvers(lab: Lab, team: Team) -> None:
@@ -348,6 +353,9 @@ def test_a_gate_deadline_that_fails_fails_the_host(lab: Lab, team: Team) -> None
     (host,) = lab.of(run_id, "host.finished", host="h1")
     assert host["outcome"] == "failed"
     assert not (lab.root / "order").read_text().split()[1:]  # finish never ran
+    report = lab.drp("log", "report", run_id, "--format", "md")
+    assert report.returncode == 0, combined(report)
+    assert "no answer within 1.0s" in report.stdout
     assert lab.outcome(run_id) == "failed"
 
 
