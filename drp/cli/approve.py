@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from drp.cli.anchoring import Anchoring, SignKeyOption
+from drp.cli.anchoring import AllowedSignersOption, Anchoring, SignKeyOption
 from drp.cli.common import StateDirOption, listing_console
 from drp.cli.store import StoreOption
 from drp.engine.events import EventType
@@ -36,18 +36,16 @@ from drp.journal.approvals import (
 from drp.journal.signing import Signer, find_principals, resolve_signer, sign_file
 from drp.journal.store.config import store_url
 
-AllowedSignersOption = typer.Option(
-    None,
-    "--allowed-signers",
-    help="The team's OpenSSH allowed_signers file (else $DRP_ALLOWED_SIGNERS, else "
-    "'allowed_signers:' in ~/.config/drp/config.yaml).",
-    show_default=False,
-)
 _ENDS = {EventType.STEP_APPROVED, EventType.STEP_REJECTED, EventType.STEP_FINISHED}
 
 
 def with_approvals(
-    plan: Plan, options: RunOptions, directory: Path, url: str | None, anchoring: Anchoring
+    plan: Plan,
+    options: RunOptions,
+    directory: Path,
+    url: str | None,
+    anchoring: Anchoring,
+    allowed_signers: Path | None = None,
 ) -> RunOptions:
     """The run's options with the source its gates with ``approvers:`` poll.
 
@@ -65,7 +63,9 @@ def with_approvals(
             f"{', '.join(gated[step].approvers)}, not of the run's operator; "
             f"they approve it with: drp approve {options.run_id} {step}"
         )
-    allowed = existing(allowed_signers_path(None), f"step {next(iter(gated))} (approvers:)")
+    allowed = existing(
+        allowed_signers_path(allowed_signers), f"step {next(iter(gated))} (approvers:)"
+    )
     book = ApprovalBook(
         directory,
         options.run_id,

@@ -196,9 +196,12 @@ def test_resume_after_a_kill_counts_the_approvals_given_meanwhile(lab: Lab, team
         stop(process)  # killed while it waited
     assert approve(lab, team, "bob", run_id).returncode == 0
     assert approve(lab, team, "carol", run_id).returncode == 0
-    done = lab.drp(
-        "resume", run_id, "--operator", "ana", "--sign-key", str(team.keys["ana"]), timeout=60
-    )
+    resume = ("resume", run_id, "--operator", "ana", "--sign-key", str(team.keys["ana"]))
+    nowhere = {"DRP_ALLOWED_SIGNERS": ""}  # and no allowed_signers: in the config file
+    refused = lab.drp(*resume, env=nowhere)
+    assert refused.returncode == 2, combined(refused)
+    assert "needs the team's allowed_signers file" in combined(refused)
+    done = lab.drp(*resume, "--allowed-signers", str(team.allowed), env=nowhere)
     assert done.returncode == 0, combined(done)
     assert (lab.root / "order").read_text().split() == ["prepared", "finished"]
     resumed_at = lab.of(run_id, "run.resumed")[-1]["seq"]
