@@ -38,6 +38,14 @@ SignKeyOption = typer.Option(
     show_default=False,
 )
 
+AllowedSignersOption = typer.Option(
+    None,
+    "--allowed-signers",
+    help="The team's OpenSSH allowed_signers file: who may approve a step with approvers: "
+    "(else $DRP_ALLOWED_SIGNERS, else 'allowed_signers:' in ~/.config/drp/config.yaml).",
+    show_default=False,
+)
+
 
 def os_user() -> str:
     """The login name of the process's real uid (``$USER`` can say anything)."""

@@ -18,7 +18,7 @@ from typing import IO, Any
 import typer
 
 from drp import __version__
-from drp.cli import adhoc, authoring, inventory, new, resume, run, serial, store
+from drp.cli import adhoc, approve, authoring, inventory, new, resume, run, serial, store
 from drp.cli.completion import attach
 from drp.cli.console import CLOSED, silence
 from drp.cli.helpstyle import tidy
@@ -90,6 +90,7 @@ run.register(app)
 resume.register(app)
 serial.register(app)
 store.register(app)
+approve.register(app)
 app.add_typer(inventory.app, name="inventory")
 
 

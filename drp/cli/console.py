@@ -486,6 +486,9 @@ class ConsoleSink:
             f"{escape(str(event.data.get('by')))}"
         )
 
+    def _step_deadline(self, event: Event) -> None:
+        self.print(f" [yellow]⏰[/] {self._host(event)}  {event.step}  {escape(event.message)}")
+
     def _step_finished(self, event: Event) -> None:
         self._set_row(event.host, None)
         outcome = event.outcome or ""

@@ -13,6 +13,7 @@ import os
 import select
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -42,12 +43,15 @@ class Keyboard:
         self.stop = threading.Event()
         self._pending = b""
 
-    def readline(self) -> str:
-        """One line without its end; EOFError at the end of input."""
+    def readline(self, deadline: float | None = None) -> str:
+        """One line without its end; EOFError at the end of input, TimeoutError once
+        ``deadline`` (a ``time.monotonic()`` value) passes without one."""
         fd = sys.stdin.fileno() if self.fd is None else self.fd
         while b"\n" not in self._pending:
             if self.stop.is_set():
                 raise Cancelled("interrupted at the prompt")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("no answer before the gate's deadline")
             ready, _, _ = select.select([fd], [], [], self.POLL)
             if not ready:
                 continue
@@ -96,6 +100,7 @@ class ConsoleOperator:
                     f"{escape(request.host)} {escape(request.step)}",  # rich adds the choices
                     list(choices),
                     "pause",
+                    request.deadline,
                 )
                 if answer == choices[1]:
                     note = self._ask("reason (for the audit log)", None, "")
@@ -106,17 +111,22 @@ class ConsoleOperator:
             except Cancelled:
                 self.console.print()  # end the prompt's line (the terminal echoed ^C)
                 raise
+            except TimeoutError:  # the gate's deadline: the engine decides what follows
+                self.console.print()
+                return GateAnswer(Decision.LATE, self.operator)
         decision = {0: Decision.APPROVE, 1: Decision.REJECT, 2: Decision.PAUSE}[
             choices.index(answer)
         ]
         return GateAnswer(decision, self.operator, note)
 
-    def _ask(self, text: str, choices: list[str] | None, default: str) -> str:
+    def _ask(
+        self, text: str, choices: list[str] | None, default: str, deadline: float | None = None
+    ) -> str:
         """rich's prompt (look, choices, validation), reading through the :class:`Keyboard`."""
         prompt = Prompt(text, console=self.console, choices=choices)
         while True:
             self.console.print(prompt.make_prompt(default), end="")
-            value = self.keyboard.readline()
+            value = self.keyboard.readline(deadline)
             if not value.strip():
                 return default
             try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from drp.cli.anchoring import Anchoring, SignKeyOption
+from drp.cli.anchoring import AllowedSignersOption, Anchoring, SignKeyOption
 from drp.cli.common import (
     IncidentOption,
     InventoryOption,
@@ -222,6 +222,7 @@ def resume(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
     sign_key: str = SignKeyOption,
     store: str = StoreOption,
+    allowed_signers: Path = AllowedSignersOption,
 ) -> None:
     """Continue an interrupted or paused run where it stopped; done steps are not run again.
 
@@ -282,6 +283,9 @@ def resume(
         command_line=shlex.join(["drp", *sys.argv[1:]]),
         output_dir=str(directory / "output"),
     )
+    from drp.cli.approve import with_approvals
+
+    options = with_approvals(the_plan, options, directory, url, anchoring, allowed_signers)
     hosts = host_resumes(the_plan, run_state)
     writer = JournalWriter.open_existing(directory, options.operator, seen=(content, journal))
     if writer.seq != run_state.last_seq:  # another session wrote while we got ready

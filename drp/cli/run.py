@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from drp.cli.anchoring import Anchoring, SignKeyOption
+from drp.cli.anchoring import AllowedSignersOption, Anchoring, SignKeyOption
 from drp.cli.common import (
     IncidentOption,
     InventoryOption,
@@ -549,6 +549,7 @@ def run(
     search: list[str] = RunbookPathOption,
     sign_key: str = SignKeyOption,
     store: str = StoreOption,
+    allowed_signers: Path = AllowedSignersOption,
 ) -> None:
     """Run a runbook against its targets over SSH, journaling every step.
 
@@ -593,6 +594,11 @@ def run(
         console_password=console_pw,
         command_line=shlex.join(["drp", *sys.argv[1:]]),
         output_dir=str(run_dir(folder, run_id) / "output"),
+    )
+    from drp.cli.approve import with_approvals
+
+    options = with_approvals(
+        the_plan, options, run_dir(folder, run_id), url, anchoring, allowed_signers
     )
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
     keep_runbook(run_dir(folder, run_id), Path(the_plan.runbook.path).read_bytes())

@@ -60,7 +60,7 @@ def required_url(flag: str | None) -> str:
 
 @app.command("init")
 def init_cmd(store: StoreArg = None) -> None:
-    """Create the store's tables (schema drp: runs, records, leases); safe to run again.
+    """Create the store's tables (schema drp: runs, records, leases, approvals); safe to run again.
 
     The SQL is drp/journal/store/schema.sql, shipped with drp (psql -f works too).
 

@@ -249,11 +249,7 @@ def _manual(hr: HostView, ps: PlannedStep) -> ActionOutcome:
             f"{ps.id} rejected by {answer.by}" + (f": {answer.note}" if answer.note else ""),
         )
     if answer.decision is Decision.PAUSE:
-        raise HostStopped(
-            HostStatus.PAUSED,
-            f"paused at manual step {ps.id}. Resume with: "
-            f"drp resume {hr.shared.options.run_id} --approve {ps.id}",
-        )
+        raise HostStopped(HostStatus.PAUSED, gates.paused_at(hr, ps, "needs approval"))
     return ActionOutcome(None, f"confirmed by {answer.by}")
 
 

@@ -27,6 +27,8 @@ step.progress    host, step; data: percent (float|None), elapsed, timeout; messa
 step.waiting     host, step; message: rendered instructions (manual gate / confirm)
 step.approved    host, step; data: by, note      (also for confirmations of destructive steps)
 step.rejected    host, step; data: by, note
+step.deadline    host, step; message; data: kind, gate_timeout (seconds), on_timeout
+                 (notify|fail|pause): a gate's answer did not come within its gate_timeout
 step.finished    host, step, duration; outcome: StepStatus; data: captures, message
 rollback.started / rollback.finished   host, step; outcome
 witness.written  host; outcome ok|failed; data: path, seq, hash (the chain head left on
@@ -39,7 +41,7 @@ store.behind     message; data: waiting (records queued here), problem (password
 store.caught_up  the store answers again; the records queued meanwhile are on their way
 notify.sent      host, step (of the event notified), attempt; outcome "sent"; message;
                  data: channel, via (webhook|email|command), event (paused|failed|
-                 unreachable|finished), about (the notified record's type)
+                 unreachable|finished|deadline), about (the notified record's type)
 notify.failed    the same; outcome "failed"; data also: error (secrets masked), final
                  (no more attempts), retry_in (seconds, when not final). Written by the
                  notifier's own thread (drp.notify): may follow run.finished, never blocks
@@ -72,6 +74,7 @@ class EventType(StrEnum):
     STEP_WAITING = "step.waiting"
     STEP_APPROVED = "step.approved"
     STEP_REJECTED = "step.rejected"
+    STEP_DEADLINE = "step.deadline"
     STEP_FINISHED = "step.finished"
     ROLLBACK_STARTED = "rollback.started"
     ROLLBACK_FINISHED = "rollback.finished"

@@ -18,6 +18,7 @@ class Decision(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     PAUSE = "pause"
+    LATE = "late"  # the gate's gate_timeout passed before an answer (never journaled as one)
 
 
 GateKind = Literal["manual", "confirm", "in-doubt"]
@@ -39,6 +40,7 @@ class GateRequest:
     step: str
     title: str
     text: str
+    deadline: float | None = None  # time.monotonic() by which to answer, else Decision.LATE
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,41 @@ class NoOperator:
 
     def decide(self, request: GateRequest) -> GateAnswer:
         return GateAnswer(Decision.PAUSE, by="", note="no interactive operator")
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approval of a gate by someone else, its signature checked."""
+
+    by: str  # the approver's principal in the allowed_signers file
+    note: str
+    key: str  # the fingerprint of the key that signed it
+    signed: str  # when (as the approval states it)
+
+
+@dataclass(frozen=True)
+class ApprovalCheck:
+    """What a gate's approvals amount to now: the ones that count, and the ones refused."""
+
+    valid: tuple[Approval, ...] = ()
+    refused: tuple[str, ...] = ()  # one line each: whose, and why it does not count
+    trouble: str = ""  # where approvals could not be read now (the store down), if anywhere
+
+
+class ApprovalSource(Protocol):
+    """Where a gate with ``approvers:`` finds the approvals given with ``drp approve``.
+
+    The CLI implements it over the run's directory and the store
+    (:mod:`drp.journal.approvals`); the engine only polls it.
+    """
+
+    def facts(self) -> dict[str, object]:
+        """Who runs the run, as step.waiting records it (their approval never counts)."""
+        ...
+
+    def check(self, step: str, host: str, approvers: tuple[str, ...]) -> ApprovalCheck:
+        """The approvals of ``step`` on ``host`` by ``approvers``, each verified."""
+        ...
 
 
 InDoubtPolicy = Literal["ask", "retry", "skip"]
@@ -87,6 +124,9 @@ class RunOptions:
     output_dir: str | None = None  # where a long output is spilled (RUN_DIR/output)
     # (seq, hash) of the journal's last record on disk: the head a host witness states
     chain_head: Callable[[], tuple[int, str]] | None = field(default=None, compare=False)
+    # where gates with approvers: find their approvals (None: such a gate pauses)
+    approvals: ApprovalSource | None = field(default=None, compare=False)
+    approval_poll: float = 2.0  # seconds between two looks for new approvals
 
     def password_for(self, host: str) -> str | None:
         """The sudo password for ``host``: its own (inventory ``password_env``), else the run's."""

@@ -153,19 +153,45 @@ def sign_head(run_directory: Path, head: Head, signer: Signer) -> Path:
     with tempfile.TemporaryDirectory(dir=folder) as tmp:  # sign aside, then rename both
         draft = Path(tmp) / path.name
         draft.write_text(statement(head), encoding="utf-8")
+        sign_file(draft, signer, NAMESPACE)
+        os.replace(draft.with_name(draft.name + ".sig"), sig)
+        os.replace(draft, path)
+    return path
+
+
+def sign_file(path: Path, signer: Signer, namespace: str) -> Path:
+    """``ssh-keygen -Y sign`` ``path`` into ``path.sig``; RuntimeError says why it failed."""
+    if signer.key_file is None and not signer.agent_key:
+        raise RuntimeError(signer.reason or "no signing key")
+    with tempfile.TemporaryDirectory() as tmp:
         key = signer.key_file
         if key is None:  # ssh-keygen -Y sign -f PUBLIC asks the agent for the private half
             key = str(Path(tmp) / "agent.pub")
             Path(key).write_text(signer.agent_key + "\n", encoding="utf-8")
-        args = [_keygen(), "-q", "-Y", "sign", "-f", key, "-n", NAMESPACE, str(draft)]
-        done = _run(args)
-        if done.returncode != 0:
-            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            why = said[-1] if said else f"exit {done.returncode}"
-            raise RuntimeError(f"ssh-keygen -Y sign failed: {why}")
-        os.replace(draft.with_name(draft.name + ".sig"), sig)
-        os.replace(draft, path)
-    return path
+        done = _run([_keygen(), "-q", "-Y", "sign", "-f", key, "-n", namespace, str(path)])
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = said[-1] if said else f"exit {done.returncode}"
+        raise RuntimeError(f"ssh-keygen -Y sign failed: {why}")
+    return path.with_name(path.name + ".sig")
+
+
+def find_principals(sig: Path, allowed_signers: Path) -> list[str]:
+    """The principals of ``allowed_signers`` whose key made the signature ``sig``."""
+    found = _run([_keygen(), "-Y", "find-principals", "-s", str(sig), "-f", str(allowed_signers)])
+    return found.stdout.decode("utf-8", "replace").split() if found.returncode == 0 else []
+
+
+def verify_text(
+    text: bytes, sig: Path, allowed_signers: Path, principal: str, namespace: str
+) -> str | None:
+    """The fingerprint of the key when ``sig`` is ``principal``'s signature of ``text``."""
+    args = [_keygen(), "-Y", "verify", "-f", str(allowed_signers), "-I", principal]
+    done = _run([*args, "-n", namespace, "-s", str(sig)], stdin=text)
+    if done.returncode != 0:
+        return None
+    match = _FINGERPRINT.search(done.stdout.decode("utf-8", "replace"))
+    return match.group(1) if match else "?"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ class TeamConfig(Strict):
 
     notify: NotifySpec | None = None
     store: str | None = None  # the journal store's URL: read by drp.journal.store.config
+    # the team's OpenSSH allowed_signers file (relative to this file): who may approve,
+    # read by drp.journal.approvals
+    allowed_signers: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
 """What a notification says: a :class:`Notice` built from a run's event, and its payloads.
 
-Five kinds of event notify (see :data:`drp.runbook.notify.NOTICE_KINDS`):
+Six kinds of event notify (see :data:`drp.runbook.notify.NOTICE_KINDS`):
 
 - ``paused``: a gate waits for a person (``step.waiting``: a manual step, a
   destructive step to confirm, a step in doubt), with the exact command that
-  answers it (``drp resume RUN --approve STEP``, ``--retry-in-doubt`` ...);
+  answers it (``drp resume RUN --approve STEP``, ``--retry-in-doubt`` ...; for a
+  step with ``approvers:``, ``drp approve RUN STEP``, which others run);
 - ``failed``: a step failed on a host (``step.finished`` with outcome failed);
 - ``unreachable``: a host could not be reached (``host.unreachable``);
+- ``deadline``: a gate's ``gate_timeout`` passed without an answer (``step.deadline``),
+  with what ``on_timeout`` does next;
 - ``finished``: the session ended (``run.finished``), with the run's outcome and,
   when it can go on, the command that continues it;
 - ``store``: the shared journal store stopped answering (``store.behind``): the run
@@ -76,7 +79,7 @@ class Notice:
         return "\n".join(lines)
 
 
-def notice_for(event: Event, context: RunContext) -> Notice | None:
+def notice_for(event: Event, context: RunContext) -> Notice | None:  # noqa: PLR0911 - one per event
     """The notice an event gives, or ``None`` for an event that notifies nobody."""
     run, host, step = event.run_id, event.host or "local", event.step or "?"
 
@@ -99,6 +102,16 @@ def notice_for(event: Event, context: RunContext) -> Notice | None:
             incident=context.incident,
         )
 
+    if event.type is EventType.STEP_WAITING and event.data.get("approvers"):
+        names = ", ".join(str(name) for name in event.data["approvers"])
+        needed = event.data.get("min_approvals") or 1
+        return notice(
+            "paused",
+            f"run {run} waits on {host} at {step} for {needed} approval(s) of {names}",
+            event.message,
+            None,
+            str(event.data.get("command") or f"drp approve {run} {step}"),
+        )
     if event.type is EventType.STEP_WAITING:
         gate = str(event.data.get("kind") or "manual")
         where = (
@@ -113,6 +126,20 @@ def notice_for(event: Event, context: RunContext) -> Notice | None:
             where + event.message,
             None,
             resume_command(run, step, gate),
+        )
+    if event.type is EventType.STEP_DEADLINE:
+        policy = str(event.data.get("on_timeout") or "notify")
+        command = {
+            "notify": f"drp log show {run} --step {step}",
+            "fail": f"drp log show {run} --step {step}",
+            "pause": f"drp resume {run}",
+        }.get(policy)
+        return notice(
+            "deadline",
+            f"gate deadline passed: run {run} on {host} at {step}",
+            event.message,
+            None,
+            command,
         )
     if event.type is EventType.STEP_FINISHED and event.outcome == "failed":
         return notice(

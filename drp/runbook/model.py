@@ -18,6 +18,8 @@ from drp.runbook.notify import NotifySpec
 
 STEP_ID = r"^[a-z0-9][a-z0-9_.-]*$"
 NAME = r"^[a-z0-9][a-z0-9_-]*$"
+#: a principal of an OpenSSH allowed_signers file: no blanks, no comma, no quote
+PRINCIPAL = r"^[^\s,\"'*?!]+$"
 ACTIONS = ("run", "local", "wait", "reboot", "manual", "put")
 
 
@@ -218,6 +220,24 @@ class Step(Strict):
     )
     sensitive: bool = False
     confirm: bool | str = Field(default=False, description="destructive: ask first")
+    approvers: list[Annotated[str, Field(pattern=PRINCIPAL)]] = Field(
+        default_factory=list,
+        description="a manual or confirm step waits for signed approvals (drp approve) by "
+        "these principals of the allowed_signers file; never by the run's own operator",
+    )
+    min_approvals: int | None = Field(
+        default=None, ge=1, description="how many of the approvers must approve (default 1)"
+    )
+    gate_timeout: PositiveDuration | None = Field(
+        default=None,
+        description="a manual or confirm step's deadline for its answer (e.g. 2h): "
+        "then on_timeout applies",
+    )
+    on_timeout: Literal["notify", "fail", "pause"] | None = Field(
+        default=None,
+        description="when gate_timeout passes: notify (and keep waiting), fail the step, "
+        "or pause the run (default notify)",
+    )
     success_codes: list[ExitCode] = Field(default_factory=lambda: [0])
 
     model_config = ConfigDict(
@@ -269,6 +289,34 @@ class Step(Strict):
         if self.capture and self.kind not in ("run", "local", "wait"):
             raise ValueError("'capture' works with run, local and wait steps")
         return self
+
+    @model_validator(mode="after")
+    def _approvals(self) -> Step:
+        if self.min_approvals is not None and not self.approvers:
+            raise ValueError("'min_approvals' needs 'approvers: [name, ...]' (who may approve)")
+        if self.approvers and self.kind != "manual" and not self.confirm:
+            raise ValueError(
+                "'approvers' goes with a manual step or a destructive one ('confirm: true')"
+            )
+        if self.on_timeout is not None and self.gate_timeout is None:
+            raise ValueError("'on_timeout' needs 'gate_timeout: DURATION' (the deadline)")
+        if self.gate_timeout is not None and self.kind != "manual" and not self.confirm:
+            raise ValueError(
+                "'gate_timeout' goes with a manual step or a destructive one ('confirm: true')"
+            )
+        if len(set(self.approvers)) != len(self.approvers):
+            raise ValueError("'approvers' names someone twice")
+        if self.needed_approvals > len(self.approvers):
+            raise ValueError(
+                f"'min_approvals: {self.min_approvals}' is more than the "
+                f"{len(self.approvers)} approver(s) listed"
+            )
+        return self
+
+    @property
+    def needed_approvals(self) -> int:
+        """How many distinct approvers must approve (0: the step needs no approval)."""
+        return (self.min_approvals or 1) if self.approvers else 0
 
     @property
     def kind(self) -> str:

@@ -16,8 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from drp.fields import Duration, PositiveDuration
 
-NoticeKind = Literal["paused", "failed", "unreachable", "finished", "store"]
-NOTICE_KINDS: tuple[NoticeKind, ...] = ("paused", "failed", "unreachable", "finished", "store")
+NoticeKind = Literal["paused", "failed", "unreachable", "finished", "store", "deadline"]
+NOTICE_KINDS: tuple[NoticeKind, ...] = (
+    "paused",
+    "failed",
+    "unreachable",
+    "finished",
+    "store",
+    "deadline",
+)
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 NAME = r"^[a-z0-9][a-z0-9_-]*$"  # as a runbook's name (drp.runbook.model imports this module)
 

@@ -171,3 +171,42 @@ def test_ctrl_c_at_a_confirmation_leaves_it_to_be_asked_again(lab: Lab) -> None:
     later.type("yes\n")
     assert later.exit_code() == 0, later.screen
     assert (lab.root / "order").read_text().split() == ["wiped"]
+
+
+LATE = """\
+name: late
+targets: all
+steps:
+  - id: swap-disk
+    manual: Replace the disk in bay 2.
+    gate_timeout: 1s
+    on_timeout: {policy}
+  - id: finish
+    run: echo finished >> {{{{ vars.dir }}}}/order
+"""
+
+
+def test_a_prompt_left_unanswered_past_its_deadline_pauses_the_run(lab: Lab) -> None:
+    book = lab.runbook(LATE.format(policy="pause"))
+    term = Terminal(lab, *_run_args(lab, book))
+    term.expect(r"swap-disk \[done/reject/pause\]")
+    assert term.exit_code() == 5, term.screen  # nobody typed: paused at the deadline
+    (late,) = lab.of(lab.only_run(), "step.deadline", step="swap-disk")
+    assert late["data"]["on_timeout"] == "pause"
+    assert not (lab.root / "order").exists()
+
+
+def test_a_prompt_past_its_deadline_that_notifies_still_takes_the_answer(lab: Lab) -> None:
+    book = lab.runbook(LATE.format(policy="notify"))
+    term = Terminal(lab, *_run_args(lab, book))
+    term.expect(r"swap-disk \[done/reject/pause\]")
+    deadline = time.monotonic() + 30
+    while not lab.of(lab.only_run(), "step.deadline") and time.monotonic() < deadline:
+        term.expect(r"swap-disk", 0.5)  # keep reading the terminal while waiting
+    assert lab.of(lab.only_run(), "step.deadline", step="swap-disk")
+    term.expect(r"(?s)no answer within 1.0s \(gate_timeout\): still waiting.*\[done/reject/pause\]")
+    term.type("done\n")
+    term.expect(r"note for the report")
+    term.type("\n")
+    assert term.exit_code() == 0, term.screen
+    assert (lab.root / "order").read_text().split() == ["finished"]

@@ -85,7 +85,7 @@ def test_init_is_idempotent_and_never_shows_the_password(lab: Lab, pg: PgServer)
         assert pg.password not in combined(done)
         assert "********" in done.stdout
     tables = pg.sql("SELECT table_name FROM information_schema.tables WHERE table_schema='drp'")
-    assert {t[0] for t in tables} == {"runs", "records", "leases"}
+    assert {t[0] for t in tables} == {"runs", "records", "leases", "approvals"}
 
 
 def test_runs_replicate_byte_for_byte_and_the_list_shows_both_state_dirs(

@@ -89,6 +89,27 @@ def test_a_manual_gate_notice_carries_the_exact_resume_command() -> None:
     assert f"To go on: drp resume {RUN} --approve swap-disk" in notice.message()
 
 
+def test_a_gate_with_approvers_notifies_the_drp_approve_command() -> None:
+    event = Event(
+        EventType.STEP_WAITING,
+        RUN,
+        host="db1",
+        step="swap-disk",
+        message="Swap the disk.",
+        data={
+            "kind": "manual",
+            "approvers": ["bob", "carol"],
+            "min_approvals": 2,
+            "command": f"drp approve {RUN} swap-disk",
+        },
+    )
+    notice = notice_for(event, CONTEXT)
+    assert notice is not None and notice.kind == "paused"
+    assert notice.command == f"drp approve {RUN} swap-disk"
+    assert "2 approval(s) of bob, carol" in notice.title
+    assert f"To go on: drp approve {RUN} swap-disk" in notice.message()
+
+
 def test_a_confirmation_and_a_step_in_doubt_name_their_own_answers() -> None:
     confirm = notice_for(waiting("confirm"), CONTEXT)
     assert confirm is not None and confirm.command == f"drp resume {RUN} --approve swap-disk"

@@ -44,3 +44,18 @@ CREATE TABLE IF NOT EXISTS drp.leases (
     taken   timestamptz NOT NULL,
     expires timestamptz NOT NULL
 );
+
+-- Approvals of gates by someone else (`drp approve`): each the exact statement the approver
+-- signed and its SSH signature (ssh-keygen -Y sign, namespace drp-approval). The waiting run
+-- checks every signature against the team's allowed_signers file: a row edited here no
+-- longer verifies, and is reported, never counted.
+CREATE TABLE IF NOT EXISTS drp.approvals (
+    id        bigserial PRIMARY KEY,
+    run_id    text NOT NULL,
+    step      text NOT NULL,
+    approver  text NOT NULL,                 -- the principal the statement names
+    statement text NOT NULL,
+    signature text NOT NULL,
+    stored    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS approvals_run_step ON drp.approvals (run_id, step);
