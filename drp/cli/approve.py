@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,8 +19,6 @@ from drp.cli.anchoring import AllowedSignersOption, Anchoring, SignKeyOption
 from drp.cli.common import StateDirOption, listing_console
 from drp.cli.store import StoreOption
 from drp.engine.events import EventType
-from drp.engine.options import RunOptions
-from drp.engine.plan import Plan
 from drp.errors import InputError
 from drp.journal import Journal, journal_path, read_journal, resolve_run, run_dir, state_dir
 from drp.journal.approvals import (
@@ -35,6 +33,10 @@ from drp.journal.approvals import (
 )
 from drp.journal.signing import Signer, find_principals, resolve_signer, sign_file
 from drp.journal.store.config import store_url
+
+if TYPE_CHECKING:  # the plan's models load when a run needs them, not for every command
+    from drp.engine.options import RunOptions
+    from drp.engine.plan import Plan
 
 _ENDS = {EventType.STEP_APPROVED, EventType.STEP_REJECTED, EventType.STEP_FINISHED}
 
