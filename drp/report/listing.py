@@ -87,9 +87,10 @@ def run_key(state: Path, run_id: str, index: Index) -> str | None:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     except OSError:
         return None
-    for entry in index.for_run(run_id):
-        head = entry.head
-        digest.update(f"\0head\0{entry.line} {head.seq} {head.hash} {entry.event}".encode())
+    for witnessed in index.for_run(run_id):
+        head = witnessed.head
+        line = f"\0head\0{witnessed.line} {head.seq} {head.hash} {witnessed.event}"
+        digest.update(line.encode())
     return digest.hexdigest()
 
 
