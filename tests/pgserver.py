@@ -23,6 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,3 +204,13 @@ def remove_postgres(server: PgServer) -> None:
     """Stop the server and delete its cluster."""
     server.stop()
     shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PgServer]:
+    """A throwaway cluster for the ``with`` block (a fixture's body), removed after it."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        remove_postgres(server)

@@ -45,9 +45,7 @@ from drp.cli.run import (
 )
 from drp.cli.store import (
     StoreOption,
-    end_replication,
     resolve_with_store,
-    start_replication,
     take_lease,
 )
 from drp.engine.events import Event, EventType
@@ -314,9 +312,8 @@ def resume(
         **({"incident": tag} if tag else {}),
         **({"handover": lease.handover} if lease.handover else {}),
     }
-    replica = start_replication(url, writer, lease.holder)
-    try:
-        finished = execute_plan(
+    exit_with_status(
+        execute_plan(
             the_plan,
             options,
             writer,
@@ -326,11 +323,10 @@ def resume(
             extra=extra,
             anchoring=anchoring,
             notify=notify,
-            replica=replica,
+            store=url,
+            holder=lease.holder,
         )
-    finally:
-        end_replication(replica)
-    exit_with_status(finished)
+    )
 
 
 def unlock(

@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not
     from drp.engine.executor import RunResult
     from drp.engine.plan import Plan
     from drp.inventory import Host, Inventory
-    from drp.journal.store.replicator import Replicator
+    from drp.journal.store.lease import Holder
     from drp.notify.worker import Notifier, Settings
     from drp.runbook import Runbook
 
@@ -327,8 +327,11 @@ def execute_plan(
     extra: dict[str, object] | None = None,
     anchoring: Anchoring | None = None,
     notify: Settings | None = None,
-    replica: Replicator | None = None,
+    store: str | None = None,
+    holder: Holder | None = None,
 ) -> Finished:
+    """Run ``plan`` with its journal, console, notifiers and, with a ``store`` URL, the
+    journal's replication (under ``holder``'s lease when the caller took it)."""
     from drp.engine.executor import Executor
 
     stop = threading.Event()
@@ -346,9 +349,6 @@ def execute_plan(
         if notifier is not None:
             notifier(event)  # queued: delivered by the notifier's own thread
 
-    if replica is not None:  # the store's outages, told as the run goes (console, notifiers)
-        replica.watch(store_watcher(options.run_id, emit))
-
     factory, local = _transports(options)
     executor = Executor(
         plan,
@@ -360,6 +360,9 @@ def execute_plan(
         resume=resume,
         stop=stop,
     )
+    replica = start_replication(store, writer, holder)
+    if replica is not None:  # the store's outages, told as the run goes (console, notifiers)
+        replica.watch(store_watcher(options.run_id, emit))
     startup_done()
     try:
         return Finished(executor.execute(resumed=resumed, extra=extra), tuple(refused))
@@ -371,6 +374,7 @@ def execute_plan(
             if anchoring is not None:
                 anchoring.ended(writer)
             writer.close()
+            end_replication(replica)
 
 
 def notify_settings(book: Runbook) -> Settings:
@@ -603,9 +607,8 @@ def run(
     writer = JournalWriter.create(run_dir(folder, run_id), options.operator)
     keep_runbook(run_dir(folder, run_id), Path(the_plan.runbook.path).read_bytes())
     extra: dict[str, object] = {"incident": tag} if tag else {}
-    replica = start_replication(url, writer)
-    try:
-        finished = execute_plan(
+    exit_with_status(
+        execute_plan(
             the_plan,
             options,
             writer,
@@ -613,11 +616,9 @@ def run(
             extra=extra,
             anchoring=anchoring,
             notify=notify,
-            replica=replica,
+            store=url,
         )
-    finally:
-        end_replication(replica)
-    exit_with_status(finished)
+    )
 
 
 def _serial(text: str | None) -> int | str | None:

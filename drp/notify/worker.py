@@ -221,8 +221,3 @@ class Notifier:
         )
         with contextlib.suppress(DrpError, OSError):  # a journal that fails: the run says so
             self.record(event)
-
-
-def notifier(settings: Settings, context: RunContext, record: Sink) -> Notifier | None:
-    """A notifier for these settings, or ``None`` when there is no channel."""
-    return Notifier(settings, context, record) if settings.channels else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pgserver import PgServer, remove_postgres, start_postgres
+from pgserver import PgServer, running_postgres
 from sshd import SshServer
 
 from integration.support import Lab, combined, new_lab, stop, wait_until
@@ -244,11 +244,8 @@ def test_a_bad_approver_list_is_a_located_error(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgServer]:
-    server = start_postgres()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        remove_postgres(server)
 
 
 def test_approvals_from_other_machines_through_the_store_and_an_edited_row(

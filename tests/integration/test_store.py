@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgserver import PgServer, remove_postgres, start_postgres
+from pgserver import PgServer, running_postgres
 from sshd import SshServer
 
 from integration.support import Lab, combined, new_lab, stop, wait_until
@@ -40,21 +40,15 @@ steps:
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgServer]:
-    server = start_postgres()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        remove_postgres(server)
 
 
 @pytest.fixture
 def pg_alone() -> Iterator[PgServer]:
     """A cluster of its own, for a test that takes it down."""
-    server = start_postgres()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        remove_postgres(server)
 
 
 @pytest.fixture
