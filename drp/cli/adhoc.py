@@ -49,7 +49,7 @@ def exec_command(
     from drp.engine.options import RunOptions, default_operator
     from drp.engine.plan import build_plan
     from drp.journal import JournalWriter, new_run_id, run_dir, state_dir
-    from drp.runbook import load_runbook
+    from drp.runbook.loader import load_runbook
     from drp.runbook.params import resolve_params
 
     text = shlex.join(command) if len(command) > 1 else (command[0] if command else "")

@@ -61,9 +61,8 @@ def validate(
     Example: drp validate runbooks/ inventory/example.yaml
     """
     from drp.inventory import load_inventory
-    from drp.runbook import load_runbook
     from drp.runbook.catalog import entries
-    from drp.runbook.loader import load_steps
+    from drp.runbook.loader import load_runbook, load_steps
 
     console = make_console()
     files = _files(paths) if paths else [e.path for e in entries(search)]
@@ -119,36 +118,31 @@ def _kept(line: str) -> bool:
 def list_runbooks(search: list[str] = RunbookPathOption, fmt: str = FormatOption) -> None:
     """List the runbooks drp can find: built-in ones and those on DRP_RUNBOOK_PATH.
 
+    Reads only what it prints (each file's summary:); 'drp validate' checks them.
+
     Example: drp list --format json
     """
-    from drp.runbook import load_runbook
-    from drp.runbook.catalog import entries
+    from drp.runbook.catalog import entries, read_summary
 
-    found = []
-    for entry in entries(search):
-        try:
-            summary, valid = load_runbook(entry.path).summary, True
-        except InputError:
-            summary, valid = "", False
-        found.append((entry, summary, valid))
+    found = [(entry, read_summary(entry.path)) for entry in entries(search)]
     if fmt == "json":
         echo_json(
             [
                 {
                     "name": e.name,
-                    "summary": s,
+                    "summary": s or "",
                     "origin": e.origin,
                     "status": e.status,
                     "path": str(e.path),
-                    "valid": v,
+                    "readable": s is not None,
                 }
-                for e, s, v in found
+                for e, s in found
             ]
         )
         return
     table = Table("runbook", "summary", "origin", "status", "path")
-    for entry, summary, valid in found:
-        shown = escape(summary) if valid else "[red]invalid: run drp validate[/]"
+    for entry, summary in found:
+        shown = escape(summary) if summary is not None else "[red]no summary: run drp validate[/]"
         status = escape(entry.status)
         status = f"[yellow]{status}[/]" if entry.status.startswith("DRAFT") else status
         table.add_row(escape(entry.name), shown, entry.origin, status, escape(str(entry.path)))

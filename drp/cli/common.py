@@ -20,9 +20,9 @@ if TYPE_CHECKING:  # the models import pydantic and Jinja2: loaded when a comman
 
     from drp.inventory import Host, Inventory
     from drp.results import CommandResult
-    from drp.runbook import Params, Runbook
+    from drp.runbook.loader import Runbook
     from drp.runbook.model import Param
-    from drp.runbook.params import Origin
+    from drp.runbook.params import Origin, Params
     from drp.transport.base import Transport
 
 ENV_INVENTORY = "DRP_INVENTORY"
@@ -118,8 +118,8 @@ def open_inventory(value: Path | None) -> Inventory:
 
 
 def open_runbook(name: str, search: list[str] | None = None) -> Runbook:
-    from drp.runbook import load_runbook
     from drp.runbook.catalog import locate
+    from drp.runbook.loader import load_runbook
 
     return load_runbook(locate(name, search))
 
@@ -143,7 +143,7 @@ def gather_params(
 ) -> Params:
     """Params from (lowest first) ``base``, the environment (``DRP_PARAM_NAME``), a params
     file, ``--param``; prompt when interactive."""
-    from drp.runbook import parse_assignments, resolve_params
+    from drp.runbook.params import parse_assignments, resolve_params
 
     given: dict[str, Any] = dict(base or {})
     for name in runbook.params:
@@ -169,7 +169,7 @@ def param_env(name: str) -> str:
 
 def secrets_on_command_line(runbook: Runbook, assignments: list[str] | None) -> list[str]:
     """Warnings for secret params given with ``--param``: ``ps`` and shell history show them."""
-    from drp.runbook import parse_assignments
+    from drp.runbook.params import parse_assignments
 
     given = parse_assignments(assignments or [])
     return [

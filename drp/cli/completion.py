@@ -92,8 +92,8 @@ def _incidents(ctx: Any, param: Any, incomplete: str) -> list[str]:
 
 def _manual_steps(ctx: Any, param: Any, incomplete: str) -> list[str]:
     """``--approve``: the manual steps of the runbook being run, or of the run resumed."""
-    from drp.runbook import load_runbook
     from drp.runbook.catalog import locate
+    from drp.runbook.loader import load_runbook
 
     first = ctx.params.get("runbook") or ctx.params.get("run_id") or _first_argument(ctx)
     if "runbook" in ctx.params:

@@ -94,7 +94,7 @@ def new(
 
     Example: drp new nginx-restart && drp validate runbooks/nginx-restart.yaml
     """
-    from drp.runbook import load_runbook
+    from drp.runbook.loader import load_runbook
 
     if not _NAME.match(name):
         raise InputError(

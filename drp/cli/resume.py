@@ -70,11 +70,11 @@ from drp.results import RunStatus
 
 if TYPE_CHECKING:
     from drp.engine.plan import Plan
-    from drp.runbook import Runbook
+    from drp.runbook.loader import Runbook
 
 
 def _load_for_resume(run_state: RunState) -> Runbook:
-    from drp.runbook import load_runbook
+    from drp.runbook.loader import load_runbook
 
     path = Path(run_state.runbook_path)
     if not path.is_file():

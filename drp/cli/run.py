@@ -70,7 +70,7 @@ if TYPE_CHECKING:  # pydantic, Jinja2, tenacity: loaded when a command runs, not
     from drp.inventory import Host, Inventory
     from drp.journal.store.lease import Holder
     from drp.notify.worker import Notifier, Settings
-    from drp.runbook import Runbook
+    from drp.runbook.loader import Runbook
 
 ENV_BECOME_PASSWORD = "DRP_BECOME_PASSWORD"  # noqa: S105 - a variable name, not a secret
 EXIT_FOR = {

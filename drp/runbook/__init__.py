@@ -1,6 +1,6 @@
-"""The runbook language: models, loading with located errors, params and templating."""
+"""The runbook language: models, loading with located errors, params and templating.
 
-from drp.runbook.loader import Runbook, load_runbook
-from drp.runbook.params import Params, parse_assignments, resolve_params
-
-__all__ = ["Params", "Runbook", "load_runbook", "parse_assignments", "resolve_params"]
+Import from the modules (``drp.runbook.loader``, ``drp.runbook.params``, …): the
+package itself imports nothing, so ``drp list`` can read the catalog without
+loading the models, pydantic schemas and Jinja2 that validating a runbook needs.
+"""

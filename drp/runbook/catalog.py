@@ -17,6 +17,7 @@ from pathlib import Path
 from drp.errors import Problem, RunbookError
 
 ENV_PATH = "DRP_RUNBOOK_PATH"
+_SUMMARY_READ_LIMIT = 1024 * 1024  # as the loader's: a larger file is not a runbook
 
 #: Built-in runbooks run for real by a test (paths from the repository root); any other
 #: built-in runbook is a DRAFT. Add a runbook here only once its test passes.
@@ -57,6 +58,28 @@ class Entry:
         if self.proved_by:
             return "proved by " + ", ".join(Path(test).name for test in self.proved_by)
         return "DRAFT: not proved"
+
+
+def read_summary(path: Path) -> str | None:
+    """The ``summary:`` a runbook file declares, read without validating the runbook
+    (what ``drp list`` prints); None when the file is unreadable, is not a YAML
+    mapping or has no text ``summary:``. ``drp validate`` is what checks a runbook."""
+    import yaml
+
+    try:
+        with path.open("rb") as file:
+            raw = file.read(_SUMMARY_READ_LIMIT + 1)
+        if len(raw) > _SUMMARY_READ_LIMIT:
+            return None
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(raw.decode("utf-8"))
+        try:
+            data = loader.get_single_data()  # a safe loader, libyaml's when there
+        finally:
+            loader.dispose()
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    summary = data.get("summary") if isinstance(data, dict) else None
+    return summary.strip() if isinstance(summary, str) and summary.strip() else None
 
 
 def builtin_dir() -> Path:

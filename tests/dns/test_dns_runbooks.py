@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import RUNBOOKS, VARIANT, DnsLab
 
-from drp.runbook import load_runbook
+from drp.runbook.loader import load_runbook
 
 pytestmark = [pytest.mark.dns, pytest.mark.integration]
 

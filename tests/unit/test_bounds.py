@@ -10,7 +10,7 @@ import pytest
 
 from drp.errors import InventoryError, RunbookError
 from drp.inventory import load_inventory
-from drp.runbook import load_runbook
+from drp.runbook.loader import load_runbook
 from drp.runbook.template import TemplateProblem, compile_check, render
 
 

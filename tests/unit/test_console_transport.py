@@ -32,7 +32,8 @@ from drp.errors import AuthError, Cancelled, CommandTimeout, ConnectError, StepF
 from drp.inventory import load_inventory
 from drp.inventory.model import Become, Console, Host
 from drp.results import CommandResult
-from drp.runbook import load_runbook, resolve_params
+from drp.runbook.loader import load_runbook
+from drp.runbook.params import resolve_params
 from drp.testing import FakeTransport
 from drp.transport.base import ConnectInfo
 from drp.transport.command import wrap_become

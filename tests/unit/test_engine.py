@@ -29,8 +29,9 @@ from drp.engine.retry import AttemptFailed, is_retryable
 from drp.errors import StepFailed
 from drp.inventory import load_inventory
 from drp.results import CommandResult, HostStatus, RunStatus
-from drp.runbook import load_runbook, resolve_params
+from drp.runbook.loader import load_runbook
 from drp.runbook.model import RetryPolicy
+from drp.runbook.params import resolve_params
 from drp.testing import FakeTransport, Reply
 
 RUN_ID = "20260101-000000-test-0000"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from drp.errors import InputError
 from drp.inventory import load_inventory
-from drp.runbook import load_runbook
+from drp.runbook.loader import load_runbook
 
 VALID: dict[str, Any] = {
     "name": "prop",
@@ -139,7 +139,7 @@ def test_planning_any_template_gives_a_plan_or_an_input_error(
 ) -> None:
     """Whatever a template does when rendered (divide by zero, a missing var), never a crash."""
     from drp.engine.plan import build_plan
-    from drp.runbook import resolve_params
+    from drp.runbook.params import resolve_params
 
     doc = {**VALID, "steps": [*VALID["steps"], {"id": "t", "run": f"echo {command}"}]}
     doc["steps"].append({"id": "w", "run": "true", "when": when_text.strip("{} ")})

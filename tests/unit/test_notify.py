@@ -26,7 +26,7 @@ from drp.notify.channels import Command, Email, Webhook
 from drp.notify.config import load_config, runbook_notify, settings, team_notify
 from drp.notify.notice import RunContext, notice_for, webhook_body
 from drp.notify.worker import Notifier, Settings
-from drp.runbook import load_runbook
+from drp.runbook.loader import load_runbook
 
 RUN = "20261207-101500-gate-1a2b"
 CONTEXT = RunContext(runbook="gate", operator="ana@ops")

@@ -9,7 +9,8 @@ import pytest
 from drp.engine.plan import build_plan
 from drp.errors import InputError, InventoryError, ParamError
 from drp.inventory import load_inventory
-from drp.runbook import Runbook, load_runbook, parse_assignments, resolve_params
+from drp.runbook.loader import Runbook, load_runbook
+from drp.runbook.params import parse_assignments, resolve_params
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.yaml"
 

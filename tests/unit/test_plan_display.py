@@ -24,8 +24,9 @@ from drp.engine.options import Decision, GateAnswer
 from drp.engine.plan import Plan, PlannedStep, build_plan
 from drp.errors import InputError
 from drp.inventory import load_inventory
-from drp.runbook import load_runbook, resolve_params
 from drp.runbook.catalog import builtin_dir
+from drp.runbook.loader import load_runbook
+from drp.runbook.params import resolve_params
 from drp.runbook.template import Placeholder, render
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from drp.errors import RunbookError
-from drp.runbook import load_runbook
 from drp.runbook.catalog import builtin_dir
+from drp.runbook.loader import load_runbook
 
 GOOD = """\
 name: good
