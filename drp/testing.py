@@ -78,6 +78,7 @@ class FakeTransport:
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         label: str = "",
+        last: bool = False,
     ) -> CommandResult:
         if self._cancelled:
             raise Cancelled("cancelled")

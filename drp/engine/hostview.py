@@ -65,6 +65,7 @@ class HostView(Protocol):
         on_output: OutputCallback | None = None,
         record: bool = True,
         become: Become | None = None,
+        last: bool = False,
     ) -> CommandResult:
         """Run one command on the host (or locally) and journal the attempt."""
 

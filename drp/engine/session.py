@@ -111,10 +111,12 @@ class HostSession:
         on_output: OutputCallback | None = None,
         record: bool = True,
         become: Become | None = None,
+        last: bool = False,
     ) -> CommandResult:
         """Run one command (with sudo when the step needs it) and journal the attempt.
 
         ``become`` overrides the step's setting (the lock commands, which belong to no step).
+        ``last``: the host session's last command (see :class:`drp.transport.base.Transport`).
         """
         transport = self.shared.local if local else self.transport
         line, send = command, stdin
@@ -134,6 +136,7 @@ class HostSession:
                 stdin=send,
                 on_output=tee_to(spool, self.redactor.text, on_output),
                 label=label,
+                last=last,
             )
         except CommandTimeout as exc:
             self._record(ps, phase, attempt, command, None, str(exc), record, closed_spool(spool))
@@ -249,9 +252,12 @@ class HostSession:
     def lock_dir(self) -> str:
         return str(self.host.vars.get("drp_lock_dir", DEFAULT_LOCK_DIR))
 
-    def _lock_runner(self, command: str) -> CommandResult:
+    def _lock_runner(self, command: str, *, last: bool = False) -> CommandResult:
         root = lock_become(self.host, self.shared.plan.runbook.defaults.become)
-        return self.exec(command, ps=None, phase="lock", record=False, become=root)
+        return self.exec(command, ps=None, phase="lock", record=False, become=root, last=last)
+
+    def _last_lock_runner(self, command: str) -> CommandResult:
+        return self._lock_runner(command, last=True)
 
     def take_lock(self) -> None:
         if not self.shared.options.lock:
@@ -287,7 +293,7 @@ class HostSession:
         try:
             self.transport.connect()
             self.locked = False
-            if release(self._lock_runner, self.lock_dir(), self.shared.options.run_id):
+            if release(self._last_lock_runner, self.lock_dir(), self.shared.options.run_id):
                 self.emit(EventType.LOCK_RELEASED, data={"path": self.lock_dir()})
         except DrpError as exc:
             self.emit(

@@ -61,7 +61,7 @@ def leave_witness(hr: HostView, then: str = "") -> str | None:
     data = {"path": path, "seq": seq, "hash": digest}
     root = lock_become(hr.host, hr.shared.plan.runbook.defaults.become)  # as the lock
     try:
-        result = hr.exec(command, ps=None, phase="witness", record=False, become=root)
+        result = hr.exec(command, ps=None, phase="witness", record=False, become=root, last=True)
     except DrpError as exc:  # the witness never stops the run: the journal says it failed
         hr.emit(EventType.WITNESS_WRITTEN, outcome="failed", message=str(exc), data=data)
         return None

@@ -10,8 +10,9 @@ stdin, :mod:`drp.transport.local` and :func:`drp.transport.command.wrap_become`)
   reader, never a value the script holds.
 - **Every attempt leaves a marker** (:func:`bootstrap`): before the script is
   read, the wrapper writes ``~/.drp/attempts/RUN/TOKEN`` (its process group,
-  the sudo user it runs as, and a label such as ``nap action 1``) and removes
-  it when the command exits. The journal holds the run id and host, so a later
+  the sudo user it runs as, and a label such as ``nap action 1``) and empties
+  it when the command exits; the session's last command removes the run's
+  empty markers. The journal holds the run id and host, so a later
   ``drp resume`` (another process: kill -9, a dropped link) lists the markers
   of its run (:func:`probe_command`) and learns which earlier attempts still
   run, before it runs anything on that host.
@@ -63,21 +64,37 @@ def reader(end: str) -> str:
     )
 
 
-def bootstrap(run: str, token: str, label: str, sudo_user: str | None, end: str) -> str:
+def bootstrap(
+    run: str, token: str, label: str, sudo_user: str | None, end: str, *, last: bool = False
+) -> str:
     """The line an SSH exec runs: report the PID, leave the marker, read the script, run it.
 
     sshd starts exec sessions with ``setsid``, so ``$$`` is also the process
-    group of everything the command starts. The marker is written ``0600`` in
-    a ``0700`` directory and removed when the shell exits (a script that
-    ``exec``\\s leaves it: :func:`probe_command` removes markers whose group is gone).
+    group of everything the command starts. The run's marker directory is made
+    ``0700`` by the first command; the marker is written by the shell itself and
+    **emptied** when it exits (an empty marker is a finished attempt; a script
+    that ``exec``\\s leaves it full: :func:`probe_command` removes markers whose
+    group is gone). Shell built-ins only, on every command but the first: each
+    program the wrapper started (``mkdir``, ``rm``, ``rmdir``, and the subshell
+    around them) cost about a millisecond of the host's time per step.
+
+    ``last``: the session's last command; as it exits, it also removes the run's
+    empty markers and their directory (one ``rm``, one ``rmdir``).
     """
     record = shlex.quote(f"{sudo_user or '-'}\t{label}")
+    done = ': > "$__drp_m"'
+    if last:
+        done += (
+            '; set --; for __drp_f in "$__drp_d"/*; do '
+            '[ -f "$__drp_f" ] && [ ! -s "$__drp_f" ] && set -- "$@" "$__drp_f"; done; '
+            '[ $# -eq 0 ] || rm -f -- "$@"; rmdir "$__drp_d" 2>/dev/null'
+        )
     script = (
         f'__drp_d="${{HOME:-/nonexistent}}/.drp/attempts/"{shlex.quote(run)}\n'
         f'__drp_m="$__drp_d/"{shlex.quote(token)}; __drp_n=\n'
-        "if (umask 077 && mkdir -p \"$__drp_d\" && printf '%s\\t%s\\n' $$ "
-        f'{record} > "$__drp_m") 2>/dev/null; then\n'
-        '  trap \'rm -f "$__drp_m"; rmdir "$__drp_d" 2>/dev/null\' EXIT\n'
+        'if { [ -d "$__drp_d" ] || (umask 077 && mkdir -p "$__drp_d"); } 2>/dev/null && '
+        f"{{ printf '%s\\t%s\\n' $$ {record} > \"$__drp_m\"; }} 2>/dev/null; then\n"
+        f"  trap {shlex.quote(done)} EXIT\n"
         "else __drp_n='\\036drp-nomark\\n'; fi\n"
         'printf "\\036drp-pid:%s\\n$__drp_n" $$ >&2; unset __drp_n\n' + reader(end)
     )

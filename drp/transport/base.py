@@ -26,7 +26,9 @@ Contract:
   :class:`drp.errors.ConnectError` instead of starting a second copy.
 - No command's text appears in a process's arguments on the host: it
   travels on stdin (see :mod:`drp.transport.attempts`). ``label`` names the
-  attempt (``STEP PHASE ATTEMPT``) in the marker the wrapper leaves.
+  attempt (``STEP PHASE ATTEMPT``) in the marker the wrapper leaves; ``last``
+  says it is the session's last command (the wrapper then clears the run's
+  finished markers on the host).
 - ``leftovers()`` lists the attempts of this run that an *earlier* drp process
   started and that still run on the host (it was killed, or lost the link);
   ``kill_leftover()`` kills one and says how that went.
@@ -81,6 +83,7 @@ class Transport(Protocol):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         label: str = "",
+        last: bool = False,
     ) -> CommandResult: ...
 
     def leftovers(self) -> list[Leftover]: ...

@@ -242,6 +242,7 @@ class ConsoleTransport:
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         label: str = "",
+        last: bool = False,
     ) -> CommandResult:
         """Run ``command`` with ``/bin/sh`` on the host; see the Transport contract."""
         with self._lock:

@@ -66,6 +66,7 @@ class LocalTransport:
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         label: str = "",
+        last: bool = False,
     ) -> CommandResult:
         """Run ``command`` with ``/bin/sh`` in its own process group.
 

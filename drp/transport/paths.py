@@ -93,9 +93,10 @@ class PathTransport:
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         label: str = "",
+        last: bool = False,
     ) -> CommandResult:
         return self._path().run(
-            command, timeout=timeout, stdin=stdin, on_output=on_output, label=label
+            command, timeout=timeout, stdin=stdin, on_output=on_output, label=label, last=last
         )
 
     def leftovers(self) -> list[Leftover]:

@@ -67,6 +67,7 @@ class SshCommands(SshLink):
         self.sudo_password = sudo_password
         self.run_id = run_id  # names the directory of this run's attempt markers on the host
         self._runs: dict[int, Running] = {}
+        self._tokens: list[str] = []  # markers of commands that ended, for the next ones
         self._orphans: list[Orphan] = []
         self._notes: list[str] = []  # orphan reports for the next command's stderr
         self._settle_lock = threading.Lock()
@@ -81,6 +82,7 @@ class SshCommands(SshLink):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         label: str = "",
+        last: bool = False,
     ) -> CommandResult:
         """Run ``command`` with ``/bin/sh`` on the host; see the Transport contract.
 
@@ -101,12 +103,15 @@ class SshCommands(SshLink):
         transport, channel = self._session()
         sudo = command if isinstance(command, SudoLine) else None
         end = new_end()
+        with self._lock:  # a marker emptied by a command that ended is written again
+            token = self._tokens.pop() if self._tokens else marker_token()
         wrapper = bootstrap(
             self.run_id,
-            marker_token(),
+            token,
             " ".join(label.split()),
             sudo.become.user if sudo else None,
             end,
+            last=last,
         )
         run = Running(
             self._exec(channel, transport, wrapper),
@@ -129,6 +134,7 @@ class SshCommands(SshLink):
             run.channel.close()
         with self._lock:
             notes, self._notes = self._notes, []
+            self._tokens.append(token)  # it ended: its marker is empty (or swept: `last`)
         if not run.marked:
             notes.append(NO_MARK_NOTE)
         return CommandResult(

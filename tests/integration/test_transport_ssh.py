@@ -723,7 +723,9 @@ def test_a_timeout_before_the_pid_arrived_does_not_claim_a_kill(
 
     monkeypatch.setattr(  # a wrapper that never reports the PID
         "drp.transport.ssh_commands.bootstrap",
-        lambda run, token, label, user, end: f"exec /bin/sh -c {shlex.quote(reader(end))}",
+        lambda run, token, label, user, end, last=False: (
+            f"exec /bin/sh -c {shlex.quote(reader(end))}"
+        ),
     )
     pid = None
     try:
@@ -966,3 +968,19 @@ def test_fallback_jump_problems_are_located(sshd: SshServer, tmp_path: Path) -> 
     )
     with pytest.raises(InventoryError, match=r"hosts\.db1\.fallback\[0\]\.jump: jump host cycle"):
         load_inventory(path)
+
+
+def test_a_session_reuses_one_marker_and_its_last_command_clears_them(sshd: SshServer) -> None:
+    run_id = f"markers-{uuid.uuid4().hex[:12]}"
+    transport = SshTransport(sshd.host(), run_id=run_id)
+    try:
+        where = transport.run("echo $HOME").stdout.strip()
+        markers = Path(where) / ".drp" / "attempts" / run_id
+        for _ in range(3):
+            assert transport.run("true").ok
+        # the commands that ended left one empty marker between them, not one each
+        assert [p.stat().st_size for p in markers.iterdir()] == [0]
+        assert transport.run("true", last=True).ok
+        assert not markers.exists()  # nothing of this run is left in ~/.drp/attempts
+    finally:
+        transport.close()

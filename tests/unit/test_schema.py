@@ -101,7 +101,7 @@ steps:
 def test_shorthand_forms_the_loader_accepts_are_in_the_schema(
     schema: dict[str, Any], tmp_path: Path
 ) -> None:
-    from drp.runbook import load_runbook
+    from drp.runbook.loader import load_runbook
 
     (tmp_path / "common").mkdir()
     (tmp_path / "common" / "preflight.yaml").write_text("- {id: p, run: uname}\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drp.errors import RunbookError
-from drp.runbook import load_runbook
+from drp.runbook.loader import load_runbook
 from drp.runbook.shellctx import misplaced
 from drp.runbook.template import SHELL, render
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from drp import yamlsrc
 from drp.errors import InputError, Problem
 from drp.inventory import load_inventory
-from drp.runbook import load_runbook
+from drp.runbook.loader import load_runbook
 
 BOMB = (
     "name: x\n"
