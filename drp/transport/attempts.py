@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 #: Written to stderr by the wrapper when it could not write its marker.
 NO_MARK = "\x1edrp-nomark\n"
+#: Written to stderr, when asked, by the wrapper: ``$SHELL``, the login shell sshd ran.
+_SHELL_LINE = re.compile(rb"\x1edrp-sh:([^\n]*)\n")
 
 # A shell function, shared with the kill script: true while process group $g has a
 # member that is not a zombie and has run at least $m seconds (an id reused by a
@@ -65,7 +67,15 @@ def reader(end: str) -> str:
 
 
 def bootstrap(
-    run: str, token: str, label: str, sudo_user: str | None, end: str, *, last: bool = False
+    run: str,
+    token: str,
+    label: str,
+    sudo_user: str | None,
+    end: str,
+    *,
+    last: bool = False,
+    ask_shell: bool = False,
+    direct: bool = False,
 ) -> str:
     """The line an SSH exec runs: report the PID, leave the marker, read the script, run it.
 
@@ -80,6 +90,11 @@ def bootstrap(
 
     ``last``: the session's last command; as it exits, it also removes the run's
     empty markers and their directory (one ``rm``, one ``rmdir``).
+
+    The line is ``exec /bin/sh -c WRAPPER``: the login shell may be any shell.
+    ``ask_shell``: the wrapper also reports ``$SHELL`` (:func:`take_shell`);
+    ``direct``: the login shell is known to be ``/bin/sh``, so the line is the
+    wrapper itself, without a second shell started for it.
     """
     record = shlex.quote(f"{sudo_user or '-'}\t{label}")
     done = ': > "$__drp_m"'
@@ -96,9 +111,15 @@ def bootstrap(
         f"{{ printf '%s\\t%s\\n' $$ {record} > \"$__drp_m\"; }} 2>/dev/null; then\n"
         f"  trap {shlex.quote(done)} EXIT\n"
         "else __drp_n='\\036drp-nomark\\n'; fi\n"
-        'printf "\\036drp-pid:%s\\n$__drp_n" $$ >&2; unset __drp_n\n' + reader(end)
+        + (
+            'printf "\\036drp-pid:%s\\n$__drp_n\\036drp-sh:%s\\n" $$ "${SHELL:-}" >&2'
+            if ask_shell
+            else 'printf "\\036drp-pid:%s\\n$__drp_n" $$ >&2'
+        )
+        + "; unset __drp_n\n"
+        + reader(end)
     )
-    return f"exec /bin/sh -c {shlex.quote(script)}"
+    return script if direct else f"exec /bin/sh -c {shlex.quote(script)}"
 
 
 NO_MARK_NOTE = (
@@ -114,6 +135,15 @@ def take_no_mark(stderr: bytes) -> tuple[bool, bytes]:
     if stderr.startswith(marker):
         return True, stderr[len(marker) :]
     return False, stderr
+
+
+def take_shell(stderr: bytes) -> tuple[str | None, bytes]:
+    """The login shell the wrapper reported (``ask_shell``: right after the PID and
+    no-mark lines, so first in what is left of stderr); stderr without that line."""
+    match = _SHELL_LINE.match(stderr)
+    if match is None:
+        return None, stderr
+    return match.group(1).decode("utf-8", errors="replace"), stderr[match.end() :]
 
 
 #: What :func:`probe_command` prints for each attempt still running.

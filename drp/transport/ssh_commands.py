@@ -32,6 +32,7 @@ from drp.transport.attempts import (
     parse_probe,
     probe_command,
     take_no_mark,
+    take_shell,
 )
 from drp.transport.base import OutputCallback
 from drp.transport.capture import Bounded
@@ -68,6 +69,7 @@ class SshCommands(SshLink):
         self.run_id = run_id  # names the directory of this run's attempt markers on the host
         self._runs: dict[int, Running] = {}
         self._tokens: list[str] = []  # markers of commands that ended, for the next ones
+        self._plain_sh: bool | None = None  # the login shell is /bin/sh (None: not known yet)
         self._orphans: list[Orphan] = []
         self._notes: list[str] = []  # orphan reports for the next command's stderr
         self._settle_lock = threading.Lock()
@@ -112,6 +114,8 @@ class SshCommands(SshLink):
             sudo.become.user if sudo else None,
             end,
             last=last,
+            ask_shell=self._plain_sh is None,
+            direct=self._plain_sh is True,
         )
         run = Running(
             self._exec(channel, transport, wrapper),
@@ -228,6 +232,10 @@ class SshCommands(SshLink):
                 run.pid, run.pid_at = pid, time.monotonic()
                 unmarked, rest = take_no_mark(rest)
                 run.marked = not unmarked
+                if self._plain_sh is None:
+                    shell, rest = take_shell(rest)
+                    if shell is not None:
+                        self._plain_sh = shell == "/bin/sh"
                 err.replace_head(rest)
 
     # -- killing ------------------------------------------------------------------------

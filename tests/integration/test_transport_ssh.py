@@ -984,3 +984,25 @@ def test_a_session_reuses_one_marker_and_its_last_command_clears_them(sshd: SshS
         assert not markers.exists()  # nothing of this run is left in ~/.drp/attempts
     finally:
         transport.close()
+
+
+def test_a_login_shell_that_is_bin_sh_runs_the_wrapper_itself(
+    sshd: SshServer, sudo_user: tuple[str, str], ssh: SshTransport
+) -> None:
+    name, _ = sudo_user  # its login shell is /bin/sh; root's (the `ssh` fixture) is not
+    _authorize(sshd, name)
+    transport = SshTransport(sshd.host(user=name), run_id=f"direct-{uuid.uuid4().hex[:8]}")
+    pidfile = Path(pwd.getpwnam(name).pw_dir) / f"direct-{uuid.uuid4().hex[:8]}.pid"
+    try:
+        # $0 names the shell running the wrapper: /bin/sh started by `exec /bin/sh -c` while
+        # the login shell is unknown, then sshd's own `sh -c`: no second shell per command
+        assert transport.run("echo $0").stdout == "/bin/sh\n"
+        second = transport.run("echo $0; cat; exit 4", stdin="piped\n")
+        assert (second.stdout, second.stderr, second.exit_code) == ("sh\npiped\n", "", 4)
+        with pytest.raises(CommandTimeout):  # and it is still killed on timeout
+            transport.run(f"echo $$ > {pidfile}; exec sleep 300", timeout=1)
+        assert process_gone(_read_pid(pidfile))
+        assert [ssh.run("echo $0").stdout, ssh.run("echo $0").stdout] == ["/bin/sh\n"] * 2
+    finally:
+        transport.close()
+        pidfile.unlink(missing_ok=True)
