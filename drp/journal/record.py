@@ -103,11 +103,42 @@ def build_record(event: Event, *, seq: int, operator: str, prev: str) -> dict[st
     if event.data:
         raw["data"] = dict(event.data)
     raw["prev"] = prev
-    # round-trip through JSON: odd values become strings, tuples lists, so the
-    # returned dict is exactly what a reader will see
-    record: dict[str, Any] = json.loads(json.dumps(raw, ensure_ascii=False, default=str))
+    # what a reader will see: odd values (a tuple, a Path, an enum member) round-trip
+    # through JSON into lists and strings; a record of plain JSON values (almost all of
+    # them) is copied as it is, which skips an encode and a decode
+    try:
+        record: dict[str, Any] = _plain_copy(raw)
+    except _NotPlain:
+        record = json.loads(_ODD.encode(raw))
     record["hash"] = record_hash(record)
     return record
+
+
+_ODD = json.JSONEncoder(ensure_ascii=False, default=str)
+_SCALARS = (str, int, float, bool)
+
+
+class _NotPlain(Exception):
+    """A value ``json.loads`` would not return as it is."""
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of ``value`` (its dicts and lists new) when it is made of exactly the
+    types ``json.loads`` returns; _NotPlain otherwise (a ``str`` subclass such as an
+    enum member, a tuple, a key that is not text)."""
+    kind = type(value)
+    if kind is dict:
+        copy = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            copy[key] = _plain_copy(item)
+        return copy
+    if kind is list:
+        return [_plain_copy(item) for item in value]
+    if kind in _SCALARS or value is None:
+        return value
+    raise _NotPlain
 
 
 #: The optional fields of a record and the JSON types each may hold.

@@ -649,3 +649,26 @@ def test_secret_with_shell_characters_never_reaches_the_journal_file(tmp_path: P
     for form in _written_forms(SECRET):
         assert form.encode() not in content, form
     assert b"ecret" not in content  # nor a piece long enough to mean something
+
+
+def test_a_built_record_is_what_a_reader_sees_and_owns_its_values() -> None:
+    import json as _json
+    from pathlib import PurePosixPath
+
+    from drp.engine.events import Event, EventType
+    from drp.journal.record import build_record
+
+    nested = {"list": [1, {"deep": "x"}], "flag": True, "none": None, "n": 1.5}
+    odd = {"tuple": (1, 2), "path": PurePosixPath("/etc"), "kind": EventType.STEP_STARTED}
+    for data in (nested, odd):
+        event = Event(type=EventType.STEP_STARTED, run_id="r", host="h", data=data)
+        record = build_record(event, seq=1, operator="ana", prev="0" * 64)
+        body = {k: v for k, v in record.items() if k != "hash"}
+        assert body == _json.loads(_json.dumps(body)) and "hash" in record
+    assert build_record(
+        Event(type=EventType.STEP_STARTED, run_id="r", data=odd), seq=1, operator="", prev=""
+    )["data"] == {"tuple": [1, 2], "path": "/etc", "kind": "step.started"}
+    event = Event(type=EventType.STEP_STARTED, run_id="r", data=nested)
+    record = build_record(event, seq=1, operator="", prev="")
+    nested["list"][1]["deep"] = "changed later"  # type: ignore[index]
+    assert record["data"]["list"][1] == {"deep": "x"}
