@@ -9,12 +9,8 @@ masked in anything said about the channel (its URL, its password).
 from __future__ import annotations
 
 import json
-import smtplib
-import ssl
 import subprocess
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,6 +55,9 @@ class Webhook:
     via: str = "webhook"
 
     def send(self, notice: Notice, timeout: float) -> None:
+        import urllib.error  # here, not at import: every `drp run` imports this module
+        import urllib.request
+
         request = urllib.request.Request(  # noqa: S310 - http(s) only, checked when configured
             self.url,
             data=webhook_body(notice, self.fmt),
@@ -109,6 +108,9 @@ class Email:
     via: str = "email"
 
     def send(self, notice: Notice, timeout: float) -> None:
+        import smtplib  # here, not at import: every `drp run` imports this module
+        import ssl
+
         port = self.port or _SMTP_PORTS[self.security]
         wait = min(timeout, self.timeout)
         try:

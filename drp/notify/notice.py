@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drp.engine.events import Event, EventType
 from drp.runbook.notify import NoticeKind
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 # what the console calls each gate (drp.cli.console), for a person reading a phone
 _GATES = {"manual": "manual step", "confirm": "destructive step", "in-doubt": "step in doubt"}
@@ -185,6 +187,8 @@ def webhook_body(notice: Notice, fmt: str) -> bytes:
 
 def email_message(notice: Notice, sender: str, to: list[str]) -> EmailMessage:
     """The mail of a notice: the title as its subject, the text as its body."""
+    from email.message import EmailMessage  # only when a mail is sent
+
     mail = EmailMessage()
     mail["Subject"] = f"[drp] {notice.title}"
     mail["From"] = sender
