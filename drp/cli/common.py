@@ -218,6 +218,7 @@ def as_root(
         line, stdin = command, None
         if root is not None and target.user != root.user:
             line, stdin = wrap_become(command, root, password)
-        return transport.run(line, timeout=30, stdin=stdin)
+        # one-off commands outside a run: each leaves no finished marker behind
+        return transport.run(line, timeout=30, stdin=stdin, last=True)
 
     return on_host
