@@ -55,8 +55,8 @@ def leave_witness(hr: HostView, then: str = "") -> str | None:
     )
     q_path, q_dir = shlex.quote(path), shlex.quote(posixpath.dirname(path))
     command = (
-        f"if mkdir -p {q_dir} && printf '%s\\n' {shlex.quote(line)} >> {q_path}; "
-        f"then echo {WITNESSED}; fi"
+        f"if {{ [ -d {q_dir} ] || mkdir -p {q_dir}; }} && "  # mkdir once per host, not per run
+        f"printf '%s\\n' {shlex.quote(line)} >> {q_path}; then echo {WITNESSED}; fi"
     ) + (f"\n{then}" if then else "")
     data = {"path": path, "seq": seq, "hash": digest}
     root = lock_become(hr.host, hr.shared.plan.runbook.defaults.become)  # as the lock
