@@ -1,30 +1,29 @@
 #!/usr/bin/env python3
-"""Benchmark ``drp run`` over SSH against its own loopback sshd, next to its peers.
+"""Benchmark ``drp run`` over SSH against its own loopback sshd farm, next to its peers.
 
-A benchmark, not a test: it prints a table and never fails on a missed target
+A benchmark, not a test: it prints tables and never fails on a missed target
 (exit 0 unless something could not run at all). One invocation:
 
-1. starts a private OpenSSH ``sshd`` on a free port, listening on 127.0.0.1 ..
-   127.0.0.20 (20 "hosts"), with fresh host/client keys and a known_hosts file,
-   and logs in as the dedicated user ``drpbench`` whose login shell is
-   ``/bin/sh`` (created when missing; see README.md for why not root);
-2. writes a drp inventory and runbooks of trivial ``run: "true"`` steps;
-3. times, as whole processes (fork/exec, imports, connect, journal fsyncs):
-   ``drp run`` 1 host x 20 steps, 20 hosts x 5 steps (``--forks 20``), 1 host x
-   200 steps (for the marginal cost of one step on an open connection),
-   ``drp --help`` / ``drp --version``, and the baselines: raw paramiko (TCP_NODELAY,
-   one connection, one channel per command; a thread pool for 20 hosts; once more
-   after importing drp's libraries, the floor for a tool built on them), fabric
-   ``Connection.run`` / ``ThreadingGroup``, and, when found, ``ansible-playbook``
-   and ``pyinfra``; the tools of a scenario round-robin, so a slow spell of the
-   machine hits them alike;
-4. prints: scenario, tool, median s, per step ms, ratio vs raw paramiko, target, pass/miss.
+1. starts a farm of private OpenSSH ``sshd`` processes (sshd_farm.py) on one free port,
+   listening on 127.0.0.1 .. 127.0.0.N (N "hosts", at most 16 per sshd), with fresh
+   host/client keys and a known_hosts file, and logs in as the dedicated user
+   ``drpbench`` whose login shell is ``/bin/sh`` (see README.md for why not root);
+2. writes drp inventories and runbooks of trivial ``run: "true"`` steps, and the
+   peers' scripts and files (peers.py);
+3. times, as whole processes (fork/exec, imports, connect, journal fsyncs), each
+   scenario's tools **round-robin** (a warm-up round, then ``--reps`` rounds; ansible
+   and pyinfra join only the first ``--peer-reps`` rounds): 1 host x 20 steps (and 200,
+   for the cost of one step on an open connection), N hosts x 5 steps for each N of
+   ``--fanout`` (20, 50, 200), start-up (``drp --help``, ``drp list``), and the scaling
+   curves (steps on 1 host, hosts at 5 steps: drp against raw paramiko);
+4. prints per scenario the machine's load average before and after and the median of
+   ``python -c pass`` timed in the same rounds (a load gauge), then the tables:
+   scenario, tool, median s, per step ms, ratio vs raw paramiko, target, pass/miss.
 
 Usage::
 
-    python benchmarks/bench_run.py                      # drp, paramiko, fabric (+ peers on PATH)
-    python benchmarks/bench_run.py --ansible-playbook /tmp/peers/bin/ansible-playbook \\
-        --pyinfra /tmp/peers/bin/pyinfra --reps 7 --json results.json
+    python benchmarks/bench_run.py --peers-venv /tmp/peers --json /tmp/bench.json
+    python benchmarks/bench_run.py --quick            # every row once, to check it runs
 
 Must run as root (it starts sshd and may create the ``drpbench`` user).
 """
@@ -33,13 +32,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
-import pwd
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,338 +50,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SSHD = Path("/usr/sbin/sshd")
-BENCH_USER = "drpbench"
-READY_TIMEOUT = 15.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SSHD_CONFIG = """\
-Port {port}
-{listen}
-HostKey {host_key}
-PidFile {dir}/sshd.{index}.pid
-AuthorizedKeysFile {dir}/authorized_keys
-AllowUsers {user}
-PermitRootLogin no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-PrintLastLog no
-MaxSessions 100
-MaxStartups 200
-LogLevel ERROR
-Subsystem sftp internal-sftp
-"""
+from peers import (
+    DRP_LIBRARIES,
+    FABRIC_SCRIPT,
+    PARAMIKO_SCRIPT,
+    PSSH_SCRIPT,
+    ansible_ok_count,
+    lock_dir,
+    pyinfra_ok_count,
+    write_ansible_files,
+    write_drp_files,
+    write_pyinfra_files,
+)
+from sshd_farm import BENCH_USER, Server, _stop, start_sshd, stop_all
 
-# -- the private sshd ---------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    port: int
-    directory: Path
-    client_key: Path
-    known_hosts: Path
-    addresses: list[str]
-    processes: list[subprocess.Popen[bytes]]
-    home: Path
-
-    def hosts(self, count: int) -> dict[str, str]:
-        return {f"h{i + 1:02d}": self.addresses[i] for i in range(count)}
-
-
-def ensure_user() -> Path:
-    """The login user: a system user with /bin/sh, no rc files, an unlocked (no) password."""
-    try:
-        entry = pwd.getpwnam(BENCH_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--shell", "/bin/sh", "--create-home", BENCH_USER], check=True
-        )
-        entry = pwd.getpwnam(BENCH_USER)
-    if entry.pw_shell != "/bin/sh":
-        sys.exit(f"user {BENCH_USER} exists with shell {entry.pw_shell}; expected /bin/sh")
-    # sshd without PAM refuses accounts whose shadow password starts with '!' (locked);
-    # '*' means "no password can match" and is allowed for key logins.
-    shadow = Path("/etc/shadow").read_text().splitlines()
-    hashed = next((ln.split(":")[1] for ln in shadow if ln.startswith(BENCH_USER + ":")), "")
-    if hashed.startswith("!"):
-        subprocess.run(["usermod", "-p", "*", BENCH_USER], check=True)
-    return Path(entry.pw_dir)
-
-
-def _keygen(path: Path) -> Path:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
-        check=True,
-    )
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _banner(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1) as conn:
-            return conn.recv(64).startswith(b"SSH-2.0")
-    except OSError:
-        return False
-
-
-def start_sshd(directory: Path, count: int) -> Server:
-    if not SSHD.exists():
-        sys.exit(f"{SSHD} not found (apt-get install openssh-server)")
-    home = ensure_user()
-    directory.mkdir(parents=True, exist_ok=True)
-    host_key = _keygen(directory / "host_key")
-    client_key = _keygen(directory / "client_key")
-    (directory / "authorized_keys").write_text(Path(f"{client_key}.pub").read_text())
-    os.chmod(directory, 0o755)  # sshd reads authorized_keys as the user
-    os.chmod(directory / "authorized_keys", 0o644)
-    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    addresses = [f"127.0.0.{i + 1}" for i in range(count)]
-    log = directory / "sshd.log"
-    # sshd binds at most 16 listen sockets (MAX_LISTEN_SOCKS): one sshd per 16 addresses,
-    # all on the same port and with the same host key
-    chunks = [addresses[i : i + 16] for i in range(0, len(addresses), 16)]
-    for _attempt in range(3):  # the port may be taken between probe and bind
-        port = _free_port()
-        processes = []
-        for index, chunk in enumerate(chunks):
-            listen = "\n".join(f"ListenAddress {a}:{port}" for a in chunk)
-            config = directory / f"sshd_config.{index}"
-            config.write_text(
-                SSHD_CONFIG.format(
-                    port=port, listen=listen, host_key=host_key, dir=directory,
-                    user=BENCH_USER, index=index,
-                )
-            )  # fmt: skip
-            with log.open("ab") as sink:
-                processes.append(
-                    subprocess.Popen(
-                        [str(SSHD), "-D", "-e", "-f", str(config)], stdout=sink, stderr=sink
-                    )
-                )
-        if all(_wait_ready(p, port, c) for p, c in zip(processes, chunks, strict=True)):
-            break
-        for process in processes:
-            _stop(process)
-    else:
-        sys.exit(f"sshd did not start:\n{log.read_text()[-2000:]}")
-    key_line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
-    known_hosts = directory / "known_hosts"
-    known_hosts.write_text("".join(f"[{a}]:{port} {key_line}\n" for a in addresses))
-    return Server(port, directory, client_key, known_hosts, addresses, processes, home)
-
-
-def _wait_ready(process: subprocess.Popen[bytes], port: int, addresses: list[str]) -> bool:
-    deadline = time.monotonic() + READY_TIMEOUT
-    pending = list(addresses)
-    while pending:
-        if process.poll() is not None:
-            return False
-        if time.monotonic() > deadline:
-            return False
-        if _banner(pending[0], port):
-            pending.pop(0)
-        else:
-            time.sleep(0.02)
-    return True
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-# -- files for each tool ------------------------------------------------------------------
-
-
-def write_drp_files(server: Server, work: Path, nhosts: int, steps: list[int]) -> dict[str, Path]:
-    import yaml
-
-    hosts = {}
-    for name, address in server.hosts(nhosts).items():
-        hosts[name] = {
-            "address": address,
-            "port": server.port,
-            "user": BENCH_USER,
-            "key": str(server.client_key),
-            "known_hosts": str(server.known_hosts),
-            # every "host" is this machine: each needs its own lock directory
-            "vars": {"drp_lock_dir": f"{server.home}/drp-locks/{name}"},
-        }
-    files = {"inventory": work / "inventory.yaml"}
-    files["inventory"].write_text(yaml.safe_dump({"hosts": hosts}, sort_keys=False))
-    for count in sorted(set(steps)):
-        book = {
-            "name": f"bench-{count}",
-            "summary": f"{count} trivial steps",
-            "targets": "all",
-            "steps": [{"id": f"s{i:03d}", "run": "true"} for i in range(count)],
-        }
-        path = work / f"bench-{count}.yaml"
-        path.write_text(yaml.safe_dump(book, sort_keys=False))
-        files[f"runbook-{count}"] = path
-    return files
-
-
-#: What ``drp run`` imports besides paramiko (the libraries, not drp's own modules).
-DRP_LIBRARIES = "typer,pydantic,rich.console,rich.live,rich.table,jinja2,yaml,tenacity"
-
-PARAMIKO_SCRIPT = r"""
-import json, os, socket, sys, time
-for name in filter(None, os.environ.get("BENCH_PRELOAD", "").split(",")):
-    __import__(name)  # the floor row: any tool built on drp's libraries pays these imports
-t0 = time.perf_counter()
-import paramiko
-from concurrent.futures import ThreadPoolExecutor
-t_import = time.perf_counter() - t0
-port, user, key, known = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-steps = int(sys.argv[5])
-addresses = sys.argv[6:]
-QUICKACK = os.environ.get("BENCH_QUICKACK") == "1"  # what drp does (drp/transport/sockets.py)
-
-class QuickAckSocket(socket.socket):
-    def recv(self, size, flags=0):
-        data = super().recv(size, flags)
-        self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        return data
-
-def connect(address):
-    sock = socket.create_connection((address, port), timeout=5)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if QUICKACK:
-        sock = QuickAckSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        sock.settimeout(5)
-    client = paramiko.SSHClient()
-    client.load_host_keys(known)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(address, port=port, username=user, key_filename=key, look_for_keys=False,
-                   allow_agent=False, sock=sock)
-    return client
-
-def run(client, command):
-    channel = client.get_transport().open_session()
-    channel.exec_command(command)
-    channel.shutdown_write()
-    while channel.recv(65536):
-        pass
-    code = channel.recv_exit_status()
-    channel.close()
-    if code != 0:
-        raise SystemExit(f"exit {code}")
-
-def host(address):
-    c0 = time.perf_counter()
-    client = connect(address)
-    c1 = time.perf_counter()
-    for _ in range(steps):
-        run(client, "true")
-    c2 = time.perf_counter()
-    client.close()
-    return c1 - c0, (c2 - c1) / steps
-
-with ThreadPoolExecutor(max_workers=len(addresses)) as pool:
-    results = list(pool.map(host, addresses))
-print(json.dumps({"import": t_import, "connect": max(r[0] for r in results),
-                  "per_command": sorted(r[1] for r in results)[len(results) // 2]}))
-"""
-
-FABRIC_SCRIPT = r"""
-import json, sys, time
-t0 = time.perf_counter()
-from fabric import Connection, ThreadingGroup
-t_import = time.perf_counter() - t0
-port, user, key, known = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-steps = int(sys.argv[5])
-addresses = sys.argv[6:]
-kwargs = {"key_filename": key, "look_for_keys": False, "allow_agent": False}
-if len(addresses) == 1:
-    c = Connection(addresses[0], user=user, port=port, connect_kwargs=kwargs)
-    c.client.load_host_keys(known)
-    c0 = time.perf_counter()
-    c.open()
-    c1 = time.perf_counter()
-    for _ in range(steps):
-        c.run("true", hide=True, in_stream=False)
-    c2 = time.perf_counter()
-    c.close()
-    print(json.dumps({"import": t_import, "connect": c1 - c0, "per_command": (c2 - c1) / steps}))
-else:
-    group = ThreadingGroup(*addresses, user=user, port=port, connect_kwargs=kwargs)
-    for c in group:
-        c.client.load_host_keys(known)
-    c0 = time.perf_counter()
-    for _ in range(steps):
-        group.run("true", hide=True, in_stream=False)
-    c1 = time.perf_counter()
-    group.close()
-    print(json.dumps({"import": t_import, "per_command": (c1 - c0) / steps}))
-"""
-
-
-def write_ansible_files(server: Server, work: Path, nhosts: int, steps: list[int]) -> Path:
-    directory = work / "ansible"
-    directory.mkdir(exist_ok=True)
-    ssh_args = f"-o UserKnownHostsFile={server.known_hosts} -o StrictHostKeyChecking=yes"
-    lines = ["[bench]"]
-    for name, address in server.hosts(nhosts).items():
-        lines.append(
-            f"{name} ansible_host={address} ansible_port={server.port} "
-            f"ansible_user={BENCH_USER} ansible_ssh_private_key_file={server.client_key} "
-            f"ansible_ssh_common_args='{ssh_args}' ansible_python_interpreter=/usr/bin/python3"
-        )
-    (directory / "hosts.ini").write_text("\n".join(lines) + "\n")
-    for count in sorted(set(steps)):
-        for module in ("command", "raw"):
-            tasks = "".join(f"    - {module}: /bin/true\n" for _ in range(count))
-            (directory / f"{module}-{count}.yml").write_text(
-                f"- hosts: bench\n  gather_facts: false\n  tasks:\n{tasks}"
-            )
-    return directory
-
-
-def write_pyinfra_files(server: Server, work: Path, nhosts: int, steps: list[int]) -> Path:
-    directory = work / "pyinfra"
-    directory.mkdir(exist_ok=True)
-    for count in (1, nhosts):
-        hosts = [
-            (
-                name,
-                {
-                    "ssh_hostname": address,
-                    "ssh_port": server.port,
-                    "ssh_user": BENCH_USER,
-                    "ssh_key": str(server.client_key),
-                    "ssh_known_hosts_file": str(server.known_hosts),
-                    "ssh_strict_host_key_checking": "yes",
-                },
-            )
-            for name, address in server.hosts(count).items()
-        ]
-        (directory / f"inventory_{count}.py").write_text(f"hosts = {hosts!r}\n")
-    for count in sorted(set(steps)):
-        body = "from pyinfra.operations import server\n" + "".join(
-            f"server.shell(name='s{i}', commands=['true'])\n" for i in range(count)
-        )
-        (directory / f"deploy_{count}.py").write_text(body)
-    return directory
-
-
-# -- timing -------------------------------------------------------------------------------
+# bench_journal.py imports these from here
+__all__ = ["BENCH_USER", "Server", "_stop", "machine", "start_sshd"]
 
 
 @dataclass
@@ -403,18 +87,26 @@ class Sample:
 
 @dataclass
 class Job:
-    """One command to time as a whole process."""
+    """One command to time as a whole process.
+
+    ``expect``: the commands it must report as run (hosts x steps), from its JSON line
+    (``json_out``) or from ``count`` applied to its output; a run that reports fewer is
+    an error, not a time. ``rounds``: take part in the warm-up and only the first
+    ``rounds`` timed rounds (the slow peers)."""
 
     argv: list[str]
     env: dict[str, str] | None = None
     cwd: Path | None = None
     before: Callable[[int], None] | None = None
     json_out: bool = False
+    expect: int | None = None
+    count: Callable[[str], int] | None = None
+    rounds: int | None = None
     sample: Sample = field(default_factory=Sample)
 
     def once(self, rep: int) -> None:
         """Run once; record the time unless ``rep`` < 0 (the warm-up) or it failed before."""
-        if self.sample.error:
+        if self.sample.error or (self.rounds is not None and rep >= self.rounds):
             return
         if self.before is not None:
             self.before(rep)
@@ -423,13 +115,24 @@ class Job:
             self.argv, capture_output=True, env=self.env, cwd=self.cwd, check=False
         )
         elapsed = time.perf_counter() - start
+        output = (done.stdout + done.stderr).decode(errors="replace")
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).decode(errors="replace")[-1500:]
             self.sample.error = f"exit {done.returncode}: {tail}"
-        elif rep >= 0:  # the warm-up fills the page cache, the .pyc files, sshd's first fork
+            return
+        extra: dict[str, float] = {}
+        if self.json_out:
+            extra = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        ran = extra.get("commands") if self.json_out else None
+        if self.count is not None:
+            ran = self.count(output)
+        if self.expect is not None and ran != self.expect:
+            self.sample.error = f"ran {ran} commands, expected {self.expect}: {output[-800:]}"
+            return
+        if rep >= 0:  # the warm-up fills the page cache, the .pyc files, sshd's first fork
             self.sample.times.append(elapsed)
             if self.json_out:
-                self.sample.extra.append(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+                self.sample.extra.append(extra)
 
 
 def interleaved(reps: int, *jobs: Job) -> list[Sample]:
@@ -518,6 +221,9 @@ def render(rows: list[Row]) -> str:
 
 
 def machine() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
     model = platform.processor() or "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -531,6 +237,8 @@ def machine() -> dict[str, str]:
         import fabric
 
         versions["fabric"] = fabric.__version__
+    with contextlib.suppress(PackageNotFoundError):
+        versions["parallel-ssh"] = package_version("parallel-ssh")
     with contextlib.suppress(ImportError):
         import drp
 
@@ -583,27 +291,243 @@ def serve(args: argparse.Namespace) -> None:
         server = start_sshd(work / "sshd", args.hosts)
         try:
             steps = [args.steps, args.host_steps, args.long_steps]
-            write_drp_files(server, work, args.hosts, steps)
+            write_drp_files(server, work, [1, args.hosts], steps)
             print(f"sshd on port {server.port}; files in {work} (Ctrl-C stops)", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
         finally:
-            for process in server.processes:
-                _stop(process)
+            stop_all(server)
+
+
+# -- scenarios ----------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """The machine's load around one scenario: 1-minute load average before and after,
+    and ``python -c pass`` timed in the scenario's own rounds (a gauge of the load)."""
+
+    scenario: str
+    before: float
+    after: float
+    gauge: Sample
+
+    def gauge_ms(self) -> float | None:
+        return self.gauge.median * 1000 if self.gauge.times else None
+
+
+@dataclass
+class Tool:
+    """A row to be: a label, the job that times it, its target (a ratio to raw paramiko)."""
+
+    label: str
+    job: Job
+    target: float | None = None
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    server: Server
+    work: Path
+    files: dict[str, Path]
+    drp: list[str]
+    other: list[str] | None
+    ansible: str | None
+    pyinfra: str | None
+    loads: list[Load] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    #: (hosts, steps) -> raw paramiko's and drp's samples, for the curves
+    points: dict[tuple[int, int], tuple[Sample, Sample]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.py = sys.executable
+        self.scripts = self.work / "scripts"
+        self.scripts.mkdir(exist_ok=True)
+        for name, text in (
+            ("raw_paramiko.py", PARAMIKO_SCRIPT),
+            ("fabric_run.py", FABRIC_SCRIPT),
+            ("pssh_run.py", PSSH_SCRIPT),  # not pssh.py: it would shadow the package
+        ):
+            (self.scripts / name).write_text(text)
+        server = self.server
+        self.common = [str(server.port), BENCH_USER, str(server.client_key)]
+        self.common.append(str(server.known_hosts))
+        # An installed drp has its bytecode (pip compiles it), like paramiko and the
+        # rest of site-packages. A source checkout under PYTHONDONTWRITEBYTECODE=1 would
+        # compile every drp module on every run (~50 ms); the warm-up writes the cache.
+        self.env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.state = self.work / "state"
+        self.adir = self.ydir = self.work
+
+    # the jobs
+
+    def script(self, name: str, steps: int, hosts: int, env: dict[str, str] | None = None) -> Job:
+        addresses = self.server.addresses[:hosts]
+        argv = [self.py, str(self.scripts / name), *self.common, str(steps), *addresses]
+        full_env = {**os.environ, **env} if env else None
+        return Job(argv, env=full_env, json_out=True, expect=steps * hosts)
+
+    def raw(self, steps: int, hosts: int, env: dict[str, str] | None = None) -> Job:
+        return self.script("raw_paramiko.py", steps, hosts, env)
+
+    def fabric(self, steps: int, hosts: int, *, nodelay: bool = False) -> Job:
+        return self.script(
+            "fabric_run.py", steps, hosts, {"BENCH_NODELAY": "1"} if nodelay else None
+        )
+
+    def pssh(self, steps: int, hosts: int) -> Job:
+        return self.script("pssh_run.py", steps, hosts)
+
+    def drp_run(self, steps: int, hosts: int, command: list[str] | None = None) -> Job:
+        def fresh_state(_rep: int) -> None:
+            # a fresh state dir each time: `drp run` scans earlier runs for unfinished ones
+            shutil.rmtree(self.state, ignore_errors=True)
+
+        argv = [
+            *(command or self.drp), "run", str(self.files[f"runbook-{steps}"]),
+            "-i", str(self.files[f"inventory-{hosts}"]),
+            "--state-dir", str(self.state), "--forks", str(min(hosts, 500)),
+        ]  # fmt: skip
+        return Job(argv, env=self.env, before=fresh_state)
+
+    def ansible_jobs(self, steps: int, hosts: int) -> list[Tool]:
+        if not self.ansible:
+            return []
+        env = {
+            **os.environ,
+            "ANSIBLE_HOME": str(self.work / "ah"),
+            "ANSIBLE_LOCAL_TEMP": str(self.work / "ah" / "tmp"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.work / "cp"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        }
+        return [
+            Tool(
+                f"ansible-playbook {module} -f {min(hosts, 200)}",
+                Job(
+                    [
+                        self.ansible, "-i", str(self.adir / f"hosts-{hosts}.ini"),
+                        "-f", str(min(hosts, 200)), str(self.adir / f"{module}-{steps}.yml"),
+                    ],
+                    env=env, cwd=self.adir, expect=steps * hosts, count=ansible_ok_count,
+                    rounds=self.args.peer_reps,
+                ),
+            )
+            for module in ("command", "raw")
+        ]  # fmt: skip
+
+    def pyinfra_jobs(self, steps: int, hosts: int) -> list[Tool]:
+        if not self.pyinfra:
+            return []
+        argv = [
+            self.pyinfra, "-y", "--parallel", str(hosts),
+            str(self.ydir / f"inventory_{hosts}.py"), str(self.ydir / f"deploy_{steps}.py"),
+        ]  # fmt: skip
+        env = {**os.environ, "PYINFRA_PROGRESS": "off"}
+        job = Job(
+            argv, env=env, cwd=self.ydir, expect=steps * hosts, count=pyinfra_ok_count,
+            rounds=self.args.peer_reps,
+        )  # fmt: skip
+        return [Tool(f"pyinfra server.shell --parallel {hosts}", job)]
+
+    # running a scenario
+
+    def scenario(self, name: str, tools: list[Tool], *, big: bool = False) -> None:
+        """Time ``tools`` round-robin with the load gauge; results stay in the jobs.
+        ``big``: more than 20 hosts, timed in ``--big-reps`` rounds (a round of 200
+        hosts takes ~1.5 min on 2 cores)."""
+        gauge = Job([self.py, "-c", "pass"])
+        jobs = [gauge, *(t.job for t in tools)]
+        before = os.getloadavg()[0]
+        reps = min(self.args.reps, self.args.big_reps) if big else self.args.reps
+        for rep in range(-1, reps):
+            label = "warm-up" if rep < 0 else f"round {rep + 1}/{reps}"
+            print(f"  {name}: {label}", file=sys.stderr, flush=True)
+            for job in jobs:
+                job.once(rep)
+        self.loads.append(Load(name, before, os.getloadavg()[0], gauge.sample))
+
+    def add_rows(self, name: str, steps: int, tools: list[Tool]) -> None:
+        """Rows for ``tools``; the first is raw paramiko, the baseline of the rest."""
+        base = tools[0].job.sample
+        baseline = base.median if base.times else None
+        for tool in tools:
+            target = f"<= {tool.target}x" if tool.target else ""
+            self.rows.append(
+                Row(name, tool.label, tool.job.sample, steps, baseline=baseline,
+                    target=target, target_value=tool.target)
+            )  # fmt: skip
+
+
+def split_ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def marginal(xs: list[int], values: list[float | None]) -> list[str]:
+    """ms per added unit between consecutive points ("" for the first)."""
+    out = [""]
+    for i in range(1, len(xs)):
+        a, b = values[i - 1], values[i]
+        out.append("" if a is None or b is None else f"{(b - a) * 1000 / (xs[i] - xs[i - 1]):.2f}")
+    return out
+
+
+def curve_table(unit: str, xs: list[int], points: list[tuple[Sample, Sample]]) -> list[str]:
+    raw = [r.median if r.times else None for r, _ in points]
+    drp = [d.median if d.times else None for _, d in points]
+    raw_m, drp_m = marginal(xs, raw), marginal(xs, drp)
+    lines = [
+        f"| {unit} | raw paramiko s | drp s | drp / raw | raw ms per added {unit[:-1]}"
+        f" | drp ms per added {unit[:-1]} |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, x in enumerate(xs):
+        r, d = raw[i], drp[i]
+        ratio = f"{d / r:.2f}x" if r and d else "-"
+        lines.append(
+            f"| {x} | {f'{r:.3f}' if r else '-'} | {f'{d:.3f}' if d else '-'} | {ratio}"
+            f" | {raw_m[i]} | {drp_m[i]} |"
+        )
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions (after 1 warm-up)")
-    parser.add_argument("--peer-reps", type=int, default=3, help="repetitions for ansible/pyinfra")
+    parser.add_argument("--reps", type=int, default=5, help="timed rounds (after 1 warm-up)")
+    parser.add_argument(
+        "--peer-reps", type=int, default=2,
+        help="rounds ansible and pyinfra join (the first N of --reps, and the warm-up)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--big-reps", type=int, default=3, help="timed rounds of scenarios over 20 hosts"
+    )
+    parser.add_argument("--quick", action="store_true", help="--reps 1 --peer-reps 1")
     parser.add_argument("--steps", type=int, default=20, help="steps for the 1-host scenario")
-    parser.add_argument("--hosts", type=int, default=20, help="hosts for the fan-out scenario")
+    parser.add_argument(
+        "--fanout", default="20,50,200", help="host counts of the fan-out scenarios"
+    )
+    parser.add_argument("--hosts", type=int, default=20, help="hosts for --serve")
     parser.add_argument("--host-steps", type=int, default=5, help="steps per host in the fan-out")
     parser.add_argument("--long-steps", type=int, default=200, help="steps of the long 1-host run")
+    parser.add_argument(
+        "--peer-max-hosts", type=int, default=20,
+        help="largest fan-out ansible and pyinfra take part in (they fork per host)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--curves", action=argparse.BooleanOptionalAction, default=True,
+        help="the scaling curves, drp against raw paramiko (default: on)",
+    )  # fmt: skip
+    parser.add_argument("--curve-steps", default="1,5,20,50,200", help="steps on 1 host")
+    parser.add_argument("--curve-hosts", default="1,5,20,50,200", help="hosts at --host-steps")
     parser.add_argument("--drp", help="drp command (default: the console script beside python)")
     parser.add_argument(
         "--compare-drp",
         help="a second drp command (another version), timed in the same rounds as the first",
+    )
+    parser.add_argument(
+        "--peers-venv", type=Path, help="venv with ansible-playbook and pyinfra (/tmp/peers)"
     )
     parser.add_argument("--ansible-playbook", help="path to ansible-playbook (default: PATH)")
     parser.add_argument("--pyinfra", help="path to pyinfra (default: PATH)")
@@ -614,6 +538,8 @@ def main() -> None:
         "--serve", action="store_true", help="only start sshd and write the files; wait for Ctrl-C"
     )
     args = parser.parse_args()
+    if args.quick:
+        args.reps, args.peer_reps = 1, 1
     # kill (SIGTERM) stops like Ctrl-C: the finally blocks stop the private sshd processes
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if os.geteuid() != 0:
@@ -622,236 +548,241 @@ def main() -> None:
         serve(args)
         return
 
+    started = time.monotonic()
     info = machine()
     drp = drp_command(args.drp)
     other = args.compare_drp.split() if args.compare_drp else None
-    ansible = None if args.no_peers else find_tool(args.ansible_playbook, "ansible-playbook")
-    pyinfra = None if args.no_peers else find_tool(args.pyinfra, "pyinfra")
-    reps, nh, hs, n1, nlong = args.reps, args.hosts, args.host_steps, args.steps, args.long_steps
-    rows: list[Row] = []
+    venv_bin = args.peers_venv / "bin" if args.peers_venv else None
+    ansible = pyinfra = None
+    if not args.no_peers:
+        ansible = find_tool(
+            args.ansible_playbook or (str(venv_bin / "ansible-playbook") if venv_bin else None),
+            "ansible-playbook",
+        )
+        pyinfra = find_tool(
+            args.pyinfra or (str(venv_bin / "pyinfra") if venv_bin else None), "pyinfra"
+        )
+    has_pssh = importlib.util.find_spec("pssh") is not None
+    n1, nlong, hs = args.steps, args.long_steps, args.host_steps
+    fanouts = split_ints(args.fanout)
+    curve_steps = split_ints(args.curve_steps) if args.curves else []
+    curve_hosts = split_ints(args.curve_hosts) if args.curves else []
+    host_counts = sorted({1, *fanouts, *curve_hosts})
+    step_counts = sorted({n1, nlong, hs, *curve_steps})
+    peer_hosts = [1, *(n for n in fanouts if n <= args.peer_max_hosts)]
 
     with workdir(args.keep) as work:
-        server = start_sshd(work / "sshd", nh)
+        print(f"starting {host_counts[-1]} sshd hosts ...", file=sys.stderr)
+        server = start_sshd(work / "sshd", host_counts[-1])
         try:
-            files = write_drp_files(server, work, nh, [n1, hs, nlong])
-            scripts = work / "scripts"
-            scripts.mkdir()
-            (scripts / "raw_paramiko.py").write_text(PARAMIKO_SCRIPT)
-            (scripts / "fabric_run.py").write_text(FABRIC_SCRIPT)
-            common = [str(server.port), BENCH_USER, str(server.client_key), str(server.known_hosts)]
-            one = server.addresses[:1]
-            many = server.addresses[:nh]
-            env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
-            # An installed drp has its bytecode (pip compiles it), like paramiko and the
-            # rest of site-packages. A source checkout under PYTHONDONTWRITEBYTECODE=1 would
-            # compile every drp module on every run (~50 ms); the warm-up writes the cache.
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            qenv = {**os.environ, "BENCH_QUICKACK": "1"}
-            state = work / "state"
-
-            def fresh_state(_rep: int) -> None:
-                # a fresh state dir each time: `drp run` scans earlier runs for unfinished ones
-                shutil.rmtree(state, ignore_errors=True)
-
-            def drp_run(
-                count: int, forks: int, *, one_host: bool, command: list[str] | None = None
-            ) -> list[str]:
-                return [
-                    *(command or drp), "run", str(files[f"runbook-{count}"]),
-                    "-i", str(files["inventory"]),
-                    "--state-dir", str(state), "--forks", str(forks),
-                    *(["--host", "h01"] if one_host else []),
-                ]  # fmt: skip
-
-            log = print
-            log(f"sshd on port {server.port}, {nh} addresses, user {BENCH_USER}", file=sys.stderr)
-
-            raw = scripts / "raw_paramiko.py"
-            fab = scripts / "fabric_run.py"
-            py = sys.executable
-            floor_env = {**os.environ, "BENCH_PRELOAD": DRP_LIBRARIES}
-
-            def raw_job(script: Path, count: int, hosts: list[str], **options: Any) -> Job:
-                return Job([py, str(script), *common, str(count), *hosts], json_out=True, **options)
-
-            def drp_job(
-                count: int, forks: int, *, one_host: bool, command: list[str] | None = None
-            ) -> Job:
-                argv = drp_run(count, forks, one_host=one_host, command=command)
-                if command is not None and other is None:
-                    argv = ["true"]  # no second drp: a placeholder that is never shown
-                return Job(argv, env=env, before=fresh_state)
-
-            # Each scenario's tools are timed round-robin (see interleaved), the baselines
-            # that set the ratios next to drp; the long runs ride with the 1-host ones, as
-            # drp's per-step figure is the difference of the two.
-            log("1 host: raw paramiko, drp, fabric ...", file=sys.stderr)
-            p1, q1, l1, d1, o1, f1, plong, dlong, olong = interleaved(
-                reps,
-                raw_job(raw, n1, one),
-                raw_job(raw, n1, one, env=qenv),
-                raw_job(raw, n1, one, env=floor_env),
-                drp_job(n1, 10, one_host=True),
-                drp_job(n1, 10, one_host=True, command=other),
-                raw_job(fab, n1, one),
-                raw_job(raw, nlong, one),
-                drp_job(nlong, 10, one_host=True),
-                drp_job(nlong, 10, one_host=True, command=other),
-            )
-            log(f"{nh} hosts: raw paramiko, drp, fabric ...", file=sys.stderr)
-            pn, qn, ln, dn, on, fn = interleaved(
-                reps,
-                raw_job(raw, hs, many),
-                raw_job(raw, hs, many, env=qenv),
-                raw_job(raw, hs, many, env=floor_env),
-                drp_job(hs, nh, one_host=False),
-                drp_job(hs, nh, one_host=False, command=other),
-                raw_job(fab, hs, many),
-            )
-            raw_cmd_ms = (
-                statistics.median(e["per_command"] for e in plong.extra) * 1000
-                if plong.extra
-                else None
-            )
-            drp_step_ms = other_step_ms = None
-            if d1.times and dlong.times:
-                drp_step_ms = (dlong.median - d1.median) * 1000 / (nlong - n1)
-            if other and o1.times and olong.times:
-                other_step_ms = (olong.median - o1.median) * 1000 / (nlong - n1)
-            log("start-up ...", file=sys.stderr)
-            libs = ", ".join(DRP_LIBRARIES.split(","))
-            py_bare, py_paramiko, py_libs, d_help, d_version, d_list, o_help, o_list = interleaved(
-                reps,
-                Job([py, "-c", "pass"]),
-                Job([py, "-c", "import paramiko"]),
-                Job([py, "-c", f"import paramiko, {libs}"]),
-                Job([*drp, "--help"], env=env),
-                Job([*drp, "--version"], env=env),
-                Job([*drp, "list"], env=env),
-                Job([*(other or ["true"]), "--help"], env=env),
-                Job([*(other or ["true"]), "list"], env=env),
-            )
-
-            a1 = an = ar1 = arn = None
+            files = write_drp_files(server, work, host_counts, step_counts)
+            bench = Bench(args, server, work, files, drp, other, ansible, pyinfra)
             if ansible:
-                log("ansible ...", file=sys.stderr)
-                adir = write_ansible_files(server, work, nh, [n1, hs])
-                aenv = {
-                    **os.environ,
-                    "ANSIBLE_HOME": str(work / "ah"),
-                    "ANSIBLE_LOCAL_TEMP": str(work / "ah" / "tmp"),
-                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
-                    "ANSIBLE_NOCOLOR": "1",
-                    "ANSIBLE_RETRY_FILES_ENABLED": "0",
-                }
-
-                def play(name: str, forks: int) -> list[str]:
-                    return [
-                        ansible, "-i", str(adir / "hosts.ini"), "-f", str(forks),
-                        str(adir / name),
-                    ]  # fmt: skip
-
-                prep = args.peer_reps
-                a1 = timed(play(f"command-{n1}.yml", 20), prep, env=aenv, cwd=adir)
-                an = timed(play(f"command-{hs}.yml", nh), prep, env=aenv, cwd=adir)
-                ar1 = timed(play(f"raw-{n1}.yml", 20), prep, env=aenv, cwd=adir)
-                arn = timed(play(f"raw-{hs}.yml", nh), prep, env=aenv, cwd=adir)
-
-            y1 = yn = None
+                bench.adir = write_ansible_files(server, work, peer_hosts, [n1, hs])
             if pyinfra:
-                log("pyinfra ...", file=sys.stderr)
-                ydir = write_pyinfra_files(server, work, nh, [n1, hs])
-                yenv = {**os.environ, "PYINFRA_PROGRESS": "off"}
-
-                def deploy(count_hosts: int, count_steps: int) -> list[str]:
-                    return [
-                        pyinfra, "-y", "--parallel", str(count_hosts),
-                        str(ydir / f"inventory_{count_hosts}.py"),
-                        str(ydir / f"deploy_{count_steps}.py"),
-                    ]  # fmt: skip
-
-                y1 = timed(deploy(1, n1), args.peer_reps, env=yenv, cwd=ydir)
-                yn = timed(deploy(nh, hs), args.peer_reps, env=yenv, cwd=ydir)
+                bench.ydir = write_pyinfra_files(server, work, peer_hosts, [n1, hs])
+            run_all(bench, n1, nlong, hs, fanouts, has_pssh)
+            curves = run_curves(bench, curve_steps, curve_hosts, hs) if args.curves else {}
         finally:
-            for process in server.processes:
-                _stop(process)
+            stop_all(server)
+            for name in server.hosts(host_counts[-1]):
+                shutil.rmtree(lock_dir(server, work, name), ignore_errors=True)
 
-    s1 = f"1 host x {n1} steps"
-    sn = f"{nh} hosts x {hs} steps"
-    pbase1 = p1.median if p1.times else None
-    pbasen = pn.median if pn.times else None
-    startup_base = py_paramiko.median if py_paramiko.times else None
-    missing_note = "not found (--ansible-playbook PATH)"
+    report(bench, info, curves, has_pssh, time.monotonic() - started)
+
+
+def run_all(bench: Bench, n1: int, nlong: int, hs: int, fanouts: list[int], has_pssh: bool) -> None:
+    """The 1-host, fan-out and start-up scenarios, each round-robin."""
+    other = bench.other
     shown_other = " ".join(other) if other else ""
-    rows += [
-        Row(s1, "raw paramiko (TCP_NODELAY)", p1, n1, baseline=pbase1),
-        Row(s1, "raw paramiko (+ TCP_QUICKACK)", q1, n1, baseline=pbase1),
-        Row(s1, "raw paramiko after drp's libraries", l1, n1, baseline=pbase1),
-        Row(s1, "drp run", d1, n1, baseline=pbase1, target="<= 1.25x", target_value=1.25),
-        *([Row(s1, f"drp run ({shown_other})", o1, n1, baseline=pbase1)] if other else []),
-        Row(s1, "fabric Connection.run", f1, n1, baseline=pbase1),
-        Row(s1, "ansible-playbook command", a1, n1, baseline=pbase1, note=missing_note),
-        Row(s1, "ansible-playbook raw", ar1, n1, baseline=pbase1, note=missing_note),
-        Row(s1, "pyinfra server.shell", y1, n1, baseline=pbase1, note="not found (--pyinfra)"),
-        Row(sn, "raw paramiko pool", pn, hs, baseline=pbasen),
-        Row(sn, "raw paramiko pool (+ TCP_QUICKACK)", qn, hs, baseline=pbasen),
-        Row(sn, "raw paramiko pool after drp's libraries", ln, hs, baseline=pbasen),
-        Row(sn, "drp run --forks 20", dn, hs, baseline=pbasen, target="<= 1.25x",
-            target_value=1.25),
-        *([Row(sn, f"drp run --forks 20 ({shown_other})", on, hs, baseline=pbasen)]
-          if other else []),
-        Row(sn, "fabric ThreadingGroup", fn, hs, baseline=pbasen),
-        Row(sn, "ansible-playbook command", an, hs, baseline=pbasen, note=missing_note),
-        Row(sn, "ansible-playbook raw", arn, hs, baseline=pbasen, note=missing_note),
-        Row(sn, "pyinfra server.shell", yn, hs, baseline=pbasen, note="not found (--pyinfra)"),
-        Row(
-            f"1 host x {nlong} steps", "raw paramiko (TCP_NODELAY)", plong, nlong,
-            per_step_ms=raw_cmd_ms, baseline=raw_cmd_ms,
-        ),
-        Row(
-            f"1 host x {nlong} steps", "drp run", dlong, nlong,
-            per_step_ms=drp_step_ms, baseline=raw_cmd_ms, target="<= 1.4x", target_value=1.4,
-        ),
-        *([Row(f"1 host x {nlong} steps", f"drp run ({shown_other})", olong, nlong,
-               per_step_ms=other_step_ms, baseline=raw_cmd_ms)] if other else []),
-        Row("startup", "python -c pass", py_bare),
-        Row("startup", "python -c 'import paramiko'", py_paramiko, baseline=startup_base),
-        Row("startup", "python -c 'import paramiko' + drp's libraries", py_libs,
-            baseline=startup_base),
-        Row("startup", "drp --help", d_help, baseline=startup_base,
-            target="<= 1.3x", target_value=1.3),
-        Row("startup", "drp --version", d_version, baseline=startup_base),
-        Row("startup", "drp list", d_list, baseline=startup_base,
-            target="<= 1.3x", target_value=1.3),
-        *([Row("startup", f"drp --help ({shown_other})", o_help, baseline=startup_base),
-           Row("startup", f"drp list ({shown_other})", o_list, baseline=startup_base)]
-          if other else []),
-    ]  # fmt: skip
+    qenv = {"BENCH_QUICKACK": "1"}
+    floor_env = {"BENCH_PRELOAD": DRP_LIBRARIES}
 
-    table = render(rows)
+    # 1 host: the long runs ride with the short ones, as drp's per-step figure is the
+    # difference of the two
+    name = f"1 host x {n1} steps"
+    tools = [
+        Tool("raw paramiko (TCP_NODELAY)", bench.raw(n1, 1)),
+        Tool("raw paramiko (+ TCP_QUICKACK)", bench.raw(n1, 1, qenv)),
+        Tool("raw paramiko after drp's libraries", bench.raw(n1, 1, floor_env)),
+        Tool("drp run", bench.drp_run(n1, 1), 1.25),
+        *([Tool(f"drp run ({shown_other})", bench.drp_run(n1, 1, other))] if other else []),
+        Tool("fabric Connection.run", bench.fabric(n1, 1)),
+        Tool("fabric Connection.run + TCP_NODELAY", bench.fabric(n1, 1, nodelay=True)),
+        *([Tool("parallel-ssh SSHClient", bench.pssh(n1, 1))] if has_pssh else []),
+        *bench.ansible_jobs(n1, 1),
+        *bench.pyinfra_jobs(n1, 1),
+    ]
+    long_raw = bench.raw(nlong, 1)
+    long_drp = bench.drp_run(nlong, 1)
+    long_other = bench.drp_run(nlong, 1, other) if other else None
+    print(f"{name} (and {nlong} steps) ...", file=sys.stderr)
+    extra = [Tool("", j) for j in (long_raw, long_drp, long_other) if j is not None]
+    bench.scenario(name, tools + extra)
+    bench.add_rows(name, n1, tools)
+    bench.points[(1, n1)] = (tools[0].job.sample, tools[3].job.sample)
+    bench.points[(1, nlong)] = (long_raw.sample, long_drp.sample)
+
+    lname = f"1 host x {nlong} steps"
+    raw_ms = (
+        statistics.median(e["per_command"] for e in long_raw.sample.extra) * 1000
+        if long_raw.sample.extra
+        else None
+    )
+
+    def step_ms(short: Sample, long: Sample) -> float | None:
+        if short.times and long.times:
+            return (long.median - short.median) * 1000 / (nlong - n1)
+        return None
+
+    bench.rows.append(
+        Row(lname, "raw paramiko (TCP_NODELAY)", long_raw.sample, nlong, per_step_ms=raw_ms,
+            baseline=raw_ms)
+    )  # fmt: skip
+    bench.rows.append(
+        Row(lname, "drp run", long_drp.sample, nlong,
+            per_step_ms=step_ms(tools[3].job.sample, long_drp.sample), baseline=raw_ms,
+            target="<= 1.4x", target_value=1.4)
+    )  # fmt: skip
+    if long_other is not None:
+        bench.rows.append(
+            Row(lname, f"drp run ({shown_other})", long_other.sample, nlong,
+                per_step_ms=step_ms(tools[4].job.sample, long_other.sample), baseline=raw_ms)
+        )  # fmt: skip
+
+    for hosts in fanouts:
+        name = f"{hosts} hosts x {hs} steps"
+        target = 1.25 if hosts <= 20 else 1.3
+        peers = hosts <= bench.args.peer_max_hosts
+        tools = [
+            Tool("raw paramiko pool", bench.raw(hs, hosts)),
+            *(
+                [
+                    Tool("raw paramiko pool (+ TCP_QUICKACK)", bench.raw(hs, hosts, qenv)),
+                    Tool(
+                        "raw paramiko pool after drp's libraries", bench.raw(hs, hosts, floor_env)
+                    ),
+                ]
+                if hosts <= 20
+                else []
+            ),
+            Tool(f"drp run --forks {min(hosts, 500)}", bench.drp_run(hs, hosts), target),
+            *(
+                [Tool(f"drp run --forks {hosts} ({shown_other})", bench.drp_run(hs, hosts, other))]
+                if other
+                else []
+            ),
+            Tool("fabric ThreadingGroup", bench.fabric(hs, hosts)),
+            Tool("fabric ThreadingGroup + TCP_NODELAY", bench.fabric(hs, hosts, nodelay=True)),
+            *([Tool("parallel-ssh ParallelSSHClient", bench.pssh(hs, hosts))] if has_pssh else []),
+            *(bench.ansible_jobs(hs, hosts) if peers else []),
+            *(bench.pyinfra_jobs(hs, hosts) if peers else []),
+        ]
+        print(f"{name} ...", file=sys.stderr)
+        bench.scenario(name, tools, big=hosts > 20)
+        bench.add_rows(name, hs, tools)
+        drp_tool = next(t for t in tools if t.label.startswith("drp run"))
+        bench.points[(hosts, hs)] = (tools[0].job.sample, drp_tool.job.sample)
+
+    # start-up: `drp list` lists the built-in runbooks (drp/ ships them) plus what
+    # DRP_RUNBOOK_PATH names, reading each file's summary
+    py, drp = bench.py, bench.drp
+    libs = ", ".join(DRP_LIBRARIES.split(","))
+    env = bench.env
+    tools = [
+        Tool("python -c 'import paramiko'", Job([py, "-c", "import paramiko"])),
+        Tool("python -c 'import paramiko' + drp's libraries",
+             Job([py, "-c", f"import paramiko, {libs}"])),
+        Tool("drp --help", Job([*drp, "--help"], env=env), 1.3),
+        Tool("drp --version", Job([*drp, "--version"], env=env)),
+        Tool("drp list", Job([*drp, "list"], env=env), 1.3),
+        *(
+            [Tool(f"drp --help ({shown_other})", Job([*other, "--help"], env=env)),
+             Tool(f"drp list ({shown_other})", Job([*other, "list"], env=env))]
+            if other else []
+        ),
+    ]  # fmt: skip
+    print("start-up ...", file=sys.stderr)
+    bench.scenario("startup", tools)
+    bench.add_rows("startup", 0, tools)
+
+
+def run_curves(
+    bench: Bench, curve_steps: list[int], curve_hosts: list[int], hs: int
+) -> dict[str, Any]:
+    """The points not measured yet, each its own round-robin of raw paramiko and drp."""
+    wanted = [(1, s) for s in curve_steps] + [(h, hs) for h in curve_hosts]
+    for hosts, steps in wanted:
+        if (hosts, steps) in bench.points:
+            continue
+        raw, drp = bench.raw(steps, hosts), bench.drp_run(steps, hosts)
+        name = f"curve: {hosts} hosts x {steps} steps"
+        print(f"{name} ...", file=sys.stderr)
+        bench.scenario(name, [Tool("raw", raw), Tool("drp", drp)], big=hosts > 20)
+        bench.points[(hosts, steps)] = (raw.sample, drp.sample)
+    return {
+        "steps": [(s, bench.points[(1, s)]) for s in curve_steps],
+        "hosts": [(h, bench.points[(h, hs)]) for h in curve_hosts],
+    }
+
+
+def report(
+    bench: Bench, info: dict[str, str], curves: dict[str, Any], has_pssh: bool, wall: float
+) -> None:
+    args = bench.args
     print()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    print(f"drp command: {' '.join(drp)}; reps {reps} (+1 warm-up), peers {args.peer_reps}")
+    print(
+        f"drp command: {' '.join(bench.drp)}; reps {args.reps} (+1 warm-up; over 20 hosts"
+        f" {min(args.reps, args.big_reps)}), ansible/pyinfra in the first {args.peer_reps};"
+        f" wall time {wall:.0f} s"
+    )
     print()
-    print(table)
+    print("| scenario | load avg before | after | python -c pass ms (median) |")
+    print("|---|---:|---:|---:|")
+    for load in bench.loads:
+        gauge = load.gauge_ms()
+        shown = f"{gauge:.1f}" if gauge is not None else "-"
+        print(f"| {load.scenario} | {load.before:.2f} | {load.after:.2f} | {shown} |")
+    print()
+    print(render(bench.rows))
+    tables: dict[str, list[str]] = {}
+    if curves:
+        hs = args.host_steps
+        tables["steps"] = curve_table("steps", [x for x, _ in curves["steps"]],
+                                      [p for _, p in curves["steps"]])  # fmt: skip
+        tables["hosts"] = curve_table("hosts", [x for x, _ in curves["hosts"]],
+                                      [p for _, p in curves["hosts"]])  # fmt: skip
+        print()
+        print("Steps on 1 host (whole runs; the marginal cost is per added step):")
+        print("\n".join(tables["steps"]))
+        print()
+        print(f"Hosts at {hs} steps each (whole runs; the marginal cost is per added host):")
+        print("\n".join(tables["hosts"]))
     print()
     notes = []
-    if drp_step_ms is not None:
+    if not has_pssh:
+        notes.append("parallel-ssh not installed (pip install parallel-ssh): its rows are left out")
+    if not bench.ansible and not args.no_peers:
+        notes.append("ansible-playbook not found (--peers-venv DIR or --ansible-playbook PATH)")
+    if not bench.pyinfra and not args.no_peers:
+        notes.append("pyinfra not found (--peers-venv DIR or --pyinfra PATH)")
+    for scenario in dict.fromkeys(r.scenario for r in bench.rows):
+        rows = [r for r in bench.rows if r.scenario == scenario]
+        mine = next((r for r in rows if r.tool.startswith("drp run")), None)
+        peers = [
+            r for r in rows
+            if r.value() is not None and not r.tool.startswith(("drp", "raw", "python"))
+        ]  # fmt: skip
+        if mine is None or mine.value() is None or not peers:
+            continue
+        best = min(peers, key=lambda r: r.value() or 0.0)
+        ahead = "ahead of" if (mine.value() or 0.0) < (best.value() or 0.0) else "BEHIND"
         notes.append(
-            f"drp per step on an open connection = (median {nlong}-step run - median {n1}-step"
-            f" run) / {nlong - n1} = {drp_step_ms:.2f} ms; raw paramiko per command (in-process,"
-            f" {nlong} commands) = {raw_cmd_ms:.2f} ms"
+            f"{scenario}: drp {mine.value():.3f} s is {ahead} the fastest peer,"
+            f" {best.tool} {best.value():.3f} s"
         )
-    for label, sample in (("paramiko 1 host", p1), ("fabric 1 host", f1)):
-        if sample.extra:
-            imp = statistics.median(e["import"] for e in sample.extra) * 1000
-            con = statistics.median(e["connect"] for e in sample.extra) * 1000
-            cmd = statistics.median(e["per_command"] for e in sample.extra) * 1000
-            notes.append(f"{label}: import {imp:.0f} ms, connect {con:.0f} ms, {cmd:.2f} ms/cmd")
-    if fn.extra:
-        cmd = statistics.median(e["per_command"] for e in fn.extra) * 1000
-        notes.append(f"fabric ThreadingGroup: {cmd:.1f} ms per group.run over {nh} hosts")
-    for row in rows:
+    for row in bench.rows:
         if row.sample and row.sample.error:
             notes.append(f"{row.scenario} / {row.tool} failed: {row.sample.error[-400:]}")
     for note in notes:
@@ -862,6 +793,19 @@ def main() -> None:
             json.dumps(
                 {
                     "machine": info,
+                    "wall_s": wall,
+                    "reps": args.reps,
+                    "peer_reps": args.peer_reps,
+                    "big_reps": min(args.reps, args.big_reps),
+                    "loads": [
+                        {
+                            "scenario": load.scenario,
+                            "loadavg_before": load.before,
+                            "loadavg_after": load.after,
+                            "python_pass_ms": load.gauge_ms(),
+                        }
+                        for load in bench.loads
+                    ],
                     "rows": [
                         {
                             "scenario": r.scenario,
@@ -869,12 +813,27 @@ def main() -> None:
                             "times": r.sample.times if r.sample else [],
                             "median": r.value(),
                             "per_step_ms": r.per_step(),
+                            "ratio": r.ratio(),
                             "target": r.target,
                             "verdict": r.verdict(),
                             "error": r.sample.error if r.sample else "",
                         }
-                        for r in rows
+                        for r in bench.rows
                     ],
+                    "curves": {
+                        kind: [
+                            {
+                                "x": x,
+                                "raw_median": raw.median if raw.times else None,
+                                "drp_median": drp.median if drp.times else None,
+                                "raw_times": raw.times,
+                                "drp_times": drp.times,
+                            }
+                            for x, (raw, drp) in points
+                        ]
+                        for kind, points in curves.items()
+                    },
+                    "curve_tables": tables,
                     "notes": notes,
                 },
                 indent=2,
