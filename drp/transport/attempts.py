@@ -11,8 +11,8 @@ stdin, :mod:`drp.transport.local` and :func:`drp.transport.command.wrap_become`)
 - **Every attempt leaves a marker** (:func:`bootstrap`): before the script is
   read, the wrapper writes ``~/.drp/attempts/RUN/TOKEN`` (its process group,
   the sudo user it runs as, and a label such as ``nap action 1``) and empties
-  it when the command exits; the session's last command removes the run's
-  empty markers. The journal holds the run id and host, so a later
+  it when the command exits; the next command of the session reuses it and the
+  session's last command removes it. The journal holds the run id and host, so a later
   ``drp resume`` (another process: kill -9, a dropped link) lists the markers
   of its run (:func:`probe_command`) and learns which earlier attempts still
   run, before it runs anything on that host.
@@ -88,8 +88,10 @@ def bootstrap(
     program the wrapper started (``mkdir``, ``rm``, ``rmdir``, and the subshell
     around them) cost about a millisecond of the host's time per step.
 
-    ``last``: the session's last command; as it exits, it also removes the run's
-    empty markers and their directory (one ``rm``, one ``rmdir``).
+    ``last``: the session's last command; as it exits, it removes its marker, and the
+    run's directory when no other session has one there (one ``rm``, one ``rmdir``).
+    Markers a session could not remove (drp was killed) go at the next resume's
+    :func:`probe_command`.
 
     The line is ``exec /bin/sh -c WRAPPER``: the login shell may be any shell.
     ``ask_shell``: the wrapper also reports ``$SHELL`` (:func:`take_shell`);
@@ -97,13 +99,12 @@ def bootstrap(
     wrapper itself, without a second shell started for it.
     """
     record = shlex.quote(f"{sudo_user or '-'}\t{label}")
-    done = ': > "$__drp_m"'
-    if last:
-        done += (
-            '; set --; for __drp_f in "$__drp_d"/*; do '
-            '[ -f "$__drp_f" ] && [ ! -s "$__drp_f" ] && set -- "$@" "$__drp_f"; done; '
-            '[ $# -eq 0 ] || rm -f -- "$@"; rmdir "$__drp_d" 2>/dev/null'
-        )
+    # `true`, not `:`: a special built-in whose redirection fails (another session of the
+    # same login removed the directory) would exit the shell with status 2, the command's
+    # own exit status lost
+    done = '{ true > "$__drp_m"; } 2>/dev/null'
+    if last:  # this session's marker; the directory too, unless another session has one
+        done = 'rm -f "$__drp_m"; rmdir "$__drp_d" 2>/dev/null'
     script = (
         f'__drp_d="${{HOME:-/nonexistent}}/.drp/attempts/"{shlex.quote(run)}\n'
         f'__drp_m="$__drp_d/"{shlex.quote(token)}; __drp_n=\n'

@@ -27,8 +27,8 @@ Contract:
 - No command's text appears in a process's arguments on the host: it
   travels on stdin (see :mod:`drp.transport.attempts`). ``label`` names the
   attempt (``STEP PHASE ATTEMPT``) in the marker the wrapper leaves; ``last``
-  says it is the session's last command (the wrapper then clears the run's
-  finished markers on the host).
+  says it is the session's last command (the wrapper then removes the
+  session's marker on the host).
 - ``leftovers()`` lists the attempts of this run that an *earlier* drp process
   started and that still run on the host (it was killed, or lost the link);
   ``kill_leftover()`` kills one and says how that went.

@@ -138,7 +138,7 @@ class SshCommands(SshLink):
             run.channel.close()
         with self._lock:
             notes, self._notes = self._notes, []
-            self._tokens.append(token)  # it ended: its marker is empty (or swept: `last`)
+            self._tokens.append(token)  # it ended: its marker is empty (or removed: `last`)
         if not run.marked:
             notes.append(NO_MARK_NOTE)
         return CommandResult(

@@ -723,9 +723,7 @@ def test_a_timeout_before_the_pid_arrived_does_not_claim_a_kill(
 
     monkeypatch.setattr(  # a wrapper that never reports the PID
         "drp.transport.ssh_commands.bootstrap",
-        lambda run, token, label, user, end, last=False: (
-            f"exec /bin/sh -c {shlex.quote(reader(end))}"
-        ),
+        lambda run, token, label, user, end, **_: f"exec /bin/sh -c {shlex.quote(reader(end))}",
     )
     pid = None
     try:

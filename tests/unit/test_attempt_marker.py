@@ -44,17 +44,18 @@ def test_after_the_first_command_the_marker_costs_no_program(tmp_path: Path) -> 
     assert (markers / "second").read_bytes() == b""  # emptied as the command ended
 
 
-def test_the_last_command_sweeps_finished_markers_and_keeps_live_ones(tmp_path: Path) -> None:
+def test_the_last_command_removes_the_sessions_marker(tmp_path: Path) -> None:
     markers = tmp_path / ".drp" / "attempts" / RUN
-    for token in ("a", "b"):
-        _wrapped(tmp_path, "true", token, path=os.defpath)
-    _wrapped(tmp_path, "true", "c", path=os.defpath, last=True)
-    assert not markers.exists()  # only finished markers: all gone, and their directory
-    _wrapped(tmp_path, "true", "a", path=os.defpath)
-    (markers / "kept").write_text("999999999\t-\tx action 1\n")  # an attempt that may still run
-    _wrapped(tmp_path, "true", "d", path=os.defpath, last=True)
-    assert sorted(p.name for p in markers.iterdir()) == ["kept"]
-    # what resume's probe makes of it: group 999999999 does not exist, so the marker goes too
+    for _ in range(3):  # one session: its commands reuse one marker
+        _wrapped(tmp_path, "true", "mine", path=os.defpath)
+    assert [p.name for p in markers.iterdir()] == ["mine"]
+    _wrapped(tmp_path, "true", "mine", path=os.defpath, last=True)
+    assert not markers.exists()  # nothing of the run is left in ~/.drp/attempts
+    _wrapped(tmp_path, "true", "other", path=os.defpath)  # a session still going on
+    (markers / "kept").write_text("999999999\t-\tx action 1\n")  # an attempt that may run
+    _wrapped(tmp_path, "true", "mine", path=os.defpath, last=True)
+    assert sorted(p.name for p in markers.iterdir()) == ["kept", "other"]
+    # what resume's probe makes of them: group 999999999 does not exist, "other" ended
     probe = subprocess.run(
         ["/bin/sh", "-c", probe_command(RUN)],
         capture_output=True,
@@ -63,3 +64,21 @@ def test_the_last_command_sweeps_finished_markers_and_keeps_live_ones(tmp_path: 
         check=True,
     )
     assert parse_probe(probe.stdout) == [] and not markers.exists()
+
+
+def test_a_marker_directory_removed_under_a_command_keeps_its_exit_status(
+    tmp_path: Path,
+) -> None:
+    # another session of the same login (same run, same user: hosts that are one
+    # machine) removed the directory: the command's own exit status still comes back
+    end = new_end()
+    line = bootstrap(RUN, "mine", "s action 1", None, end)
+    done = subprocess.run(
+        ["/bin/sh", "-c", line],
+        input=frame('rm -rf "$__drp_d"; exit 5', end).encode(),
+        capture_output=True,
+        env={"HOME": str(tmp_path), "PATH": os.defpath},
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 5 and b"cannot create" not in done.stderr, done.stderr
