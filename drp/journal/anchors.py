@@ -16,7 +16,7 @@ means the chain was rewritten. Which anchor disagrees is always said.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,20 +35,33 @@ def head_of(journal: Journal) -> Head | None:
     return Head(last.run, last.seq, last.hash)
 
 
+HashAt = Callable[[int], str | None]
+"""The hash of a journal's record ``seq`` (``None`` when it has no such record)."""
+
+
+def hashes_of(journal: Journal) -> HashAt:
+    by_seq = {r.seq: r.hash for r in journal.records}
+    return by_seq.get
+
+
 def disagreement(journal: Journal, head: Head, witness: str) -> str:
     """Why ``journal`` does not hold ``head`` ("" when it does), naming the witness."""
-    by_seq = {r.seq: r for r in journal.records}
-    have = len(journal.records)
-    record = by_seq.get(head.seq)
-    if record is None:
+    return disagreement_at(hashes_of(journal), len(journal.records), head, witness)
+
+
+def disagreement_at(hash_at: HashAt, have: int, head: Head, witness: str) -> str:
+    """Why a journal of ``have`` records whose hashes ``hash_at`` gives does not hold
+    ``head`` ("" when it does), naming the witness."""
+    digest = hash_at(head.seq)
+    if digest is None:
         return (
             f"{witness} says the journal had {head.seq} records (hash {head.hash[:12]}…); "
             f"it has {have}: records were cut from the end"
         )
-    if record.hash != head.hash:
+    if digest != head.hash:
         return (
             f"{witness} says record {head.seq} has hash {head.hash[:12]}…; the journal's "
-            f"is {record.hash[:12]}…: the chain was rewritten"
+            f"is {digest[:12]}…: the chain was rewritten"
         )
     return ""
 
@@ -76,13 +89,15 @@ class AnchorResult:
         return not self.problems
 
 
-def _index_findings(journal: Journal, run_id: str, index: Index) -> tuple[list[str], list[str]]:
+def _index_findings(
+    hash_at: HashAt, have: int, run_id: str, index: Index
+) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     notes: list[str] = []
     entries = index.for_run(run_id)
     for entry in entries:
         where = f"index witness ({index.path.name} line {entry.line}, {entry.event} {entry.ts})"
-        trouble = disagreement(journal, entry.head, where)
+        trouble = disagreement_at(hash_at, have, entry.head, where)
         if trouble and trouble not in problems:
             problems.append(trouble)
     if entries and not problems:
@@ -134,7 +149,7 @@ def check_run(
     """Compare ``journal`` with the index witness and its signatures (hosts: see the CLI)."""
     run_id = journal.run_id or run_directory.name
     index = index if index is not None else read_index(state)
-    problems, notes = _index_findings(journal, run_id, index)
+    problems, notes = _index_findings(hashes_of(journal), len(journal.records), run_id, index)
     checks = [check_signature(p, allowed_signers) for p in signature_files(run_directory)]
     more, said = _signature_findings(journal, checks, allowed_signers is not None)
     sessions = split_sessions(journal.records)
@@ -147,11 +162,23 @@ def check_run(
     )
 
 
-def require_witnessed(journal: Journal, run_directory: Path, state: Path) -> None:
+def require_witnessed(
+    journal: Journal,
+    run_directory: Path,
+    state: Path,
+    *,
+    hash_at: HashAt | None = None,
+    have: int | None = None,
+) -> None:
     """Refuse to append to a journal the index witness disagrees with (cut or rewritten):
-    resuming it would run again what the cut records said was done."""
+    resuming it would run again what the cut records said was done. ``hash_at`` and
+    ``have``: the journal's hashes and length when ``journal`` is only the tail after a
+    checkpoint (:mod:`drp.journal.checkpoint`)."""
     problems, _notes = _index_findings(
-        journal, journal.run_id or run_directory.name, read_index(state)
+        hash_at or hashes_of(journal),
+        len(journal.records) if have is None else have,
+        journal.run_id or run_directory.name,
+        read_index(state),
     )
     if problems:
         raise JournalError(

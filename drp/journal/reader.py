@@ -128,8 +128,9 @@ def _unterminated(number: int, raw: bytes) -> tuple[BadLine, bool]:
     return BadLine(number, reason, raw), False
 
 
-def parse_bytes(path: Path, content: bytes) -> Journal:
-    """Parse the bytes of a journal file (see :func:`read_journal`)."""
+def parse_bytes(path: Path, content: bytes, first_line: int = 1) -> Journal:
+    """Parse the bytes of a journal file (see :func:`read_journal`); ``first_line``: the
+    number of the first line of ``content`` (a tail of the file, after a checkpoint)."""
     chunks = content.split(b"\n")
     ends_clean = chunks[-1] == b""
     if ends_clean:
@@ -139,7 +140,7 @@ def parse_bytes(path: Path, content: bytes) -> Journal:
     torn: BadLine | None = None
     warnings: list[str] = []
     for index, raw in enumerate(chunks):
-        number = index + 1
+        number = index + first_line
         if index == len(chunks) - 1 and not ends_clean:
             line, is_torn = _unterminated(number, raw)
             if is_torn:
@@ -183,13 +184,18 @@ def _check(record: Record, prev_hash: str, expected_seq: int) -> str:
     return ""
 
 
-def verify(journal: Journal) -> VerifyResult:
-    """Recompute the chain; report the first broken record (or bad line) in file order."""
+def verify(
+    journal: Journal, *, prev: str = GENESIS, seq: int = 1, run: str | None = None
+) -> VerifyResult:
+    """Recompute the chain; report the first broken record (or bad line) in file order.
+
+    ``prev``, ``seq``, ``run``: where the chain stands before the journal's first record,
+    when ``journal`` is the tail of a file after a verified prefix (a checkpoint)."""
     bad = {b.line: b for b in journal.bad_lines}
     items: list[Record | BadLine] = [*journal.records, *journal.bad_lines]
     items.sort(key=lambda item: item.line)
-    prev_hash, expected = GENESIS, 1
-    run = journal.run_id
+    prev_hash, expected = prev, seq
+    run = run if run is not None else journal.run_id
     for item in items:
         if isinstance(item, BadLine):
             return VerifyResult(
