@@ -102,7 +102,7 @@ def test_an_edited_prefix_is_not_vouched_for_and_resume_reports_the_break(
     assert read_checked(path, path.read_bytes()) is None
     seen, _journal, _state, fold = _read_for_resume(tmp_path, path.parent, checkpoint=True)
     assert not isinstance(seen, Checked)
-    with pytest.raises(JournalError, match="damaged, refusing to append.*hash mismatch"):
+    with pytest.raises(JournalError, match=r"damaged, refusing to append.*hash mismatch"):
         JournalWriter.open_existing(path.parent, "bob", seen=seen, fold=fold)
 
 
