@@ -16,13 +16,14 @@ means the chain was rewritten. Which anchor disagrees is always said.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from drp.errors import JournalError
 from drp.journal.index import Head, Index, read_index
 from drp.journal.reader import Journal
+from drp.journal.record import Record
 from drp.journal.sessions import Session, split_sessions
 from drp.journal.signing import SignatureCheck, check_signature, signature_files
 
@@ -109,7 +110,7 @@ def _index_findings(
 
 
 def _signature_findings(
-    journal: Journal, checks: list[SignatureCheck], checked: bool
+    hash_at: HashAt, have: int, checks: list[SignatureCheck], checked: bool
 ) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     notes: list[str] = []
@@ -118,7 +119,8 @@ def _signature_findings(
         if c.valid is False or c.head is None:
             problems.append(f"{name}: {c.problem}")
             continue
-        trouble = disagreement(journal, c.head, f"{name} (by {c.principal or 'unchecked'})")
+        witness = f"{name} (by {c.principal or 'unchecked'})"
+        trouble = disagreement_at(hash_at, have, c.head, witness)
         if trouble:
             problems.append(trouble)
     if checks and not checked:
@@ -147,16 +149,49 @@ def check_run(
     index: Index | None = None,
 ) -> AnchorResult:
     """Compare ``journal`` with the index witness and its signatures (hosts: see the CLI)."""
-    run_id = journal.run_id or run_directory.name
+    return check_anchors(
+        Heads(journal.run_id or run_directory.name, hashes_of(journal), len(journal.records)),
+        journal.records,
+        state,
+        signature_checks(run_directory, allowed_signers),
+        allowed_signers is not None,
+        index,
+    )
+
+
+@dataclass(frozen=True)
+class Heads:
+    """What the anchors are compared with: a run's id, its records' hashes, their number."""
+
+    run_id: str
+    hash_at: HashAt
+    have: int
+
+
+def signature_checks(run_directory: Path, allowed_signers: Path | None) -> list[SignatureCheck]:
+    """Each signature of the run, checked against ``allowed_signers`` (if given)."""
+    return [check_signature(p, allowed_signers) for p in signature_files(run_directory)]
+
+
+def check_anchors(
+    heads: Heads,
+    records: Sequence[Record],
+    state: Path,
+    checks: list[SignatureCheck],
+    checked: bool,
+    index: Index | None = None,
+) -> AnchorResult:
+    """:func:`check_run` from the hashes alone; ``records``: the journal's records, or at
+    least those that start, end or close a session (:mod:`drp.journal.scan`); ``checks``:
+    :func:`signature_checks`, ``checked`` when an allowed_signers file was given."""
     index = index if index is not None else read_index(state)
-    problems, notes = _index_findings(hashes_of(journal), len(journal.records), run_id, index)
-    checks = [check_signature(p, allowed_signers) for p in signature_files(run_directory)]
-    more, said = _signature_findings(journal, checks, allowed_signers is not None)
-    sessions = split_sessions(journal.records)
+    problems, notes = _index_findings(heads.hash_at, heads.have, heads.run_id, index)
+    more, said = _signature_findings(heads.hash_at, heads.have, checks, checked)
+    sessions = split_sessions(records)
     return AnchorResult(
         (*problems, *more),
         (*notes, *said),
-        len(index.for_run(run_id)),
+        len(index.for_run(heads.run_id)),
         tuple(checks),
         tuple(_pair(sessions, checks)),
     )
