@@ -180,6 +180,47 @@ def _both_halves(
     return mine, theirs
 
 
+def _whole(send: object, content: bytes) -> None:
+    try:
+        lines = content.split(b"\n")
+        lines.pop()
+        first = _parse_line(1, lines[0]) if lines else None
+        run = first.run if isinstance(first, Record) else None
+        half = check_half(lines, 1, run, ()) if run is not None else None
+        send.send(half)  # type: ignore[attr-defined]
+    finally:
+        send.close()  # type: ignore[attr-defined]
+
+
+def verify_aside(content: bytes) -> Callable[[], VerifyResult | None]:
+    """Start checking the chain of ``content`` in a forked child, while this process
+    reads the journal for what it shows (``drp log show``, ``drp log report``); the
+    function returned waits for the verdict: what :func:`drp.journal.reader.verify`
+    finds, or ``None`` when the child declined (a line that is not a valid record in
+    the writer's form, a torn last line, one core): the caller then verifies itself."""
+    if not content.endswith(b"\n") or _cores() < 2:
+        return lambda: None
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_whole, args=(send, content), daemon=True)
+    child.start()
+    send.close()
+
+    def verdict() -> VerifyResult | None:
+        try:
+            half: Half | None = receive.recv()
+        except (EOFError, OSError):
+            half = None
+        finally:
+            receive.close()
+            child.join()
+        return None if half is None or half.bad else _verdict([half])
+
+    return verdict
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -15,7 +15,7 @@ from drp.journal import read_journal, verify
 from drp.journal.anchors import Heads, check_anchors, check_run
 from drp.journal.index import Head, append_head, read_index
 from drp.journal.record import dump_line, record_hash
-from drp.journal.scan import scan
+from drp.journal.scan import scan, verify_aside
 
 Edit = Callable[[list[bytes], int], list[bytes]]
 
@@ -100,3 +100,18 @@ def test_a_torn_last_line_is_left_to_the_ordinary_read(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-10])
     assert scan(path, path.read_bytes(), halves_from=2) is None
     assert read_journal(path).torn is not None
+
+
+@pytest.mark.parametrize("name", list(EDITS))
+def test_the_chain_checked_aside_is_what_verify_finds(tmp_path: Path, name: str) -> None:
+    """``drp log show`` checks the chain in a child while it parses the journal."""
+    path = write(tmp_path, more_sessions())
+    original = path.read_bytes().split(b"\n")[:-1]
+    for i in range(len(original)):
+        path.write_bytes(b"".join(line + b"\n" for line in EDITS[name](original, i)))
+        verdict = verify_aside(path.read_bytes())()
+        journal = read_journal(path)
+        if verdict is None:
+            assert journal.bad_lines or journal.torn is not None
+        else:
+            assert verdict == verify(journal)
