@@ -63,6 +63,7 @@ class Tool:
 @dataclass
 class Sample:
     times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     error: str = ""
 
@@ -70,8 +71,12 @@ class Sample:
         return statistics.median(self.times) if self.times else None
 
 
+LAST_CPU = [0.0]  # CPU seconds of the last run_timed: a loaded machine stretches wall time
+
+
 def run_timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, int, str]:
-    """(wall seconds, peak RSS MB, exit code, output tail) of one whole process."""
+    """(wall seconds, peak RSS MB, exit code, output tail) of one whole process; its CPU
+    seconds (user + system, its reaped children's included) in :data:`LAST_CPU`."""
     start = time.perf_counter()
     process = subprocess.Popen(
         argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -82,6 +87,7 @@ def run_timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, f
         tail = (tail + chunk)[-2000:]
     _pid, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     process.returncode = os.waitstatus_to_exitcode(status)
     return elapsed, usage.ru_maxrss / 1024, process.returncode, tail.decode(errors="replace")
 
@@ -188,8 +194,8 @@ def print_curve(
     """Each command's median against the journal's size, and its cost per record (the
     slope between the smallest and the largest journal)."""
     small, big = min(longs), max(longs)
-    print("\n| command | drp | " + " | ".join(f"{longs[n].records} records" for n in longs))
-    print("| µs per record (slope) |")
+    sizes = " | ".join(f"{longs[n].records} records" for n in longs)
+    print(f"\n| command | drp | {sizes} | µs per record (slope) |")
     print("|---|---|" + "---|" * len(longs) + "---|")
     for command in ("log show", "log verify", "resume"):
         for tool in tools:
@@ -305,6 +311,7 @@ def main() -> None:
                         sample.error = f"exit {code}: {tail[-300:]}"
                     elif rep >= 0:
                         sample.times.append(elapsed)
+                        sample.cpu.append(LAST_CPU[0])
                         sample.rss_mb.append(rss)
                     if name.startswith("resume") and code == 0:
                         long = longs[int(name.split()[2])]
@@ -315,13 +322,13 @@ def main() -> None:
                 f"drp run of {n} steps ({long.records} records): {long.seconds:.1f} s, "
                 f"peak RSS {long.rss_mb:.0f} MB"
             )
-        print("\n| scenario | drp | median s | min s | peak RSS MB | |")
-        print("|---|---|---|---|---|---|")
+        print("\n| scenario | drp | median s | min s | median CPU s | peak RSS MB | |")
+        print("|---|---|---|---|---|---|---|")
         for name, _argv, _before in scenarios:
             for tool in tools:
                 s = samples[(name, tool.name)]
                 if s.error:
-                    print(f"| {name} | {tool.name} | error | | | {s.error!r} |")
+                    print(f"| {name} | {tool.name} | error | | | | {s.error!r} |")
                     continue
                 note = (
                     f"appended {appended.get((name, tool.name))} records"
@@ -330,7 +337,7 @@ def main() -> None:
                 )
                 print(
                     f"| {name} | {tool.name} | {s.median():.3f} | {min(s.times):.3f} "
-                    f"| {max(s.rss_mb):.0f} | {note} |"
+                    f"| {statistics.median(s.cpu):.3f} | {max(s.rss_mb):.0f} | {note} |"
                 )
         if len(longs) > 1:
             print_curve(longs, scenarios, samples, tools)
