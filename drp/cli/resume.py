@@ -58,14 +58,15 @@ from drp.journal import (
     journal_path,
     lock_holder,
     new_run_id,
-    replay,
     run_dir,
     state_dir,
 )
 from drp.journal.anchors import require_witnessed
+from drp.journal.checkpoint import Checked, read_checked
 from drp.journal.reader import parse_bytes, read_bytes
+from drp.journal.state import Fold
 from drp.journal.store.config import store_password, store_url
-from drp.journal.writer import empty_journal, keep_runbook, kept_runbook
+from drp.journal.writer import Seen, empty_journal, keep_runbook, kept_runbook
 from drp.results import RunStatus
 
 if TYPE_CHECKING:
@@ -155,18 +156,36 @@ def _same_incident(run_id: str, has: str, given: str | None, from_env: bool) -> 
     )
 
 
-def _read_for_resume(folder: Path, directory: Path) -> tuple[bytes, Journal, RunState]:
-    """The journal's bytes, their parse and its fold; refused when empty, cut (the index
-    witness disagrees: resuming would redo the cut steps) or finished ok."""
-    content = read_bytes(journal_path(directory))
-    journal = parse_bytes(journal_path(directory), content)
-    if not journal.records:
-        raise empty_journal(directory)
-    require_witnessed(journal, directory, folder)
-    run_state = replay(journal.records, locked=lock_holder(directory) is not None)
+def _read_for_resume(
+    folder: Path, directory: Path, *, checkpoint: bool
+) -> tuple[Seen | Checked, Journal, RunState, Fold | None]:
+    """The journal as read (its bytes and parse, or its bytes read through the run's
+    checkpoint: then the journal returned is the tail after it), its fold, and the fold
+    for the writer to go on with; refused when empty, cut (the index witness disagrees:
+    resuming would redo the cut steps) or finished ok."""
+    path = journal_path(directory)
+    content = read_bytes(path)
+    locked = lock_holder(directory) is not None
+    checked = read_checked(path, content) if checkpoint else None
+    if checked is not None:
+        hash_at, have = checked.hash_at(), checked.records
+        require_witnessed(checked.tail, directory, folder, hash_at=hash_at, have=have)
+        run_state = checked.fold.state(locked=locked)
+        seen: Seen | Checked = checked
+        journal, fold = checked.tail, None
+    else:
+        journal = parse_bytes(path, content)
+        if not journal.records:
+            raise empty_journal(directory)
+        require_witnessed(journal, directory, folder)
+        fold = Fold()
+        for record in journal.records:
+            fold.feed(record)
+        run_state = fold.state(locked=locked)
+        seen = (content, journal)
     if run_state.status is RunStatus.OK:
         raise JournalError(f"run {directory.name} finished ok; nothing to resume")
-    return content, journal, run_state
+    return seen, journal, run_state, fold
 
 
 def host_resumes(plan: Plan, run_state: RunState) -> dict[str, HostResume]:
@@ -240,7 +259,9 @@ def resume(
     url = store_url(store)
     the_id = resolve_with_store(url, folder, run_id)
     directory = run_dir(folder, the_id)
-    content, journal, run_state = _read_for_resume(folder, directory)
+    # the checkpoint spares verifying a long journal again; with a store, the lease
+    # compares the whole journal with the store's copy, so it is read whole
+    seen, journal, run_state, fold = _read_for_resume(folder, directory, checkpoint=url is None)
     _same_incident(the_id, run_state.incident, tag, incident is None)
     anchoring = Anchoring.resolve(folder, sign_key)
     book = _load_for_resume(run_state)
@@ -285,7 +306,7 @@ def resume(
 
     options = with_approvals(the_plan, options, directory, url, anchoring, allowed_signers)
     hosts = host_resumes(the_plan, run_state)
-    writer = JournalWriter.open_existing(directory, options.operator, seen=(content, journal))
+    writer = JournalWriter.open_existing(directory, options.operator, seen=seen, fold=fold)
     if writer.seq != run_state.last_seq:  # another session wrote while we got ready
         writer.close()
         raise LockedError(

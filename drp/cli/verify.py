@@ -15,10 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drp.journal import Journal, list_run_ids, read_journal, replay, verify
-from drp.journal.anchors import AnchorResult, SignedSession, check_run, deleted_runs, disagreement
+from drp.journal import Journal, VerifyResult, list_run_ids, read_journal, replay, verify
+from drp.journal.anchors import (
+    AnchorResult,
+    Heads,
+    SignedSession,
+    check_anchors,
+    check_run,
+    deleted_runs,
+    disagreement,
+    signature_checks,
+)
 from drp.journal.index import Head, Index, read_index
 from drp.journal.paths import journal_path, run_dir
+from drp.journal.reader import read_bytes
+from drp.journal.scan import scan
 
 WitnessRead = Callable[[str, str], tuple[list[tuple[int, str]], str]]
 """``read(host name, run id)``: that host's witness heads (seq, hash), and where they are."""
@@ -73,19 +84,44 @@ def describe_session(item: SignedSession) -> str:
     return f"{head}: BAD SIGNATURE ({check.problem})"
 
 
+def _scanned(
+    root: Path, run_id: str, allowed: Path | None, index: Index
+) -> tuple[VerifyResult, AnchorResult] | None:
+    """The chain and anchors of a run checked by :func:`drp.journal.scan.scan` (every
+    record, on both cores, no record objects); ``None`` when a line is damaged or torn:
+    the ordinary read says where and why."""
+    directory = run_dir(root, run_id)
+    checks = signature_checks(directory, allowed)
+    wanted = {e.head.seq for e in index.for_run(run_id)}
+    wanted |= {c.head.seq for c in checks if c.head is not None}
+    scanned = scan(journal_path(directory), read_bytes(journal_path(directory)), wanted)
+    if scanned is None:
+        return None
+    heads = Heads(scanned.run_id, scanned.hash_at(), scanned.result.records)
+    anchors = check_anchors(
+        heads, scanned.session_records, root, checks, allowed is not None, index
+    )
+    return scanned.result, anchors
+
+
 def check_one(
     root: Path, run_id: str, allowed: Path | None, index: Index, hosts: HostReader | None
 ) -> RunCheck:
-    journal = read_journal(journal_path(run_dir(root, run_id)))
-    result = verify(journal)
-    anchors: AnchorResult = check_run(journal, run_dir(root, run_id), root, allowed, index)
+    fast = _scanned(root, run_id, allowed, index) if hosts is None else None
+    journal: Journal | None = None
+    if fast is not None:
+        result, anchors = fast
+    else:
+        journal = read_journal(journal_path(run_dir(root, run_id)))
+        result = verify(journal)
+        anchors = check_run(journal, run_dir(root, run_id), root, allowed, index)
     out = RunCheck(run_id, str(result), warnings=list(result.warnings))
     if not result.ok:
         out.problems.append(str(result))
     out.problems.extend(anchors.problems)
     out.notes.extend(anchors.notes)
     out.sessions.extend(describe_session(s) for s in anchors.sessions)
-    if hosts is not None:
+    if hosts is not None and journal is not None:
         problems, notes = hosts(journal)
         out.problems.extend(problems)
         out.notes.extend(notes)

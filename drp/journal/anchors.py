@@ -16,13 +16,14 @@ means the chain was rewritten. Which anchor disagrees is always said.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from drp.errors import JournalError
 from drp.journal.index import Head, Index, read_index
 from drp.journal.reader import Journal
+from drp.journal.record import Record
 from drp.journal.sessions import Session, split_sessions
 from drp.journal.signing import SignatureCheck, check_signature, signature_files
 
@@ -35,20 +36,33 @@ def head_of(journal: Journal) -> Head | None:
     return Head(last.run, last.seq, last.hash)
 
 
+HashAt = Callable[[int], str | None]
+"""The hash of a journal's record ``seq`` (``None`` when it has no such record)."""
+
+
+def hashes_of(journal: Journal) -> HashAt:
+    by_seq = {r.seq: r.hash for r in journal.records}
+    return by_seq.get
+
+
 def disagreement(journal: Journal, head: Head, witness: str) -> str:
     """Why ``journal`` does not hold ``head`` ("" when it does), naming the witness."""
-    by_seq = {r.seq: r for r in journal.records}
-    have = len(journal.records)
-    record = by_seq.get(head.seq)
-    if record is None:
+    return disagreement_at(hashes_of(journal), len(journal.records), head, witness)
+
+
+def disagreement_at(hash_at: HashAt, have: int, head: Head, witness: str) -> str:
+    """Why a journal of ``have`` records whose hashes ``hash_at`` gives does not hold
+    ``head`` ("" when it does), naming the witness."""
+    digest = hash_at(head.seq)
+    if digest is None:
         return (
             f"{witness} says the journal had {head.seq} records (hash {head.hash[:12]}…); "
             f"it has {have}: records were cut from the end"
         )
-    if record.hash != head.hash:
+    if digest != head.hash:
         return (
             f"{witness} says record {head.seq} has hash {head.hash[:12]}…; the journal's "
-            f"is {record.hash[:12]}…: the chain was rewritten"
+            f"is {digest[:12]}…: the chain was rewritten"
         )
     return ""
 
@@ -76,13 +90,15 @@ class AnchorResult:
         return not self.problems
 
 
-def _index_findings(journal: Journal, run_id: str, index: Index) -> tuple[list[str], list[str]]:
+def _index_findings(
+    hash_at: HashAt, have: int, run_id: str, index: Index
+) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     notes: list[str] = []
     entries = index.for_run(run_id)
     for entry in entries:
         where = f"index witness ({index.path.name} line {entry.line}, {entry.event} {entry.ts})"
-        trouble = disagreement(journal, entry.head, where)
+        trouble = disagreement_at(hash_at, have, entry.head, where)
         if trouble and trouble not in problems:
             problems.append(trouble)
     if entries and not problems:
@@ -94,7 +110,7 @@ def _index_findings(journal: Journal, run_id: str, index: Index) -> tuple[list[s
 
 
 def _signature_findings(
-    journal: Journal, checks: list[SignatureCheck], checked: bool
+    hash_at: HashAt, have: int, checks: list[SignatureCheck], checked: bool
 ) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     notes: list[str] = []
@@ -103,7 +119,8 @@ def _signature_findings(
         if c.valid is False or c.head is None:
             problems.append(f"{name}: {c.problem}")
             continue
-        trouble = disagreement(journal, c.head, f"{name} (by {c.principal or 'unchecked'})")
+        witness = f"{name} (by {c.principal or 'unchecked'})"
+        trouble = disagreement_at(hash_at, have, c.head, witness)
         if trouble:
             problems.append(trouble)
     if checks and not checked:
@@ -132,26 +149,71 @@ def check_run(
     index: Index | None = None,
 ) -> AnchorResult:
     """Compare ``journal`` with the index witness and its signatures (hosts: see the CLI)."""
-    run_id = journal.run_id or run_directory.name
+    return check_anchors(
+        Heads(journal.run_id or run_directory.name, hashes_of(journal), len(journal.records)),
+        journal.records,
+        state,
+        signature_checks(run_directory, allowed_signers),
+        allowed_signers is not None,
+        index,
+    )
+
+
+@dataclass(frozen=True)
+class Heads:
+    """What the anchors are compared with: a run's id, its records' hashes, their number."""
+
+    run_id: str
+    hash_at: HashAt
+    have: int
+
+
+def signature_checks(run_directory: Path, allowed_signers: Path | None) -> list[SignatureCheck]:
+    """Each signature of the run, checked against ``allowed_signers`` (if given)."""
+    return [check_signature(p, allowed_signers) for p in signature_files(run_directory)]
+
+
+def check_anchors(
+    heads: Heads,
+    records: Sequence[Record],
+    state: Path,
+    checks: list[SignatureCheck],
+    checked: bool,
+    index: Index | None = None,
+) -> AnchorResult:
+    """:func:`check_run` from the hashes alone; ``records``: the journal's records, or at
+    least those that start, end or close a session (:mod:`drp.journal.scan`); ``checks``:
+    :func:`signature_checks`, ``checked`` when an allowed_signers file was given."""
     index = index if index is not None else read_index(state)
-    problems, notes = _index_findings(journal, run_id, index)
-    checks = [check_signature(p, allowed_signers) for p in signature_files(run_directory)]
-    more, said = _signature_findings(journal, checks, allowed_signers is not None)
-    sessions = split_sessions(journal.records)
+    problems, notes = _index_findings(heads.hash_at, heads.have, heads.run_id, index)
+    more, said = _signature_findings(heads.hash_at, heads.have, checks, checked)
+    sessions = split_sessions(records)
     return AnchorResult(
         (*problems, *more),
         (*notes, *said),
-        len(index.for_run(run_id)),
+        len(index.for_run(heads.run_id)),
         tuple(checks),
         tuple(_pair(sessions, checks)),
     )
 
 
-def require_witnessed(journal: Journal, run_directory: Path, state: Path) -> None:
+def require_witnessed(
+    journal: Journal,
+    run_directory: Path,
+    state: Path,
+    *,
+    hash_at: HashAt | None = None,
+    have: int | None = None,
+) -> None:
     """Refuse to append to a journal the index witness disagrees with (cut or rewritten):
-    resuming it would run again what the cut records said was done."""
+    resuming it would run again what the cut records said was done. ``hash_at`` and
+    ``have``: the journal's hashes and length when ``journal`` is only the tail after a
+    checkpoint (:mod:`drp.journal.checkpoint`)."""
     problems, _notes = _index_findings(
-        journal, journal.run_id or run_directory.name, read_index(state)
+        hash_at or hashes_of(journal),
+        len(journal.records) if have is None else have,
+        journal.run_id or run_directory.name,
+        read_index(state),
     )
     if problems:
         raise JournalError(

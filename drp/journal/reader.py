@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from drp.engine.events import AFTERWORDS
 from drp.errors import JournalError
@@ -81,7 +82,11 @@ _FINISHED = "run.finished"
 _ANNOTATIONS = AFTERWORDS  # may follow run.finished (drp log note, a late notification)
 
 
-def _parse_line(number: int, raw: bytes) -> Record | BadLine:  # noqa: PLR0911
+ALTERED = "line was altered (not in the form the writer produces)"
+
+
+def loaded_line(number: int, raw: bytes) -> tuple[str, dict[str, Any]] | BadLine:
+    """A line's text and its JSON object, or why it is not one."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -96,12 +101,20 @@ def _parse_line(number: int, raw: bytes) -> Record | BadLine:  # noqa: PLR0911
         return BadLine(number, "not valid JSON (nested too deeply)", raw)
     if not isinstance(fields, dict):
         return BadLine(number, "not a JSON object", raw)
+    return text, fields
+
+
+def _parse_line(number: int, raw: bytes) -> Record | BadLine:
+    loaded = loaded_line(number, raw)
+    if isinstance(loaded, BadLine):
+        return loaded
+    text, fields = loaded
     try:
         record = Record.from_dict(fields, line=number, owned=True)
     except ValueError as err:
         return BadLine(number, f"not a valid record ({err})", raw)
     if not is_canonical_line(text, fields):
-        return BadLine(number, "line was altered (not in the form the writer produces)", raw)
+        return BadLine(number, ALTERED, raw)
     return record
 
 
@@ -128,8 +141,9 @@ def _unterminated(number: int, raw: bytes) -> tuple[BadLine, bool]:
     return BadLine(number, reason, raw), False
 
 
-def parse_bytes(path: Path, content: bytes) -> Journal:
-    """Parse the bytes of a journal file (see :func:`read_journal`)."""
+def parse_bytes(path: Path, content: bytes, first_line: int = 1) -> Journal:
+    """Parse the bytes of a journal file (see :func:`read_journal`); ``first_line``: the
+    number of the first line of ``content`` (a tail of the file, after a checkpoint)."""
     chunks = content.split(b"\n")
     ends_clean = chunks[-1] == b""
     if ends_clean:
@@ -139,7 +153,7 @@ def parse_bytes(path: Path, content: bytes) -> Journal:
     torn: BadLine | None = None
     warnings: list[str] = []
     for index, raw in enumerate(chunks):
-        number = index + 1
+        number = index + first_line
         if index == len(chunks) - 1 and not ends_clean:
             line, is_torn = _unterminated(number, raw)
             if is_torn:
@@ -173,23 +187,40 @@ def read_journal(path: Path) -> Journal:
     return parse_bytes(path, read_bytes(path))
 
 
+EDITED = "hash mismatch: the record was edited"
+REORDERED = "prev mismatch: a record before it is missing or out of order"
+
+
+def seq_gap(expected: int, found: int) -> str:
+    return f"sequence gap: expected seq {expected}, found {found} (record missing)"
+
+
+def other_run(run: str) -> str:
+    return f"record belongs to another run ({run})"
+
+
 def _check(record: Record, prev_hash: str, expected_seq: int) -> str:
     if record.hash != record_hash(record.fields):
-        return "hash mismatch: the record was edited"
+        return EDITED
     if record.seq != expected_seq:
-        return f"sequence gap: expected seq {expected_seq}, found {record.seq} (record missing)"
+        return seq_gap(expected_seq, record.seq)
     if record.prev != prev_hash:
-        return "prev mismatch: a record before it is missing or out of order"
+        return REORDERED
     return ""
 
 
-def verify(journal: Journal) -> VerifyResult:
-    """Recompute the chain; report the first broken record (or bad line) in file order."""
+def verify(
+    journal: Journal, *, prev: str = GENESIS, seq: int = 1, run: str | None = None
+) -> VerifyResult:
+    """Recompute the chain; report the first broken record (or bad line) in file order.
+
+    ``prev``, ``seq``, ``run``: where the chain stands before the journal's first record,
+    when ``journal`` is the tail of a file after a verified prefix (a checkpoint)."""
     bad = {b.line: b for b in journal.bad_lines}
     items: list[Record | BadLine] = [*journal.records, *journal.bad_lines]
     items.sort(key=lambda item: item.line)
-    prev_hash, expected = GENESIS, 1
-    run = journal.run_id
+    prev_hash, expected = prev, seq
+    run = run if run is not None else journal.run_id
     for item in items:
         if isinstance(item, BadLine):
             return VerifyResult(
@@ -202,7 +233,7 @@ def verify(journal: Journal) -> VerifyResult:
             )
         problem = _check(item, prev_hash, expected)
         if not problem and item.run != run:
-            problem = f"record belongs to another run ({item.run})"
+            problem = other_run(item.run)
         if problem:
             return VerifyResult(
                 False, len(journal.records), item.line, item.seq, problem, journal.warnings

@@ -170,6 +170,18 @@ def _typed(fields: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
+def checked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional fields of a stored dict, once its version and required fields are
+    checked (the timestamp's form is :func:`parse_ts`'s); ValueError naming the first
+    field that is missing or has the wrong type."""
+    if fields.get("v") != VERSION:
+        raise ValueError(f"unsupported record version {fields.get('v')!r}")
+    for key, kind in (("seq", int), ("ts", str), ("run", str), ("type", str)):
+        if not isinstance(fields.get(key), kind):
+            raise ValueError(f"field {key!r} is missing or has the wrong type")
+    return _typed(fields)
+
+
 @dataclass(frozen=True)
 class Record:
     """One journal record as read back: typed fields plus the stored mapping."""
@@ -198,12 +210,7 @@ class Record:
 
         ``owned``: the caller hands ``fields`` over (a dict fresh from ``json.loads``
         that nobody else holds), so it is wrapped read-only instead of copied."""
-        if fields.get("v") != VERSION:
-            raise ValueError(f"unsupported record version {fields.get('v')!r}")
-        for key, kind in (("seq", int), ("ts", str), ("run", str), ("type", str)):
-            if not isinstance(fields.get(key), kind):
-                raise ValueError(f"field {key!r} is missing or has the wrong type")
-        found = _typed(fields)
+        found = checked_fields(fields)
         duration = found.get("duration")
         return cls(
             seq=fields["seq"],

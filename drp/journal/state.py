@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from drp.engine.events import EventType as T
-from drp.journal.record import Record
+from drp.journal.record import Record, format_ts, parse_ts
 from drp.results import HostStatus, RunStatus, StepStatus
 
 LOCAL_HOST = "(local)"
@@ -260,56 +260,184 @@ def _start_fields(rec: Record) -> dict[str, Any]:
     }
 
 
+class Fold:
+    """The fold of :func:`replay` while it runs: fed record by record, it can be kept as
+    JSON (:meth:`to_json`, a checkpoint beside the journal, :mod:`drp.journal.checkpoint`)
+    and taken up again (:meth:`from_json`) to fold only the records written since; the
+    :class:`RunState` it gives is then exactly the one a fold of every record gives."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+        self.steps: dict[str, dict[str, _Step]] = {}
+        self.host_final: dict[str, HostStatus | None] = {}
+        self.approvals: dict[str, str] = {}
+        self.final: RunStatus | None = None
+        self.ended: datetime | None = None
+        self.run_id = ""
+        self.last_seq = 0
+        self.records = 0
+
+    def feed(self, rec: Record) -> None:
+        """Fold one more record (file order)."""
+        if not self.records:
+            self.run_id = rec.run
+        self.records += 1
+        self.last_seq = rec.seq
+        host = rec.host if rec.host is not None else LOCAL_HOST
+        if rec.type == T.RUN_STARTED and not self.info:
+            self.info = _start_fields(rec)
+        elif rec.type == T.RUN_RESUMED:
+            self.final, self.ended = None, None
+            self.info.update(_inputs(rec.data))  # what the later session ran with
+        elif rec.type == T.RUN_FINISHED:
+            self.final, self.ended = _enum(RunStatus, rec.outcome) or RunStatus.FAILED, rec.ts
+        elif rec.type == T.HOST_FINISHED and rec.host is not None:
+            self.host_final[host] = _enum(HostStatus, rec.outcome)
+        elif (
+            rec.type.startswith("step.") or rec.type == T.ROLLBACK_FINISHED
+        ) and rec.step is not None:
+            self.host_final.pop(host, None)  # the host is active again
+            per_host = self.steps.setdefault(host, {})
+            step = per_host.get(rec.step)
+            if step is None:
+                step = per_host[rec.step] = _Step()
+            step.apply(rec)
+            if rec.type == T.STEP_APPROVED:
+                self.approvals[rec.step] = str(rec.data.get("by") or rec.operator or "")
+        if rec.host is not None and rec.host not in self.steps and rec.type.startswith("host."):
+            self.steps.setdefault(host, {})
+
+    def state(self, *, locked: bool = False) -> RunState:
+        """The :class:`RunState` of the records fed so far."""
+        hosts: dict[str, HostState] = {}
+        for name, per_host in self.steps.items():
+            frozen = {k: v.freeze() for k, v in per_host.items()}
+            hosts[name] = HostState(
+                _host_status(frozen, self.host_final.get(name)), MappingProxyType(frozen)
+            )
+        return RunState(
+            run_id=self.run_id,
+            status=_run_status(hosts, self.final, locked),
+            ended=self.ended,
+            hosts=MappingProxyType(hosts),
+            approvals=MappingProxyType(dict(self.approvals)),
+            last_seq=self.last_seq,
+            **self.info,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The fold as plain JSON values (see :meth:`from_json`)."""
+        return {
+            "info": {k: _plain(v) for k, v in self.info.items()},
+            "steps": {
+                host: {name: _step_json(step) for name, step in per_host.items()}
+                for host, per_host in self.steps.items()
+            },
+            "host_final": {k: _opt_str(v) for k, v in self.host_final.items()},
+            "approvals": dict(self.approvals),
+            "final": _opt_str(self.final),
+            "ended": _opt_ts(self.ended),
+            "run_id": self.run_id,
+            "last_seq": self.last_seq,
+            "records": self.records,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Fold:
+        """The fold :meth:`to_json` wrote; KeyError, TypeError or ValueError when ``d``
+        is not one."""
+        fold = cls()
+        fold.info = {k: _info_value(k, v) for k, v in d["info"].items()}
+        fold.steps = {
+            str(host): {str(name): _step_from(s) for name, s in per_host.items()}
+            for host, per_host in d["steps"].items()
+        }
+        fold.host_final = {str(k): _enum(HostStatus, v) for k, v in d["host_final"].items()}
+        fold.approvals = {str(k): str(v) for k, v in d["approvals"].items()}
+        fold.final = _enum(RunStatus, d["final"])
+        fold.ended = parse_ts(d["ended"]) if d["ended"] is not None else None
+        fold.run_id, fold.last_seq = str(d["run_id"]), int(d["last_seq"])
+        fold.records = int(d["records"])
+        return fold
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_ts(value: datetime | None) -> str | None:
+    return None if value is None else format_ts(value)
+
+
+def _plain(value: Any) -> Any:
+    """A fold value as JSON: read-only mappings as objects, tuples as lists, times as text."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return format_ts(value)
+    return value
+
+
+def _info_value(key: str, value: Any) -> Any:
+    """An ``info`` value back in the type :func:`_start_fields` and :func:`_inputs` give."""
+    if key == "started":
+        return parse_ts(value)
+    if key == "targets":
+        return tuple(str(t) for t in value)
+    if key == "params":
+        return MappingProxyType(dict(value))
+    if key == "host_settings":
+        return MappingProxyType({str(k): MappingProxyType(dict(v)) for k, v in value.items()})
+    if not isinstance(value, str | bool):
+        raise TypeError(f"fold field {key!r} has the wrong type")
+    return value
+
+
+def _ts(text: str | None) -> datetime | None:
+    """A time the fold kept (:func:`format_ts` wrote it; ``fromisoformat`` reads the ``Z``)."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _step_json(step: _Step) -> dict[str, Any]:
+    return {
+        "status": _opt_str(step.status),
+        "in_doubt": step.in_doubt,
+        "attempts": step.attempts,
+        "captures": dict(step.captures),
+        "started": _opt_ts(step.started),
+        "finished": _opt_ts(step.finished),
+        "waiting": step.waiting,
+        "approved_by": step.approved_by,
+        "kind": step.kind,
+    }
+
+
+def _step_from(d: Mapping[str, Any]) -> _Step:
+    captures = d["captures"]
+    if not isinstance(captures, dict):
+        raise TypeError("captures must be an object")
+    return _Step(
+        status=_enum(StepStatus, d["status"]),
+        in_doubt=d["in_doubt"] is True,
+        attempts=int(d["attempts"]),
+        captures=MappingProxyType(captures),
+        started=_ts(d["started"]),
+        finished=_ts(d["finished"]),
+        waiting=d["waiting"] is True,
+        approved_by=None if d["approved_by"] is None else str(d["approved_by"]),
+        kind=str(d["kind"]),
+    )
+
+
 def replay(records: Iterable[Record | Mapping[str, Any]], *, locked: bool = False) -> RunState:
     """Fold journal records (read back, or as returned by ``append``) into a RunState.
 
     ``locked`` says whether a live process holds the journal's lock (see
     :func:`drp.journal.writer.lock_holder`); it only matters for unfinished runs.
     """
-    recs = _as_records(records)
-    info: dict[str, Any] = {}
-    steps: dict[str, dict[str, _Step]] = {}
-    host_final: dict[str, HostStatus | None] = {}
-    approvals: dict[str, str] = {}
-    final: RunStatus | None = None
-    ended: datetime | None = None
-    for rec in recs:
-        host = rec.host if rec.host is not None else LOCAL_HOST
-        if rec.type == T.RUN_STARTED and not info:
-            info = _start_fields(rec)
-        elif rec.type == T.RUN_RESUMED:
-            final, ended = None, None
-            info.update(_inputs(rec.data))  # what the later session ran with
-        elif rec.type == T.RUN_FINISHED:
-            final, ended = _enum(RunStatus, rec.outcome) or RunStatus.FAILED, rec.ts
-        elif rec.type == T.HOST_FINISHED and rec.host is not None:
-            host_final[host] = _enum(HostStatus, rec.outcome)
-        elif (
-            rec.type.startswith("step.") or rec.type == T.ROLLBACK_FINISHED
-        ) and rec.step is not None:
-            host_final.pop(host, None)  # the host is active again
-            per_host = steps.setdefault(host, {})
-            step = per_host.get(rec.step)
-            if step is None:
-                step = per_host[rec.step] = _Step()
-            step.apply(rec)
-            if rec.type == T.STEP_APPROVED:
-                approvals[rec.step] = str(rec.data.get("by") or rec.operator or "")
-        if rec.host is not None and rec.host not in steps and rec.type.startswith("host."):
-            steps.setdefault(host, {})
-    hosts: dict[str, HostState] = {}
-    for name, per_host in steps.items():
-        frozen = {k: v.freeze() for k, v in per_host.items()}
-        hosts[name] = HostState(
-            _host_status(frozen, host_final.get(name)), MappingProxyType(frozen)
-        )
-    status = _run_status(hosts, final, locked)
-    return RunState(
-        run_id=recs[0].run if recs else "",
-        status=status,
-        ended=ended,
-        hosts=MappingProxyType(hosts),
-        approvals=MappingProxyType(approvals),
-        last_seq=recs[-1].seq if recs else 0,
-        **info,
-    )
+    fold = Fold()
+    for rec in _as_records(records):
+        fold.feed(rec)
+    return fold.state(locked=locked)

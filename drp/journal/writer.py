@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -45,6 +46,7 @@ from typing import IO, Any
 
 from drp.engine.events import Event, EventType
 from drp.errors import JournalError, LockedError
+from drp.journal.checkpoint import Checked, Checkpoint, write_checkpoint
 from drp.journal.paths import (
     EVENTS,
     LOCK,
@@ -54,7 +56,8 @@ from drp.journal.paths import (
     validate_run_id,
 )
 from drp.journal.reader import Journal, parse_bytes, verify
-from drp.journal.record import GENESIS, build_record, dump_line, format_ts
+from drp.journal.record import GENESIS, Record, build_record, dump_line, format_ts
+from drp.journal.state import Fold
 
 _LOCK_TRIES = 5
 Seen = tuple[bytes, Journal]  # a journal's bytes as read, and their parse
@@ -192,26 +195,56 @@ def kept_runbook(run_directory: Path) -> bytes | None:
         return handle.read()
 
 
-def _repair_tail(path: Path, seen: Seen | None) -> tuple[int, str, str, list[str]]:
-    """Cut a torn last line aside; return (last seq, last hash, run id, warnings).
+@dataclass(frozen=True)
+class _Tail:
+    """What :func:`_repair_tail` found: the head, the warnings, the bytes kept, and whether
+    the file still held exactly the bytes the caller had read (``seen``)."""
+
+    seq: int
+    hash: str
+    warnings: list[str]
+    kept: bytes
+    unchanged: bool
+
+
+def _repair_tail(path: Path, seen: Seen | Checked | None) -> _Tail:
+    """Cut a torn last line aside; return the head of the chain, and what was kept.
 
     Only a last line without its newline is torn (see :mod:`drp.journal.reader`).
     Any other bad line, the last complete one included, is damage: nothing is
     moved or cut, the journal is left as evidence and :class:`JournalError` says
-    where. ``seen``: the bytes the caller read and parsed before taking the lock;
-    when the file still holds exactly those bytes, they are not parsed again.
+    where. ``seen``: the bytes the caller read and parsed (or read through their
+    checkpoint, then only the records after it were parsed and chain-checked) before
+    taking the lock; when the file still holds exactly those bytes, they are not parsed
+    again.
     """
     with os.fdopen(_open(path, os.O_RDONLY), "rb") as handle:
         content = handle.read()
-    unchanged = seen is not None and seen[0] == content
-    journal = seen[1] if seen is not None and unchanged else parse_bytes(path, content)
+    checked = seen if isinstance(seen, Checked) else None
+    parsed = seen if not isinstance(seen, Checked) else None
+    if checked is not None:
+        unchanged = checked.content == content
+    else:
+        unchanged = parsed is not None and parsed[0] == content
+    if checked is not None and unchanged:
+        journal = checked.tail
+        result = verify(
+            journal,
+            prev=checked.checkpoint.hash,
+            seq=checked.checkpoint.seq + 1,
+            run=checked.checkpoint.run,
+        )
+    else:
+        checked = None
+        journal = parsed[1] if parsed is not None and unchanged else parse_bytes(path, content)
+        result = verify(journal)
     warnings: list[str] = []
-    result = verify(journal)
     if not result.ok:
         raise JournalError(
             f"journal {path} is damaged, refusing to append: {result} "
             f"(see 'drp log verify {path.parent.name}')"
         )
+    keep = len(content)
     if journal.torn is not None:
         torn = journal.torn.raw
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -232,10 +265,14 @@ def _repair_tail(path: Path, seen: Seen | None) -> tuple[int, str, str, list[str
             f"{path}: torn last line ({len(torn)} bytes, {journal.torn.reason}) "
             f"moved aside to {aside.name}"
         )
+    kept = content[:keep]
+    if checked is not None:
+        seq, digest, _run = checked.head
+        return _Tail(seq, digest, warnings, kept, unchanged)
     if not journal.records:
-        return 0, GENESIS, "", warnings
+        return _Tail(0, GENESIS, warnings, kept, unchanged)
     last = journal.records[-1]
-    return last.seq, last.hash, last.run, warnings
+    return _Tail(last.seq, last.hash, warnings, kept, unchanged)
 
 
 class JournalWriter:
@@ -252,6 +289,9 @@ class JournalWriter:
         last_hash: str,
         warnings: list[str],
         pending: Path | None = None,
+        fold: Fold | None = None,
+        kept: bytes = b"",
+        digest: Any = None,
     ) -> None:
         self.run_dir = run_directory
         self.run_id = run_directory.name
@@ -270,6 +310,11 @@ class JournalWriter:
         self._pending = pending
         # called with each record once appended (the store's replicator); must not raise
         self.on_append: Callable[[dict[str, Any]], None] | None = None
+        # the checkpoint written at close (drp.journal.checkpoint): the fold of every
+        # record of the file, its length and SHA-256; None: this writer keeps none
+        self._fold = fold
+        self._length = len(kept)
+        self._digest = digest if digest is not None else hashlib.sha256(kept)
 
     @classmethod
     def create(cls, run_directory: Path, operator: str) -> JournalWriter:
@@ -302,6 +347,7 @@ class JournalWriter:
             last_hash=GENESIS,
             warnings=[],
             pending=pending,
+            fold=Fold(),
         )
 
     def _publish(self) -> None:
@@ -323,13 +369,20 @@ class JournalWriter:
 
     @classmethod
     def open_existing(
-        cls, run_directory: Path, operator: str, *, seen: Seen | None = None
+        cls,
+        run_directory: Path,
+        operator: str,
+        *,
+        seen: Seen | Checked | None = None,
+        fold: Fold | None = None,
     ) -> JournalWriter:
         """Reopen a run's journal to append (resume), repairing a torn last line.
 
-        ``seen``: (bytes, their parse) of the journal as the caller read it; a long
-        journal is then parsed once, not twice (it is still verified here, under the
-        lock, and parsed again if it changed in between)."""
+        ``seen``: (bytes, their parse) of the journal as the caller read it, or the
+        journal read through its checkpoint; a long journal is then parsed once, not
+        twice (it is still verified here, under the lock, and parsed again if it changed
+        in between). ``fold``: the caller's fold of the ``seen`` records, so that this
+        writer keeps the checkpoint at close (used only if the file did not change)."""
         validate_run_id(run_directory.name)
         check_private(run_directory)
         path = run_directory / EVENTS
@@ -337,21 +390,29 @@ class JournalWriter:
             raise JournalError(f"no journal at {path}")
         lock_fd = _acquire(run_directory, operator)
         try:
-            seq, last_hash, _run, warnings = _repair_tail(path, seen)
-            if seq == 0:
+            tail = _repair_tail(path, seen)
+            if tail.seq == 0:
                 raise empty_journal(run_directory)
             handle = os.fdopen(_open(path, os.O_WRONLY | os.O_APPEND), "ab")
         except BaseException:
             os.close(lock_fd)
             raise
+        digest = None
+        if isinstance(seen, Checked):
+            fold = seen.fold
+            if len(tail.kept) == len(seen.content):
+                digest = seen.digest.copy()
         return cls(
             run_directory,
             operator,
             lock_fd=lock_fd,
             handle=handle,
-            seq=seq,
-            last_hash=last_hash,
-            warnings=warnings,
+            seq=tail.seq,
+            last_hash=tail.hash,
+            warnings=tail.warnings,
+            fold=fold if tail.unchanged else None,
+            kept=tail.kept,
+            digest=digest,
         )
 
     @property
@@ -374,9 +435,14 @@ class JournalWriter:
                 self._handle.write(data)
                 self._handle.flush()
             except OSError as err:
+                self._fold = None  # what reached the file is unknown: no checkpoint
                 raise JournalError(f"cannot write journal {self.path}: {err}") from None
             self._seq = record["seq"]
             self._prev = record["hash"]
+            if self._fold is not None:
+                self._fold.feed(Record.from_dict(record))
+                self._digest.update(data)
+                self._length += len(data)
             if self._pending is not None:
                 self._publish()
         if event.type not in FSYNCED_WITH_NEXT:
@@ -422,16 +488,32 @@ class JournalWriter:
         with self._sync, self._mutex:
             if self._lock_fd is None:
                 return
+            synced = False
             with contextlib.suppress(OSError):
                 os.fsync(self._handle.fileno())
+                synced = True
                 self._handle.close()
             if self._pending is not None:  # not one record: no journal, no run
                 with contextlib.suppress(OSError):
                     self._pending.unlink()
+            elif synced and self._fold is not None and self._seq > 0:
+                self._keep_checkpoint(self._fold)
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def _keep_checkpoint(self, fold: Fold) -> None:
+        """Write the checkpoint of the journal as this session leaves it (lock held)."""
+        checkpoint = Checkpoint(
+            self.run_id,
+            self._length,
+            self._digest.hexdigest(),
+            self._seq,
+            self._prev,
+            fold.to_json(),
+        )
+        write_checkpoint(self.run_dir, checkpoint)
 
     def __enter__(self) -> JournalWriter:
         return self

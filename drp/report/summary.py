@@ -9,7 +9,7 @@ condenses it to the columns of a table.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +22,6 @@ from drp.journal import (
     VerifyResult,
     journal_path,
     lock_holder,
-    read_journal,
     replay,
     resolve_run,
     run_dir,
@@ -30,7 +29,9 @@ from drp.journal import (
 )
 from drp.journal.anchors import AnchorResult, check_run
 from drp.journal.index import Index
+from drp.journal.reader import parse_bytes, read_bytes
 from drp.journal.record import format_ts, parse_ts
+from drp.journal.scan import verify_aside
 from drp.results import RunStatus
 
 
@@ -46,11 +47,18 @@ class RunData:
 
     @classmethod
     def from_journal(
-        cls, journal: Journal, *, locked: bool = False, anchors: AnchorResult | None = None
+        cls,
+        journal: Journal,
+        *,
+        locked: bool = False,
+        anchors: AnchorResult | None = None,
+        verdict: Callable[[], VerifyResult | None] | None = None,
     ) -> RunData:
+        """``verdict``: the chain's verification going on aside (``None``: verify here)."""
         state = replay(journal.records, locked=locked)
         run_id = journal.run_id or journal.path.parent.name
-        return cls(run_id, journal, state, verify(journal), anchors)
+        verification = verdict() if verdict is not None else None
+        return cls(run_id, journal, state, verification or verify(journal), anchors)
 
     @property
     def verified(self) -> bool:
@@ -62,10 +70,17 @@ def load_path(path: Path, index: Index | None = None) -> RunData:
     """Load the run whose ``events.jsonl`` is at ``path`` (``STATE/runs/<id>/``): the state
     directory's index witness and the run's signatures are compared with it too."""
     locked = lock_holder(path.parent) is not None
-    journal = read_journal(path)
+    content = read_bytes(path)
+    # a long journal's chain is checked on the other core while this one parses it
+    verdict = verify_aside(content) if len(content) >= ASIDE_FROM else None
+    journal = parse_bytes(path, content)
     state = path.parent.parent.parent
     anchors = check_run(journal, path.parent, state, index=index)
-    return RunData.from_journal(journal, locked=locked, anchors=anchors)
+    return RunData.from_journal(journal, locked=locked, anchors=anchors, verdict=verdict)
+
+
+ASIDE_FROM = 1 << 20
+"""Journal bytes from which :func:`load_path` verifies the chain in a child process."""
 
 
 def load_run(state_dir: Path, ref: str) -> RunData:

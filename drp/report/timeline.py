@@ -92,6 +92,7 @@ class _Builder:
         self.session = 0
         self.policy = "ask"
         self.reaches: dict[tuple[int, str, str], Reach] = {}  # (session, host, via)
+        self.path_steps: dict[tuple[int, str, str], int] = {}  # steps started on each
         self.connected: dict[str, str] = {}  # host → how its connection of this session went
 
     def new_row(self, host: str, step: str, kind: str = "") -> _Row:
@@ -160,8 +161,10 @@ class _Builder:
         via = self.connected.get(host, "ssh") if path == "ssh" else "console"
         via = "ssh" if path == "ssh" and via == "console" else via
         key = (self.session, host, via)
-        known = self.reaches.get(key) or Reach(r.ts, host, via, "", self.session)
-        self.reaches[key] = replace(known, steps=known.steps + 1)
+        if key not in self.reaches:
+            self.reaches[key] = Reach(r.ts, host, via, "", self.session)
+        # counted here, set once at the end: a frozen copy per step cost 10,000 copies
+        self.path_steps[key] = self.path_steps.get(key, 0) + 1
 
     def mark_in_doubt(self, r: Record) -> None:
         """At a resume: the steps an earlier session left without a trustworthy end."""
@@ -372,7 +375,9 @@ def build_timeline(records: Sequence[Record]) -> Timeline:
         idle=idle,
         sessions=tuple(sessions),
         notes=tag(b.notes),
-        reaches=tag(list(b.reaches.values())),
+        reaches=tag(
+            [replace(v, steps=v.steps + b.path_steps.get(k, 0)) for k, v in b.reaches.items()]
+        ),
         gaps=gaps,
         runs=(run,) if run else (),
     )

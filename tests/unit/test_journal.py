@@ -268,7 +268,12 @@ def test_state_and_run_dirs_are_private_and_journal_files_too(tmp_path: Path) ->
         RUN: 0o700,
     }
     files = {p.name.split("-")[0]: _mode(p) for p in rdir.iterdir()}
-    assert files == {"events.jsonl": 0o600, ".lock": 0o600, "events.jsonl.torn": 0o600}
+    assert files == {
+        "events.jsonl": 0o600,
+        ".lock": 0o600,
+        "events.jsonl.torn": 0o600,
+        "checkpoint.json": 0o600,
+    }
     assert _mode(tmp_path / "new") == 0o755  # above the state dir: the default
 
 
