@@ -39,11 +39,22 @@ BROKEN_INTERFACES = {
 }
 
 
+#: Shell that waits (up to 5 min) while a process holds dpkg's frontend lock: a guest
+#: just booted may run a timer's dpkg job (seen in CI: "dpkg frontend lock was locked
+#: by another process"). dpkg's lock is a POSIX record lock, listed in /proc/locks by
+#: the file's inode; neither fuser nor lsof is in the image.
+WAIT_FOR_DPKG = (
+    "ino=$(stat -c %i /var/lib/dpkg/lock-frontend 2>/dev/null || echo none); n=0; "
+    'while grep -q ":$ino " /proc/locks && [ "$n" -lt 300 ]; do sleep 1; n=$((n + 1)); done; '
+)
+
+
 def interrupt_kernel_upgrade(guest: Guest, *, timeout: float = 900.0) -> str:
     """Unpack the newer kernel and stop there; return its release (``uname -r`` form)."""
     script = (
         "set -eu; export DEBIAN_FRONTEND=noninteractive; "
-        f"dpkg --unpack {SPARE_DEB_DIR}/linux-image-{NEW_KERNEL}_*.deb >/dev/null; "
+        + WAIT_FOR_DPKG
+        + f"dpkg --unpack {SPARE_DEB_DIR}/linux-image-{NEW_KERNEL}_*.deb >/dev/null; "
         f"test -f /boot/vmlinuz-{NEW_KERNEL}; test ! -e /boot/initrd.img-{NEW_KERNEL}; "
         "dpkg --audit | grep -q ."
     )

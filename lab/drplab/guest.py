@@ -455,8 +455,14 @@ class Guest:
         self.set_link(True)
         self.set_link(True, mgmt=True)
         self.wait_ssh(timeout)
-        # the guest's clock stopped when it was saved
-        self.ssh(f"date -u -s @{time.time():.3f} >/dev/null", check=True)
+        # the guest's clock stopped when it was saved. Its timers go first: a jump over
+        # a calendar time (apt-daily at 18:00) would start their jobs now, and one held
+        # dpkg's lock under a test's `dpkg --unpack` (CI, 2026-12-07 20:50)
+        self.ssh(
+            "systemctl stop '*.timer' 2>/dev/null || true; "
+            f"date -u -s @{time.time():.3f} >/dev/null",
+            check=True,
+        )
 
     def save_state(self, target: Path, *, timeout: float = 300.0) -> SavedState:
         """Save this running guest into ``target`` (see :mod:`drplab.saved`); QEMU is then stopped.
