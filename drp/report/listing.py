@@ -152,21 +152,19 @@ def run_key(state: Path, run_id: str, index: Index) -> str | None:
     digest = hashlib.sha256()
     try:
         digest.update(journal_path(directory).read_bytes())
-        for path in signature_files(directory):
-            digest.update(b"\0sig\0" + path.name.encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
     except OSError:
         return None
-    for witnessed in index.for_run(run_id):
-        head = witnessed.head
-        line = f"\0head\0{witnessed.line} {head.seq} {head.hash} {witnessed.event}"
-        digest.update(line.encode())
-    return digest.hexdigest()
+    return _anchors_hash(digest, directory, run_id, index)
 
 
 def anchors_key(directory: Path, run_id: str, index: Index) -> str | None:
     """The run's signature files and its index witness's heads, hashed."""
-    digest = hashlib.sha256()
+    return _anchors_hash(hashlib.sha256(), directory, run_id, index)
+
+
+def _anchors_hash(digest: hashlib._Hash, directory: Path, run_id: str, index: Index) -> str | None:
+    """``digest`` fed the run's signature files and index witness heads, as hex;
+    ``None`` when a signature file cannot be read."""
     try:
         for path in signature_files(directory):
             digest.update(b"\0sig\0" + path.name.encode() + b"\0")
